@@ -1,3 +1,53 @@
-"""autobin: turn PyTorch vision models into AdaBin binary neural networks."""
+"""autobin: turn PyTorch vision models into AdaBin binary neural networks.
+
+Quick start::
+
+    import timm, autobin
+    model = timm.create_model("resnet18")
+    print(autobin.explain(model))          # dry run: every layer, its decision and why
+    bnn = autobin.binarize(model)          # recipe "adabin"
+
+``import autobin`` stays light: the training loop (:func:`autobin.finetune`) and the zoo
+(:mod:`autobin.zoo`) are imported on first use, and nothing here imports mmdet or mmengine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import nn
+from .graph import BinarizeReport, binarize, explain
+from .recipes import Recipe, RecipeError, list_recipes, load_recipe
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "finetune": ("autobin.train", "finetune"),
+    "zoo": ("autobin.zoo", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = getattr(module, attr) if attr else module
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'autobin' has no attribute {name!r}")
+
+
+__all__ = [
+    "BinarizeReport",
+    "Recipe",
+    "RecipeError",
+    "__version__",
+    "binarize",
+    "explain",
+    "finetune",
+    "list_recipes",
+    "load_recipe",
+    "nn",
+    "zoo",
+]

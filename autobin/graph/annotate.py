@@ -1,0 +1,591 @@
+"""Annotate: decide every layer of a model under a recipe without changing the model.
+
+This is the dry run behind :func:`autobin.explain`; :func:`autobin.binarize` applies the very
+same plan, so the two always agree. Facts come from two sources:
+
+* an eager forward pass on an example input (in eval mode, without gradients, modes restored
+  afterwards) with hooks on every compute layer and activation: execution order (stem and
+  classifier), input/output shapes (channel counts, MACs), and which modules really run;
+* the torch.fx graphs of the traced regions: dataflow (does an activation follow a binarized
+  layer, is a conv on a shortcut branch), functional activations, and where Bi-Real shortcuts go.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from ..nn import BinaryLayer
+from ..recipes import LayerInfo, Recipe
+from .tracer import Region, activation_kind, is_compute_layer, tensor_shape, trace_regions
+
+NORM_TYPES = (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
+SHORTCUT_NAME_PARTS = ("downsample", "shortcut", "skip", "res_conv")
+ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
+POOL_TYPES = (nn.AvgPool2d, nn.MaxPool2d, nn.Identity)
+FUNCTIONAL_ACTIVATIONS: dict[Any, str] = {
+    F.relu: "relu",
+    F.relu_: "relu",
+    torch.relu: "relu",
+    torch.relu_: "relu",
+    F.relu6: "relu6",
+    F.leaky_relu: "leaky_relu",
+    F.gelu: "gelu",
+    F.silu: "silu",
+    F.hardswish: "hardswish",
+    F.mish: "mish",
+}
+METHOD_ACTIVATIONS = {"relu": "relu", "relu_": "relu"}
+TIMM_FUNCTION_ACTIVATIONS = {
+    "swish": "silu",
+    "hard_swish": "hardswish",
+    "mish": "mish",
+    "gelu": "gelu",
+    "gelu_tanh": "gelu",
+    "quick_gelu": "gelu",
+}
+UPSTREAM_SEARCH_DEPTH = 8
+
+
+@dataclass
+class CallRecord:
+    """What the eager pass saw of one module."""
+
+    name: str
+    module: nn.Module
+    in_shape: tuple[int, ...] | None = None
+    out_shape: tuple[int, ...] | None = None
+    in_shapes: set[tuple[int, ...]] = field(default_factory=set)  # over all calls
+    order: int = -1  # execution order among compute layers (first call)
+    prev_compute: str | None = None  # last compute layer that ran before this module
+    calls: int = 0
+
+
+@dataclass
+class Entry:
+    """One line of the plan: a layer, an activation or a shortcut, and what happens to it.
+
+    ``decision`` is one of ``binarize``, ``float`` (compute layers), ``maxout``, ``keep``
+    (activations), ``shortcut`` (Bi-Real shortcut), ``left alone`` (cannot be handled).
+    ``handled_by`` is ``graph`` (rewritten in a traced fx graph), ``module`` (module
+    replacement: inside a leaf module or an untraced part) or ``none``.
+    """
+
+    name: str
+    type_name: str
+    kind: str
+    decision: str
+    rule: str
+    reason: str
+    handled_by: str
+    macs: int = 0
+    params: int = 0
+    method: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    weight_numel: int = 0
+    out_channels: int = 0
+    channels: int | None = None
+    channel_dim: int | None = None
+    region: str | None = field(default=None, repr=False)
+    node: fx.Node | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "name": self.name,
+            "type": self.type_name,
+            "kind": self.kind,
+            "decision": self.decision,
+            "rule": self.rule,
+            "reason": self.reason,
+            "handled_by": self.handled_by,
+            "macs": self.macs,
+            "params": self.params,
+        }
+        if self.method is not None:
+            d["method"] = self.method
+            d["options"] = dict(self.options)
+        if self.channels is not None:
+            d["channels"] = self.channels
+        return d
+
+
+@dataclass
+class Plan:
+    """The annotated model: regions, every entry, and what is needed to rewrite it."""
+
+    recipe: Recipe
+    regions: list[Region]
+    entries: list[Entry]
+    float_params: int
+    float_bytes: int
+    batch: int
+
+
+# ---------------------------------------------------------------------------- eager pass
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    return None
+
+
+def record_calls(
+    model: nn.Module, example_inputs: Sequence[Any], capture: dict[str, nn.Module]
+) -> tuple[dict[str, CallRecord], dict[str, tuple]]:
+    """Run ``model`` once with hooks; return call records and the inputs of ``capture``'s modules."""
+    records: dict[str, CallRecord] = {}
+    captured: dict[str, tuple] = {}
+    state = {"order": 0, "last_compute": None}
+    handles = []
+    seen: set[int] = set()
+
+    def make_hook(rec: CallRecord, compute: bool):
+        def hook(_mod, args, output):
+            rec.calls += 1
+            x, y = _first_tensor(args), _first_tensor(output)
+            if x is not None:
+                rec.in_shapes.add(tuple(x.shape))
+            if rec.calls > 1:
+                return
+            rec.in_shape = tuple(x.shape) if x is not None else None
+            rec.out_shape = tuple(y.shape) if y is not None else None
+            rec.prev_compute = state["last_compute"]
+            if compute:
+                rec.order = state["order"]
+                state["order"] += 1
+
+        return hook
+
+    def compute_done(name):
+        def hook(_mod, _args, _output):
+            state["last_compute"] = name
+
+        return hook
+
+    def make_capture(name):
+        def pre_hook(_mod, args, kwargs):
+            if name not in captured:
+                captured[name] = (args, kwargs)
+
+        return pre_hook
+
+    try:
+        for name, module in model.named_modules():
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            compute = is_compute_layer(module)
+            if compute or activation_kind(module) is not None:
+                rec = records[name] = CallRecord(name, module)
+                handles.append(module.register_forward_hook(make_hook(rec, compute)))
+                if compute:
+                    handles.append(module.register_forward_hook(compute_done(name)))
+        for name, module in capture.items():
+            handles.append(module.register_forward_pre_hook(make_capture(name), with_kwargs=True))
+        modes = {m: m.training for m in model.modules()}
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(*example_inputs)
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+    finally:
+        for h in handles:
+            h.remove()
+    return records, captured
+
+
+# ---------------------------------------------------------------------------- graph helpers
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _functional_kind(node: fx.Node) -> str | None:
+    if node.op == "call_function":
+        kind = FUNCTIONAL_ACTIVATIONS.get(node.target)
+        if kind is None and getattr(node.target, "__module__", "").startswith("timm."):
+            kind = TIMM_FUNCTION_ACTIVATIONS.get(getattr(node.target, "__name__", ""))
+        return kind
+    if node.op == "call_method":
+        return METHOD_ACTIVATIONS.get(node.target)
+    return None
+
+
+def _upstream_compute(gm: fx.GraphModule, start: fx.Node) -> tuple[list[str], bool]:
+    """Compute-layer targets feeding ``start`` (through non-compute nodes), nearest first.
+
+    Returns the targets found and whether the search hit the region's inputs (placeholders).
+    """
+    found: list[str] = []
+    boundary = False
+    frontier, visited = [start], {start}
+    for _ in range(UPSTREAM_SEARCH_DEPTH):
+        nxt = []
+        for n in frontier:
+            if n.op == "placeholder":
+                boundary = True
+                continue
+            if n.op == "call_module" and is_compute_layer(gm.get_submodule(n.target)):
+                found.append(n.target)
+                continue
+            for p in n.all_input_nodes:
+                if p not in visited:
+                    visited.add(p)
+                    nxt.append(p)
+        frontier = nxt
+        if not frontier:
+            break
+    return found, boundary
+
+
+def _is_graph_shortcut(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """A conv on a short branch: its input forks, and its output reaches an add via norms."""
+    src = node.args[0] if node.args else None
+    for _ in range(3):  # walk back through pools (ResNet-D: AvgPool -> 1x1 conv)
+        if not isinstance(src, fx.Node):
+            return False
+        if len(src.users) >= 2:
+            break
+        if src.op == "call_module" and isinstance(gm.get_submodule(src.target), POOL_TYPES):
+            src = src.args[0] if src.args else None
+            continue
+        return False
+    else:
+        return False
+    cur = node
+    for _ in range(3):
+        users = list(cur.users)
+        if len(users) != 1:
+            return False
+        user = users[0]
+        if user.op == "call_function" and user.target in ADD_FUNCTIONS:
+            return True
+        if user.op == "call_method" and user.target in ("add", "add_"):
+            return True
+        if user.op == "call_module" and isinstance(
+            gm.get_submodule(user.target), (*NORM_TYPES, nn.Identity)
+        ):
+            cur = user
+            continue
+        return False
+    return False
+
+
+def _shortcut_by_name(name: str) -> bool:
+    parts = name.lower().split(".")
+    return any(key in part for part in parts for key in SHORTCUT_NAME_PARTS)
+
+
+def _channel_dim(shape: tuple[int, ...] | None, upstream_is_linear: bool | None) -> tuple[int, int]:
+    """(channels, dim) of an activation input: dim 1 for NCHW, -1 for channels-last."""
+    if shape is None or len(shape) < 2:
+        raise ValueError("no shape")
+    if len(shape) == 4 and not upstream_is_linear:
+        return shape[1], 1
+    return shape[-1], -1
+
+
+def _classifier_names(model: nn.Module) -> tuple[str, ...]:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    clf = cfg.get("classifier") if isinstance(cfg, dict) else None
+    if isinstance(clf, str):
+        return (clf,)
+    if isinstance(clf, (list, tuple)):
+        return tuple(c for c in clf if isinstance(c, str))
+    return ()
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters(recurse=False))
+
+
+def _macs(module: nn.Module, rec: CallRecord, batch: int) -> int:
+    if rec.out_shape is None:
+        return 0
+    out = math.prod(rec.out_shape) // max(batch, 1)
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return out * (module.in_channels // module.groups) * kh * kw
+    return out * module.in_features
+
+
+def _layer_info(name, module, rec, first, last_names, last_order, graph_shortcut) -> LayerInfo:
+    conv = isinstance(module, nn.Conv2d)
+    return LayerInfo(
+        name=name,
+        type_name=type(module).__name__,
+        kind="conv" if conv else "linear",
+        kernel_size=tuple(module.kernel_size) if conv else None,
+        groups=module.groups if conv else 1,
+        in_channels=module.in_channels if conv else module.in_features,
+        out_channels=module.out_channels if conv else module.out_features,
+        is_first=rec.order == first,
+        is_last=rec.order == last_order
+        or any(name == c or name.startswith(c + ".") for c in last_names),
+        is_shortcut=graph_shortcut or _shortcut_by_name(name),
+    )
+
+
+# ---------------------------------------------------------------------------- the plan
+def default_example_inputs(model: nn.Module, batch: int = 2) -> tuple[torch.Tensor]:
+    """A seeded random batch shaped like the model's ``pretrained_cfg['input_size']``."""
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    size = cfg.get("input_size") if isinstance(cfg, dict) else None
+    if not size:
+        raise ValueError(
+            f"{type(model).__name__} has no pretrained_cfg['input_size'] to build an example "
+            "input from; pass example_inputs=(torch.randn(1, C, H, W),) with the shape your "
+            "model expects"
+        )
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((batch, *size), generator=gen).to(device=device, dtype=dtype)
+    return (x,)
+
+
+def check_not_binarized(model: nn.Module) -> None:
+    """Raise if ``model`` already contains binary layers."""
+    for name, module in model.named_modules():
+        if isinstance(module, BinaryLayer):
+            raise ValueError(
+                f"the model is already binarized ({name or 'the root'} is a "
+                f"{type(module).__name__}); binarize the float model instead (the binarized "
+                "model keeps it as its teacher)"
+            )
+
+
+def annotate(
+    model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | None = None
+) -> Plan:
+    """Trace, run once and decide every layer of ``model`` under ``recipe``.
+
+    The model is not modified (its train/eval modes are restored after the eager pass).
+    """
+    check_not_binarized(model)
+    if example_inputs is None:
+        example_inputs = default_example_inputs(model)
+    elif isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    first_input = _first_tensor(list(example_inputs))
+    batch = int(first_input.shape[0]) if first_input is not None and first_input.dim() else 1
+
+    regions = trace_regions(model)
+    traced = [r for r in regions if r.graph_module is not None]
+    records, captured = record_calls(model, example_inputs, {r.name: r.module for r in traced})
+
+    # call_module nodes of compute layers and activations, by full name
+    nodes: dict[str, tuple[Region, fx.Node]] = {}
+    for region in traced:
+        for node in region.graph_module.graph.nodes:
+            if node.op == "call_module":
+                nodes.setdefault(_join(region.name, node.target), (region, node))
+
+    entries: list[Entry] = []
+    compute = sorted(
+        (r for r in records.values() if is_compute_layer(r.module)),
+        key=lambda r: (r.order < 0, r.order),
+    )
+    called = [r for r in compute if r.calls > 0]
+    first = called[0].order if called else -1
+    last_order = called[-1].order if called else -1
+    last_names = _classifier_names(model)
+    binarized: set[str] = set()
+    for rec in compute:
+        module, name = rec.module, rec.name
+        located = nodes.get(name)
+        handled = "graph" if located else "module"
+        base = {
+            "name": name,
+            "type_name": type(module).__name__,
+            "kind": "conv" if isinstance(module, nn.Conv2d) else "linear",
+            "params": _params(module),
+            "weight_numel": module.weight.numel(),
+            "out_channels": module.weight.shape[0],
+        }
+        if rec.calls == 0:
+            entries.append(
+                Entry(**base, decision="left alone", rule="-", handled_by="none",
+                      reason="never called as a module in the forward pass (its weights are "
+                      "used functionally or it is unused)")
+            )  # fmt: skip
+            continue
+        graph_shortcut = located is not None and _is_graph_shortcut(
+            located[0].graph_module, located[1]
+        )
+        info = _layer_info(name, module, rec, first, last_names, last_order, graph_shortcut)
+        decision = recipe.decide(info)
+        macs = _macs(module, rec, batch)
+        if decision.action == "binarize":
+            binarized.add(name)
+            entries.append(
+                Entry(**base, decision="binarize", rule=decision.rule, reason=decision.reason,
+                      handled_by=handled, macs=macs, method=decision.method,
+                      options=dict(decision.options), region=located[0].name if located else None,
+                      node=located[1] if located else None)
+            )  # fmt: skip
+        else:
+            entries.append(
+                Entry(**base, decision="float", rule=decision.rule, reason=decision.reason,
+                      handled_by="none", macs=macs)
+            )  # fmt: skip
+
+    entries += _plan_activations(recipe, records, nodes, traced, binarized, captured)
+    if recipe.shortcuts.bireal:
+        entries += _plan_shortcuts(entries, records)
+    float_params = sum(p.numel() for p in model.parameters())
+    float_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return Plan(recipe, regions, entries, float_params, float_bytes, batch)
+
+
+def _upstream(
+    region: Region | None, node: fx.Node | None, rec: CallRecord | None
+) -> list[str]:
+    """Full names of the compute layers feeding an activation, nearest first.
+
+    Uses the graph where the activation is a node; where the search reaches the region's inputs
+    without finding one (or there is no graph), falls back to the last compute layer that ran
+    before it in the eager pass.
+    """
+    upstream: list[str] = []
+    boundary = True
+    if region is not None and node is not None and node.args:
+        src = node.args[0]
+        if isinstance(src, fx.Node):
+            found, boundary = _upstream_compute(region.graph_module, src)
+            upstream = [_join(region.name, t) for t in found]
+    if not upstream and boundary and rec is not None and rec.prev_compute:
+        upstream = [rec.prev_compute]
+    return upstream
+
+
+def _plan_activations(recipe, records, nodes, traced, binarized, captured) -> list[Entry]:
+    entries: list[Entry] = []
+    scope_all = recipe.activations.scope == "all"
+    linear_names = {n for n, r in records.items() if isinstance(r.module, nn.Linear)}
+
+    def decide(kind: str, follows: bool) -> tuple[bool, str]:
+        if not recipe.replaces_activation(kind):
+            return False, f"recipe does not replace {kind}"
+        if scope_all:
+            return True, f"{kind} -> Maxout (scope: all)"
+        if follows:
+            return True, f"{kind} follows a binarized layer -> Maxout"
+        return False, f"{kind} does not follow a binarized layer (scope: after_binary)"
+
+    # activation modules (each call site in a graph, else the module itself)
+    for name, rec in records.items():
+        kind = activation_kind(rec.module)
+        if kind is None:
+            continue
+        base = {"name": name, "type_name": type(rec.module).__name__, "kind": "activation"}
+        if rec.calls == 0:
+            entries.append(Entry(**base, decision="left alone", rule="-", handled_by="none",
+                                 reason="never called in the forward pass"))  # fmt: skip
+            continue
+        located = nodes.get(name)
+        region, node = located if located else (None, None)
+        upstream = _upstream(region, node, rec)
+        replace, reason = decide(kind, any(u in binarized for u in upstream))
+        nearest_linear = bool(upstream) and upstream[0] in linear_names
+        try:
+            channels, dim = _channel_dim(rec.in_shape, nearest_linear)
+        except ValueError:
+            replace, reason = False, f"{kind}: input shape unknown or not 2-4-D"
+            channels, dim = None, None
+        if replace and len(rec.in_shapes) > 1:
+            replace, reason = False, (
+                f"{kind} module is shared by call sites with different input shapes; one Maxout "
+                "cannot serve them all"
+            )
+        entries.append(
+            Entry(**base, decision="maxout" if replace else "keep", rule="activations",
+                  reason=reason, handled_by=("graph" if located else "module") if replace
+                  else "none", channels=channels, channel_dim=dim,
+                  region=region.name if region else None, node=node)
+        )  # fmt: skip
+
+    # functional activations (F.relu, torch.relu, x.relu(), timm's swish, ...)
+    for region in traced:
+        gm = region.graph_module
+        candidates = [n for n in gm.graph.nodes if _functional_kind(n) is not None]
+        if not candidates:
+            continue
+        shapes_ok = _propagate_shapes(region, captured)
+        for node in candidates:
+            kind = _functional_kind(node)
+            upstream = _upstream(region, node, None)
+            replace, reason = decide(kind, any(u in binarized for u in upstream))
+            nearest_linear = bool(upstream) and upstream[0] in linear_names
+            shape = tensor_shape(node.args[0]) if shapes_ok and node.args else None
+            try:
+                channels, dim = _channel_dim(shape, nearest_linear)
+            except ValueError:
+                channels, dim = None, None
+                if replace:
+                    replace, reason = False, f"{kind}: no shape for this call (shape propagation"
+                    reason += " failed)" if not shapes_ok else " gave none)"
+            entries.append(
+                Entry(name=_join(region.name, node.name), type_name=_call_name(node),
+                      kind="activation", decision="maxout" if replace else "keep",
+                      rule="activations", reason=reason,
+                      handled_by="graph" if replace else "none", channels=channels,
+                      channel_dim=dim, region=region.name, node=node)
+            )  # fmt: skip
+    return entries
+
+
+def _call_name(node: fx.Node) -> str:
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    return f"{getattr(node.target, '__module__', '')}.{getattr(node.target, '__name__', '?')}"
+
+
+def _propagate_shapes(region: Region, captured: dict[str, tuple]) -> bool:
+    inputs = captured.get(region.name)
+    if inputs is None or inputs[1]:
+        return False
+    gm = region.graph_module
+    modes = {m: m.training for m in gm.modules()}
+    gm.eval()
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(*inputs[0])
+        return True
+    except Exception:  # a graph that runs eagerly but not in the interpreter: no shapes
+        return False
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def _plan_shortcuts(entries: list[Entry], records: dict[str, CallRecord]) -> list[Entry]:
+    """Bi-Real shortcuts around binarized convs (+ their norm) whose shapes match."""
+    out: list[Entry] = []
+    for e in entries:
+        if e.decision != "binarize" or e.kind != "conv":
+            continue
+        rec = records[e.name]
+        base = {"name": f"{e.name}+shortcut", "type_name": "BiRealShortcut", "kind": "shortcut"}
+        if rec.in_shape is None or rec.in_shape != rec.out_shape:
+            continue  # shapes differ (stride or channels): no identity shortcut, by design
+        if e.node is None:
+            out.append(Entry(**base, decision="left alone", rule="shortcuts", handled_by="none",
+                             reason="conv is inside an untraced/leaf module; a shortcut needs "
+                             "the graph"))  # fmt: skip
+            continue
+        out.append(Entry(**base, decision="shortcut", rule="shortcuts", handled_by="graph",
+                         reason="identity shortcut: input and output shapes match",
+                         region=e.region, node=e.node))  # fmt: skip
+    return out

@@ -1,0 +1,146 @@
+"""A timm-aware torch.fx tracer, and tracing with a recursive fallback.
+
+timm registers modules and functions that must not be traced through (dynamic padding, shape
+dependent control flow); the tracer treats them as leaves. Convolutions, linears, activations
+and autobin's own layers are leaves too, so every compute layer is one ``call_module`` node.
+
+:func:`trace_regions` traces the whole model if it can; where it cannot, it traces each child
+recursively, so the parts that trace are still rewritten on the graph and only the rest falls
+back to module replacement.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from torch import fx, nn
+
+from ..nn import BiRealShortcut, BinaryLayer, Maxout
+
+ACTIVATION_MODULE_KINDS: dict[str, str] = {
+    "ReLU": "relu",
+    "ReLU6": "relu6",
+    "LeakyReLU": "leaky_relu",
+    "PReLU": "prelu",
+    "GELU": "gelu",
+    "GELUTanh": "gelu",
+    "QuickGELU": "gelu",
+    "SiLU": "silu",
+    "Swish": "silu",
+    "Hardswish": "hardswish",
+    "HardSwish": "hardswish",
+    "Mish": "mish",
+}
+"""Activation module class names -> the recipe's activation kind (torch's and timm's classes)."""
+
+
+def activation_kind(module: nn.Module) -> str | None:
+    """The recipe activation kind of ``module`` (e.g. ``"relu"``), or None if not an activation."""
+    return ACTIVATION_MODULE_KINDS.get(type(module).__name__)
+
+
+def is_compute_layer(module: nn.Module) -> bool:
+    """True for the layers a recipe decides on: ``nn.Conv2d``/``nn.Linear`` and subclasses."""
+    return isinstance(module, (nn.Conv2d, nn.Linear))
+
+
+@functools.cache
+def _timm_leaves() -> tuple[tuple[type, ...], tuple]:
+    try:
+        from timm.layers import get_notrace_functions, get_notrace_modules
+    except ImportError:  # timm is a dependency, but keep the tracer usable without it
+        return (), ()
+    return tuple(get_notrace_modules()), tuple(get_notrace_functions())
+
+
+class TimmAwareTracer(fx.Tracer):
+    """``torch.fx`` tracer that keeps timm's no-trace modules/functions and compute layers as leaves."""
+
+    def __init__(self) -> None:
+        leaf_modules, leaf_functions = _timm_leaves()
+        super().__init__(autowrap_functions=leaf_functions)
+        self._leaf_types = (*leaf_modules, BinaryLayer, Maxout, BiRealShortcut)
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, self._leaf_types) or is_compute_layer(m):
+            return True
+        if activation_kind(m) is not None:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+@dataclass
+class Region:
+    """A module subtree and how it was traced.
+
+    Attributes:
+        name: qualified name of the subtree root (``""`` for the whole model).
+        module: the subtree root.
+        graph_module: its traced graph, or None if it could not be traced.
+        error: why tracing failed (one line), when it did.
+    """
+
+    name: str
+    module: nn.Module
+    graph_module: fx.GraphModule | None
+    error: str = ""
+
+
+def trace_module(module: nn.Module) -> fx.GraphModule:
+    """Trace ``module`` with :class:`TimmAwareTracer` and return the GraphModule."""
+    tracer = TimmAwareTracer()
+    graph = tracer.trace(module)
+    name = type(module).__name__
+    return fx.GraphModule(tracer.root, graph, name)
+
+
+def trace_regions(model: nn.Module, prefix: str = "") -> list[Region]:
+    """Trace ``model``; where it fails, trace its children recursively.
+
+    Returns the traced regions and, for every module that could not be traced, a region with
+    ``graph_module=None`` (its own code stays eager; its children are listed separately).
+    Leaf modules without children that fail are returned as untraced regions too.
+    """
+    try:
+        return [Region(prefix, model, trace_module(model))]
+    except Exception as exc:  # tracing errors come in many types (TraceError, TypeError, ...)
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = f"{type(exc).__name__}: {first_line[:160]}"
+    regions = [Region(prefix, model, None, reason)]
+    for child_name, child in model.named_children():
+        qual = f"{prefix}.{child_name}" if prefix else child_name
+        if is_compute_layer(child) or activation_kind(child) is not None:
+            continue  # a single layer: module replacement handles it directly
+        if not any(True for _ in child.modules()):
+            continue
+        regions.extend(trace_regions(child, qual))
+    return regions
+
+
+def node_module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
+    """The module a ``call_module`` node calls, or None for other nodes."""
+    if node.op != "call_module":
+        return None
+    return gm.get_submodule(node.target)
+
+
+def tensor_shape(node: fx.Node) -> tuple[int, ...] | None:
+    """Shape recorded on ``node`` by shape propagation, if it produced one tensor."""
+    meta = node.meta.get("tensor_meta")
+    if meta is None or not hasattr(meta, "shape"):
+        return None
+    return tuple(meta.shape)
+
+
+__all__ = [
+    "ACTIVATION_MODULE_KINDS",
+    "Region",
+    "TimmAwareTracer",
+    "activation_kind",
+    "is_compute_layer",
+    "node_module",
+    "tensor_shape",
+    "trace_module",
+    "trace_regions",
+]

@@ -1,0 +1,58 @@
+"""Layer 1 of autobin: pure binarization math (sign estimators, AdaBin binarizers, schedules).
+
+Nothing here holds parameters; the layers in :mod:`autobin.nn` own them and call these functions.
+"""
+
+from .activation import (
+    ACT_FORMS,
+    MIN_ALPHA,
+    activation_center,
+    adabin_activation,
+    check_act_form,
+    effective_alpha,
+    sign_activation,
+)
+from .schedule import ede_schedule
+from .sign import (
+    WEIGHT_ESTIMATORS,
+    bireal_derivative,
+    check_weight_estimator,
+    ede_derivative,
+    sgn,
+    sign_bireal,
+    sign_clipped_ste,
+    sign_ede,
+    sign_ste,
+)
+from .weight import (
+    adabin_weight,
+    adabin_weight_set,
+    sign_weight,
+    xnor_weight,
+    xnor_weight_set,
+)
+
+__all__ = [
+    "ACT_FORMS",
+    "MIN_ALPHA",
+    "WEIGHT_ESTIMATORS",
+    "activation_center",
+    "adabin_activation",
+    "adabin_weight",
+    "adabin_weight_set",
+    "bireal_derivative",
+    "check_act_form",
+    "check_weight_estimator",
+    "ede_derivative",
+    "ede_schedule",
+    "effective_alpha",
+    "sgn",
+    "sign_activation",
+    "sign_bireal",
+    "sign_clipped_ste",
+    "sign_ede",
+    "sign_ste",
+    "sign_weight",
+    "xnor_weight",
+    "xnor_weight_set",
+]

@@ -1,0 +1,114 @@
+"""Sign functions with surrogate (straight-through) gradients.
+
+Every function here binarizes with ``sgn(0) = +1``, so a binarized tensor holds exactly two
+values. They differ only in the backward estimator ``d sgn(u) / du``:
+
+* :func:`sign_ste` -- identity straight-through estimator (Bengio et al., 2013).
+* :func:`sign_clipped_ste` -- ``1{|u| <= 1}`` (BinaryNet, Hubara et al., NeurIPS 2016).
+* :func:`sign_ede` -- ``k * t * (1 - tanh(t u)^2)``, the error-decay estimator of IR-Net
+  (Qin et al., CVPR 2020), used by AdaBin's released code.
+* :func:`sign_bireal` -- ``max(0, 2 - 2|u|)``, the piecewise polynomial of Bi-Real Net
+  (Liu et al., ECCV 2018), used by AdaBin for activations.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+WeightEstimator = Literal["ste", "ede"]
+WEIGHT_ESTIMATORS: tuple[str, ...] = ("ste", "ede")
+
+
+def sgn(x: torch.Tensor) -> torch.Tensor:
+    """Sign with ``sgn(0) = +1``: ``+1`` where ``x >= 0``, ``-1`` elsewhere, in ``x``'s dtype."""
+    one = torch.ones((), dtype=x.dtype, device=x.device)
+    return torch.where(x >= 0, one, -one)
+
+
+def bireal_derivative(u: torch.Tensor) -> torch.Tensor:
+    """Bi-Real Net surrogate ``d sgn(u)/du ~= max(0, 2 - 2|u|)`` (Liu et al., ECCV 2018)."""
+    return (2.0 - 2.0 * u.abs()).clamp_min_(0.0)
+
+
+def ede_derivative(u: torch.Tensor, t: float, k: float) -> torch.Tensor:
+    """IR-Net error-decay surrogate ``d sgn(u)/du ~= k t (1 - tanh(t u)^2)`` (Qin et al., 2020)."""
+    return k * t * (1.0 - torch.tanh(t * u).square())
+
+
+class _SignSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u: torch.Tensor) -> torch.Tensor:
+        return sgn(u)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+class _SignClippedSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(u)
+        return sgn(u)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (u,) = ctx.saved_tensors
+        return grad * (u.abs() <= 1).to(grad.dtype)
+
+
+class _SignEDE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, t: float, k: float) -> torch.Tensor:
+        ctx.save_for_backward(u)
+        ctx.t, ctx.k = t, k
+        return sgn(u)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (u,) = ctx.saved_tensors
+        return grad * ede_derivative(u, ctx.t, ctx.k).to(grad.dtype), None, None
+
+
+class _SignBiReal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(u)
+        return sgn(u)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (u,) = ctx.saved_tensors
+        return grad * bireal_derivative(u).to(grad.dtype)
+
+
+def sign_ste(u: torch.Tensor) -> torch.Tensor:
+    """``sgn(u)`` forward; backward ``d/du = 1`` (identity straight-through)."""
+    return _SignSTE.apply(u)
+
+
+def sign_clipped_ste(u: torch.Tensor) -> torch.Tensor:
+    """``sgn(u)`` forward; backward ``d/du = 1{|u| <= 1}`` (BinaryNet's clipped STE)."""
+    return _SignClippedSTE.apply(u)
+
+
+def sign_ede(u: torch.Tensor, t: float, k: float) -> torch.Tensor:
+    """``sgn(u)`` forward; backward ``d/du = k t (1 - tanh(t u)^2)`` (IR-Net's EDE)."""
+    return _SignEDE.apply(u, float(t), float(k))
+
+
+def sign_bireal(u: torch.Tensor) -> torch.Tensor:
+    """``sgn(u)`` forward; backward ``d/du = max(0, 2 - 2|u|)`` (Bi-Real Net)."""
+    return _SignBiReal.apply(u)
+
+
+def check_weight_estimator(name: str) -> str:
+    """Return ``name`` if it is a known weight estimator, else raise a ValueError listing them."""
+    if name not in WEIGHT_ESTIMATORS:
+        raise ValueError(
+            f"unknown weight estimator {name!r}; valid choices are {list(WEIGHT_ESTIMATORS)} "
+            "('ste': identity straight-through, 'ede': IR-Net error-decay estimator)"
+        )
+    return name

@@ -1,0 +1,53 @@
+"""Layer 6 of autobin: the model zoo, real 1-bit packed checkpoints.
+
+Public: :func:`publish`, :func:`publish_run`, :func:`load`, :func:`list_models`,
+:func:`verify`, :func:`show`; the packed format (:func:`save_packed`, :func:`read_packed`,
+:func:`load_packed_state`, :func:`packed_state`), the model card (:func:`render_card`) and the
+errors (:class:`ZooError` and subclasses). See :mod:`autobin.zoo.api` for the directory layout
+and :mod:`autobin.zoo.format` for the tensor naming of ``model.safetensors``.
+"""
+
+from .api import Rebuild, list_models, load, publish, publish_run, show, timm_rebuild, verify
+from .card import render_card
+from .config import read_config, validate_config
+from .errors import ModelNotFoundError, ZooError, ZooFormatError, ZooIntegrityError
+from .format import (
+    FLOAT_DTYPES,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    FloatDtype,
+    binary_layers,
+    load_packed_state,
+    packed_state,
+    read_packed,
+    save_packed,
+)
+from .index import read_index
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "FORMAT_VERSION",
+    "WEIGHTS_FILE",
+    "FloatDtype",
+    "ModelNotFoundError",
+    "Rebuild",
+    "ZooError",
+    "ZooFormatError",
+    "ZooIntegrityError",
+    "binary_layers",
+    "list_models",
+    "load",
+    "load_packed_state",
+    "packed_state",
+    "publish",
+    "publish_run",
+    "read_config",
+    "read_index",
+    "read_packed",
+    "render_card",
+    "save_packed",
+    "show",
+    "timm_rebuild",
+    "validate_config",
+    "verify",
+]

@@ -1,0 +1,228 @@
+"""The ``config.json`` of a zoo entry: what it holds, how it is built and validated.
+
+Layout (format version 1)::
+
+    {
+      "format": "autobin.zoo.entry", "format_version": 1,
+      "autobin_version": "0.1.0",
+      "name": "resnet18-adabin",
+      "created": "2025-01-01T00:00:00+00:00",
+      "license": "apache-2.0",
+      "architecture": {"library": "timm", "name": "resnet18", "kwargs": {"num_classes": 1000}},
+      "input_size": [3, 224, 224],                  # or null
+      "recipe": {...},                              # Recipe.to_dict(), or null
+      "recipe_sha256": "<hex>",                     # or null (with recipe null)
+      "dataset": ..., "teacher": ..., "schedule": ...,   # JSON values or null
+      "metrics": {"top1": 63.1},
+      "report": {"totals": {...}},                  # graph-pass report totals, or null
+      "weights": {"file": "model.safetensors", "float_dtype": "float32", "keep_latent": false,
+                  "bit_order": "little", "binary_layers": 19, "binary_params": 10960896,
+                  "sign_bytes": 1370112, "file_bytes": 4387000, "float32_bytes": 46827520}
+    }
+
+The recipe's sha256 is checked on load: ``Recipe.from_dict(recipe).sha256`` when
+:mod:`autobin.recipes` is importable, else the sha256 of the recipe's canonical JSON
+(sorted keys, compact separators, UTF-8).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ZooFormatError
+from .format import FLOAT_DTYPES, WEIGHTS_FILE
+
+CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+CONFIG_FORMAT = "autobin.zoo.entry"
+CONFIG_VERSION = 1
+ARCH_LIBRARIES: tuple[str, ...] = ("timm",)
+
+
+def canonical_json(obj: Any) -> str:
+    """Canonical JSON text of ``obj``: sorted keys, compact separators, non-ASCII kept."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def recipe_to_dict(recipe: Any) -> tuple[dict[str, Any], str]:
+    """``(recipe_dict, sha256)`` of a :class:`autobin.recipes.Recipe` or of a recipe dict.
+
+    Raises:
+        TypeError: ``recipe`` is neither a Recipe (has ``to_dict``) nor a mapping.
+        ValueError: the recipe dict is invalid (from ``Recipe.from_dict``).
+    """
+    if hasattr(recipe, "to_dict"):
+        data = recipe.to_dict()
+        digest = getattr(recipe, "sha256", None)
+        return data, digest if isinstance(digest, str) else recipe_digest(data)
+    if isinstance(recipe, Mapping):
+        data = json.loads(canonical_json(dict(recipe)))
+        return data, recipe_digest(data)
+    raise TypeError(
+        f"recipe must be an autobin.recipes.Recipe or a dict (Recipe.to_dict()), got "
+        f"{type(recipe).__name__}"
+    )
+
+
+def recipe_digest(recipe: Mapping[str, Any]) -> str:
+    """sha256 of a recipe dict: ``Recipe.from_dict(recipe).sha256``, else canonical JSON's."""
+    try:
+        from ..recipes import Recipe  # type: ignore[attr-defined]
+    except ImportError:
+        Recipe = None  # noqa: N806 - the recipes package is optional for hashing
+    if Recipe is not None and hasattr(Recipe, "from_dict"):
+        digest = Recipe.from_dict(dict(recipe)).sha256
+        if isinstance(digest, str):
+            return digest
+    return hashlib.sha256(canonical_json(dict(recipe)).encode("utf-8")).hexdigest()
+
+
+def check_json_value(value: Any, what: str) -> Any:
+    """Return ``value`` as plain JSON data (a deep copy), or raise a ValueError naming ``what``."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"{what} must be JSON data (str, number, bool, None, lists and dicts of them), "
+            f"got {type(value).__name__}: {e}"
+        ) from e
+
+
+def check_metrics(metrics: Any, what: str = "metrics") -> dict[str, float | int]:
+    """Return ``metrics`` if it maps names to finite numbers, else raise a ValueError."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise ValueError(f"{what} must be a dict of name -> number, got {type(metrics).__name__}")
+    out: dict[str, float | int] = {}
+    for k, v in metrics.items():
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not isinstance(k, str) or not ok:
+            raise ValueError(
+                f"{what}: entry {k!r} = {v!r} is not a name -> finite number pair "
+                "(e.g. {'top1': 63.1})"
+            )
+        out[k] = v
+    return out
+
+
+def _get(config: Mapping[str, Any], dotted: str, types: type | tuple[type, ...], path: Path) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ZooFormatError(f"{path}: missing required key {dotted!r}")
+        node = node[part]
+    if not isinstance(node, types) or (isinstance(node, bool) and bool not in _tuple(types)):
+        names = " or ".join(t.__name__ for t in _tuple(types))
+        raise ZooFormatError(f"{path}: key {dotted!r} must be {names}, got {node!r}")
+    return node
+
+
+def _tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def validate_config(config: Any, path: str | Path = CONFIG_FILE) -> dict[str, Any]:
+    """Validate an entry config dict; return it. Errors name the file and the key.
+
+    Raises:
+        ZooFormatError: wrong format tag or version, a missing or mistyped key, or a recipe
+            whose sha256 does not match its content.
+    """
+    path = Path(path)
+    if not isinstance(config, dict):
+        raise ZooFormatError(f"{path}: must hold a JSON object, got {type(config).__name__}")
+    if config.get("format") != CONFIG_FORMAT:
+        raise ZooFormatError(
+            f"{path}: 'format' is {config.get('format')!r}, expected {CONFIG_FORMAT!r}"
+        )
+    version = _get(config, "format_version", int, path)
+    if version != CONFIG_VERSION:
+        raise ZooFormatError(
+            f"{path}: entry format version {version} is not supported (supports "
+            f"{CONFIG_VERSION}); upgrade autobin"
+        )
+    _get(config, "autobin_version", str, path)
+    _get(config, "name", str, path)
+    library = _get(config, "architecture.library", str, path)
+    if library not in ARCH_LIBRARIES:
+        raise ZooFormatError(
+            f"{path}: 'architecture.library' is {library!r}; valid choices are "
+            f"{list(ARCH_LIBRARIES)}"
+        )
+    _get(config, "architecture.name", str, path)
+    _get(config, "architecture.kwargs", dict, path)
+    try:
+        check_metrics(config.get("metrics"), f"{path}: 'metrics'")
+    except ValueError as e:
+        raise ZooFormatError(str(e)) from e
+    if _get(config, "weights.file", str, path) != WEIGHTS_FILE:
+        raise ZooFormatError(f"{path}: 'weights.file' must be {WEIGHTS_FILE!r}")
+    if _get(config, "weights.float_dtype", str, path) not in FLOAT_DTYPES:
+        raise ZooFormatError(
+            f"{path}: 'weights.float_dtype' must be one of {list(FLOAT_DTYPES)}, got "
+            f"{config['weights']['float_dtype']!r}"
+        )
+    _get(config, "weights.keep_latent", bool, path)
+    input_size = config.get("input_size")
+    if input_size is not None and not (
+        isinstance(input_size, list) and all(isinstance(d, int) and d > 0 for d in input_size)
+    ):
+        raise ZooFormatError(f"{path}: 'input_size' must be a list of positive ints or null")
+    _check_recipe(config, path)
+    return config
+
+
+def _check_recipe(config: Mapping[str, Any], path: Path) -> None:
+    recipe, digest = config.get("recipe"), config.get("recipe_sha256")
+    if recipe is None and digest is None:
+        return
+    if not isinstance(recipe, dict) or not isinstance(digest, str):
+        raise ZooFormatError(
+            f"{path}: 'recipe' (an object) and 'recipe_sha256' (a string) go together; got "
+            f"{type(recipe).__name__} and {type(digest).__name__}"
+        )
+    try:
+        actual = recipe_digest(recipe)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ZooFormatError(f"{path}: the embedded recipe is invalid: {e}") from e
+    if actual != digest:
+        raise ZooFormatError(
+            f"{path}: the embedded recipe's sha256 is {actual} but 'recipe_sha256' records "
+            f"{digest}; the recipe was edited after publishing"
+        )
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a ``config.json``.
+
+    Raises:
+        ZooFormatError: unreadable, not JSON, or invalid (see :func:`validate_config`).
+    """
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ZooFormatError(f"{path}: cannot read the entry config ({e})") from e
+    return validate_config(config, path)
+
+
+__all__ = [
+    "ARCH_LIBRARIES",
+    "CARD_FILE",
+    "CONFIG_FILE",
+    "CONFIG_FORMAT",
+    "CONFIG_VERSION",
+    "canonical_json",
+    "check_json_value",
+    "check_metrics",
+    "read_config",
+    "recipe_digest",
+    "recipe_to_dict",
+    "validate_config",
+]

@@ -1,0 +1,22 @@
+"""Errors raised by the zoo. All derive from :class:`ZooError`."""
+
+from __future__ import annotations
+
+
+class ZooError(Exception):
+    """Base class of every zoo error."""
+
+
+class ZooFormatError(ZooError, ValueError):
+    """A file of an entry is malformed, of an unsupported version, or does not fit the model."""
+
+
+class ZooIntegrityError(ZooError):
+    """A file of an entry does not match its recorded sha256 (corrupt, truncated, tampered)."""
+
+
+class ModelNotFoundError(ZooError, LookupError):
+    """No entry of that name in the zoo index, and no such directory."""
+
+
+__all__ = ["ModelNotFoundError", "ZooError", "ZooFormatError", "ZooIntegrityError"]
