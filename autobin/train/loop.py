@@ -1,4 +1,4 @@
-"""The one training loop behind :func:`autobin.train.finetune` and :func:`autobin.train.train_float`.
+"""The training loop shared by :func:`autobin.train.finetune` and ``train_float``.
 
 Guarantees:
 

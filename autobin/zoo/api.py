@@ -81,6 +81,9 @@ REQUIRED_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE)
 def timm_rebuild(config: Mapping[str, Any]) -> nn.Module:
     """Default :data:`Rebuild`: ``autobin.binarize(timm.create_model(...), recipe)``.
 
+    The example input of the graph pass is a seeded random batch of the entry's
+    ``input_size`` (default: the timm model's ``pretrained_cfg['input_size']``).
+
     Raises:
         ZooError: the entry embeds no recipe, or ``autobin.binarize`` is not available.
     """
@@ -103,7 +106,12 @@ def timm_rebuild(config: Mapping[str, Any]) -> nn.Module:
     import timm
 
     model = timm.create_model(arch["name"], pretrained=False, **arch["kwargs"])
-    return binarize(model, Recipe.from_dict(config["recipe"]))
+    example_inputs = None
+    if config.get("input_size"):
+        gen = torch.Generator().manual_seed(0)
+        example_inputs = (torch.randn((2, *config["input_size"]), generator=gen),)
+    recipe = Recipe.from_dict(config["recipe"], source=f"config.json of {config.get('name')!r}")
+    return binarize(model, recipe, example_inputs=example_inputs)
 
 
 def _default_rebuild_available(config: Mapping[str, Any]) -> bool:

@@ -22,7 +22,7 @@ Layout (format version 1)::
 
 The recipe's sha256 is checked on load: ``Recipe.from_dict(recipe).sha256`` when
 :mod:`autobin.recipes` is importable, else the sha256 of the recipe's canonical JSON
-(sorted keys, compact separators, UTF-8).
+(sorted keys, compact separators, ASCII escapes; the form ``Recipe.sha256`` uses).
 """
 
 from __future__ import annotations
@@ -45,8 +45,11 @@ ARCH_LIBRARIES: tuple[str, ...] = ("timm",)
 
 
 def canonical_json(obj: Any) -> str:
-    """Canonical JSON text of ``obj``: sorted keys, compact separators, non-ASCII kept."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Canonical JSON text of ``obj``: sorted keys, compact separators, ASCII escapes.
+
+    The same canonical form as :attr:`autobin.recipes.Recipe.sha256` hashes.
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def recipe_to_dict(recipe: Any) -> tuple[dict[str, Any], str]:

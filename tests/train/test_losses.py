@@ -93,7 +93,7 @@ def test_feature_taps_and_name_matching() -> None:
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Sequential(nn.Linear(3, 2)))
     assert match_module_names(model, ["re:2.*"]) == ["2", "2.0"]
     assert match_module_names(model, ["0"]) == ["0"]
-    with pytest.raises(ValueError, match="matches no module.*Available names"):
+    with pytest.raises(ValueError, match=r"matches no module.*Available names"):
         match_module_names(model, ["layer9"])
     with FeatureTaps(model, ["0", "2.0"]) as taps:
         x = torch.randn(5, 4)

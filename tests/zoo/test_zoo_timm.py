@@ -9,35 +9,58 @@ try:
     from autobin import binarize  # type: ignore[attr-defined]
 except ImportError:  # the graph pass is being written in parallel; the lead removes this skip
     binarize = None
+import timm
+
+from autobin.zoo import load, publish, show
 
 pytestmark = pytest.mark.skipif(binarize is None, reason="autobin.binarize is not importable yet")
 
-timm = pytest.importorskip("timm")
-
-from autobin.zoo import load, publish, show  # noqa: E402
-
-CASES = [
-    ("resnet18", {"num_classes": 10}, (2, 3, 64, 64)),
-    ("vit_tiny_patch16_224", {"num_classes": 10, "img_size": 32, "patch_size": 8}, (2, 3, 32, 32)),
-]
-
-
-def _binarized(arch, kwargs, seed=0):
-    torch.manual_seed(seed)
-    model = binarize(timm.create_model(arch, pretrained=False, **kwargs), "adabin")
+@torch.no_grad()
+def _perturb(model):
+    """Trained-looking BN statistics, activation sets and Maxout slopes (weights keep timm init)."""
+    g = torch.Generator().manual_seed(0)
+    for name, p in model.named_parameters():
+        if name.endswith("act_alpha"):
+            p.copy_(0.5 + torch.rand(p.shape, generator=g))
+        elif name.endswith(("act_beta", "gamma_neg")):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
     return model
 
 
-@pytest.mark.parametrize(("arch", "kwargs", "shape"), CASES, ids=[c[0] for c in CASES])
-def test_timm_publish_load_identical(kit, zoo, arch, kwargs, shape):
-    model = kit.randomize(_binarized(arch, kwargs)).eval()
+CASES = [
+    ("resnet18", "adabin", {"num_classes": 10}, (2, 3, 64, 64)),
+    ("resnet18", "xnor", {"num_classes": 10, "in_chans": 1}, (2, 1, 32, 32)),
+    ("vit_tiny_patch16_224", "adabin-full", {"num_classes": 10, "img_size": 32, "patch_size": 8},
+     (2, 3, 32, 32)),
+]
+
+
+def _binarized(arch, kwargs, shape=None, recipe="adabin", seed=0):
+    torch.manual_seed(seed)
+    example = (torch.randn(shape),) if shape else None
+    model = timm.create_model(arch, pretrained=False, **kwargs)
+    return binarize(model, recipe, example_inputs=example)
+
+
+@pytest.mark.parametrize(
+    ("arch", "recipe", "kwargs", "shape"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES]
+)
+def test_timm_publish_load_identical(zoo, arch, recipe, kwargs, shape):
+    model = _perturb(_binarized(arch, kwargs, shape, recipe)).eval()
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
-    publish(model, arch, zoo_dir=zoo, arch=arch, arch_kwargs=kwargs, metrics={"top1": 1.0})
-    config = show(arch, zoo_dir=zoo)
+    name = f"{arch}-{recipe}"
+    publish(model, name, zoo_dir=zoo, arch=arch, arch_kwargs=kwargs, metrics={"top1": 1.0},
+            input_size=list(shape[1:]))
+    config = show(name, zoo_dir=zoo)
     assert config["architecture"] == {"library": "timm", "name": arch, "kwargs": kwargs}
     assert config["recipe"] is not None and len(config["recipe_sha256"]) == 64
     assert config["report"]["totals"]["bops"] > 0
-    loaded = load(arch, zoo_dir=zoo)  # default rebuild: timm.create_model + autobin.binarize
+    assert config["recipe"]["name"] == recipe
+    loaded = load(name, zoo_dir=zoo)  # default rebuild: timm.create_model + autobin.binarize
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
 
@@ -49,8 +72,8 @@ def test_timm_arch_taken_from_pretrained_cfg(zoo):
     assert arch["name"] == "resnet18" and arch["kwargs"]["num_classes"] == 10
 
 
-def test_timm_keep_latent_and_float16(kit, zoo):
-    model = kit.randomize(_binarized("resnet18", {"num_classes": 10})).eval()
+def test_timm_keep_latent_and_float16(zoo):
+    model = _perturb(_binarized("resnet18", {"num_classes": 10})).eval()
     x = torch.randn(2, 3, 64, 64)
     kw = {"arch": "resnet18", "arch_kwargs": {"num_classes": 10}}
     publish(model, "latent", zoo_dir=zoo, keep_latent=True, **kw)

@@ -1,0 +1,201 @@
+"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes.
+
+Every command parses its arguments and calls the public API; heavy imports happen inside the
+command that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+import os
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("arch", help="timm architecture name, e.g. resnet18")
+    p.add_argument("--recipe", default="adabin", help="recipe name or YAML path (default adabin)")
+    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
+    p.add_argument("--in-chans", type=int, default=None, help="input channels")
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="example input size for shape propagation (default: the model's own)",
+    )
+
+
+def _create(args: argparse.Namespace):
+    from ..pipelines import create_float_model
+
+    kwargs = {}
+    if args.num_classes is not None:
+        kwargs["num_classes"] = args.num_classes
+    if args.in_chans is not None:
+        kwargs["in_chans"] = args.in_chans
+    return create_float_model(args.arch, **kwargs)
+
+
+def _example(model, args: argparse.Namespace):
+    if args.input_size is None:
+        return None
+    import torch
+
+    chans = args.in_chans or model.pretrained_cfg.get("input_size", (3,))[0]
+    return (torch.randn(2, chans, *args.input_size),)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import autobin
+
+    model = _create(args)
+    report = autobin.explain(model, args.recipe, example_inputs=_example(model, args))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    return 0
+
+
+def cmd_binarize(args: argparse.Namespace) -> int:
+    from ..pipelines import save_binarized
+
+    model = _create(args)
+    path = save_binarized(model, args.recipe, args.output, example_inputs=_example(model, args))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..pipelines import train_binary
+
+    result = train_binary(
+        args.arch,
+        recipe=args.recipe,
+        data=args.data,
+        epochs=args.epochs,
+        teacher_epochs=args.teacher_epochs,
+        teacher=args.teacher,
+        out_dir=args.output,
+        config=args.config,
+        resume=args.resume,
+        seed=args.seed,
+    )
+    print(result.summary())
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    import autobin
+
+    for name in autobin.list_recipes():
+        recipe = autobin.load_recipe(name)
+        print(f"{name:14s} {recipe.description}")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from .. import zoo
+
+    if args.zoo_command == "list":
+        for name in zoo.list_models(zoo_dir=args.zoo_dir):
+            print(name)
+    elif args.zoo_command == "show":
+        print(json.dumps(zoo.show(args.name, zoo_dir=args.zoo_dir), indent=2))
+    elif args.zoo_command == "publish":
+        path = zoo.publish_run(args.run_dir, args.name, zoo_dir=args.zoo_dir)
+        print(f"published {args.name} -> {path}")
+    elif args.zoo_command == "verify":
+        zoo.verify(args.name, zoo_dir=args.zoo_dir)
+        print(f"{args.name}: all files match their sha256")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..pipelines import run_demo
+
+    run_demo(
+        out_dir=args.output,
+        zoo_dir=args.zoo_dir,
+        teacher_epochs=args.teacher_epochs,
+        epochs=args.epochs,
+        seed=args.seed,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autobin", description="Turn timm vision models into AdaBin binary networks."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("explain", help="dry run: every layer, its decision, the rule and why")
+    _add_model_args(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("binarize", help="binarize a timm model and save it")
+    _add_model_args(p)
+    p.add_argument("-o", "--output", required=True, help="output file (.pt)")
+    p.set_defaults(func=cmd_binarize)
+
+    p = sub.add_parser("train", help="train a float teacher, binarize, finetune with distillation")
+    p.add_argument("arch", help="timm architecture name, e.g. resnet18")
+    p.add_argument("--recipe", default="adabin")
+    p.add_argument("--data", default="mnist5k", help="mnist5k | digits | imagefolder:PATH")
+    p.add_argument("--epochs", type=int, default=10, help="finetuning epochs")
+    p.add_argument("--teacher", default=None, help="float teacher run dir or checkpoint")
+    p.add_argument(
+        "--teacher-epochs", type=int, default=None, help="epochs to train the float teacher"
+    )
+    p.add_argument("--config", default=None, help="training config YAML (autobin.train)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="run directory")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("recipes", help="list the built-in recipes")
+    p.set_defaults(func=cmd_recipes)
+
+    p = sub.add_parser("zoo", help="published binary checkpoints")
+    p.add_argument("--zoo-dir", default="zoo")
+    zsub = p.add_subparsers(dest="zoo_command", required=True)
+    zsub.add_parser("list", help="list the entries")
+    z = zsub.add_parser("show", help="print an entry's config")
+    z.add_argument("name")
+    z = zsub.add_parser("publish", help="publish a training run directory")
+    z.add_argument("run_dir")
+    z.add_argument("name")
+    z = zsub.add_parser("verify", help="check an entry's files against their sha256")
+    z.add_argument("name")
+    p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("demo", help="the whole story on mnist5k (the README's main job)")
+    p.add_argument("-o", "--output", default="runs/demo")
+    p.add_argument("--zoo-dir", default=None, help="zoo to publish to (default OUTPUT/zoo)")
+    p.add_argument("--teacher-epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``autobin`` command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        # user-facing errors (bad names, paths, recipes, configs, non-finite losses): one clear
+        # message; AUTOBIN_DEBUG=1 shows the traceback
+        if os.environ.get("AUTOBIN_DEBUG"):
+            raise
+        print(f"autobin {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

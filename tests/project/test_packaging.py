@@ -1,0 +1,76 @@
+"""The project's shape: packages listed for install, a light ``import autobin``, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import autobin
+from autobin.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    on_disk = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "autobin").rglob("__init__.py")
+    }
+    assert on_disk | {"autobin.builtin_recipes"} == listed
+
+
+def test_builtin_recipes_ship_as_package_data():
+    from importlib.resources import files
+
+    names = sorted(
+        p.name for p in files("autobin.builtin_recipes").iterdir() if p.name.endswith(".yaml")
+    )
+    assert names == sorted(f"{n}.yaml" for n in autobin.list_recipes())
+
+
+def test_import_autobin_stays_light():
+    code = (
+        "import sys, autobin; heavy = ('mmdet', 'mmengine', 'mmcv', 'autobin.train', "
+        "'autobin.zoo', 'autobin.data', 'matplotlib', 'sklearn', 'mlxtend'); "
+        "print([m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_lazy_public_names_resolve():
+    from autobin.train import finetune
+
+    assert autobin.finetune is finetune
+    assert callable(autobin.zoo.load) and callable(autobin.zoo.publish)
+
+
+def test_cli_explain_prints_json_report(capsys):
+    assert main(["explain", "resnet18", "--num-classes", "10", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["totals"]["binarized_layers"] == 16
+
+
+def test_cli_unknown_architecture_is_a_clear_error(capsys):
+    assert main(["explain", "resnet1888"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown timm architecture 'resnet1888'" in err and "resnet18" in err
+
+
+def test_cli_binarize_writes_a_rebuildable_file(tmp_path):
+    import timm
+    import torch
+
+    out = tmp_path / "bnn.pt"
+    assert main(["binarize", "resnet18", "--num-classes", "10", "-o", str(out)]) == 0
+    payload = torch.load(out, weights_only=True)
+    fresh = autobin.binarize(
+        timm.create_model("resnet18", num_classes=10), payload["recipe"]["name"]
+    )
+    fresh.load_state_dict(payload["state_dict"])
+    assert payload["arch"] == "resnet18" and payload["report"]["binarized_layers"] == 16
