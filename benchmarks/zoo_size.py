@@ -84,8 +84,10 @@ def main() -> int:
     n_bin = sum(m.weight.numel() for m in layers.values())
     n_all = sum(t.numel() for t in float_model.state_dict().values())
     print(f"{args.arch}, 1000 classes; {how}")
-    print(f"binary layers: {len(layers)}, binary weights {n_bin:,} of {n_all:,} state entries "
-          f"({100 * n_bin / n_all:.1f} %)")
+    print(
+        f"binary layers: {len(layers)}, binary weights {n_bin:,} of {n_all:,} state entries "
+        f"({100 * n_bin / n_all:.1f} %)"
+    )
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         ref = Path(tmp) / "float32.safetensors"
@@ -102,8 +104,10 @@ def main() -> int:
             goal = GOALS[dtype]
             verdict = "meets" if ratio >= goal else "MISSES"
             ok &= ratio >= goal
-            print(f"{'packed, ' + dtype + ' float parts':44s} {mib(size)}   {ratio:5.2f}x smaller"
-                  f"   (goal >= {goal:g}x: {verdict})")
+            print(
+                f"{'packed, ' + dtype + ' float parts':44s} {mib(size)}   {ratio:5.2f}x smaller"
+                f"   (goal >= {goal:g}x: {verdict})"
+            )
             for name, nbytes in parts.items():
                 print(f"    {name:40s} {mib(nbytes)}")
             print(f"    {'ceiling if binary weights were free':40s} {ceiling:8.2f}x")

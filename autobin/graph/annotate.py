@@ -249,7 +249,15 @@ def _upstream_compute(gm: fx.GraphModule, start: fx.Node) -> tuple[list[str], bo
 
 
 def _is_graph_shortcut(gm: fx.GraphModule, node: fx.Node) -> bool:
-    """A conv on a short branch: its input forks, and its output reaches an add via norms."""
+    """A pointwise conv on a short branch: its input forks, its output reaches an add via norms.
+
+    Only 1x1 convs qualify: a kxk conv with the same pattern is a parallel compute branch (the
+    3x3 branch of a RepVGG block sums with a 1x1 branch and an identity), not a shortcut. Name
+    based detection (``downsample``, ``shortcut``, ...) still applies to every kernel size.
+    """
+    module = gm.get_submodule(node.target)
+    if not isinstance(module, nn.Conv2d) or tuple(module.kernel_size) != (1, 1):
+        return False
     src = node.args[0] if node.args else None
     for _ in range(3):  # walk back through pools (ResNet-D: AvgPool -> 1x1 conv)
         if not isinstance(src, fx.Node):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .sign import check_weight_estimator, sign_clipped_ste, sign_ede, sign_ste
+from .sign import check_weight_estimator, ede_derivative, sign_clipped_ste
 
 
 def _channel_dims(w: torch.Tensor) -> tuple[int, ...]:
@@ -29,6 +29,42 @@ def adabin_weight_set(w: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor,
     return alpha, beta
 
 
+class _AdaBinWeight(torch.autograd.Function):
+    """Fused AdaBin weight binarizer: three passes forward, closed-form backward.
+
+    With ``g = dL/dWb``, ``D = d sgn/du`` (1 for ste), ``s = sgn(u)`` and ``n`` entries per
+    channel, the chain rule through ``Wb = alpha*s + beta``, ``u = (W - beta)/alpha``,
+    ``beta = mean(W)`` and ``alpha = sqrt(var_pop(W) + eps)`` gives per channel
+    ``g_alpha = sum(g*(s - D*u))``, ``g_beta = sum(g*(1 - D))`` and
+    ``dL/dW = g*D + (g_beta + g_alpha*u)/n`` (``d alpha/dW = u/n``: the path through beta
+    cancels because ``sum(W - beta) = 0``).
+    """
+
+    @staticmethod
+    def forward(ctx, w, ede: bool, t: float, k: float, eps: float):
+        alpha, beta = adabin_weight_set(w, eps)
+        u = (w - beta) / alpha
+        ctx.save_for_backward(u)
+        ctx.ede, ctx.t, ctx.k = ede, t, k
+        # alpha*sgn(u) + beta, written so it is bit-identical: alpha*(+-1) + beta == beta +- alpha
+        return torch.where(u >= 0, beta + alpha, beta - alpha)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (u,) = ctx.saved_tensors
+        dims = _channel_dims(u)
+        n = u[0].numel()
+        s = torch.where(u >= 0, 1.0, -1.0).to(u.dtype)
+        if ctx.ede:
+            d = ede_derivative(u, ctx.t, ctx.k)
+            gd = grad * d
+            g_alpha = (grad * s - gd * u).sum(dim=dims, keepdim=True)
+            g_beta = (grad - gd).sum(dim=dims, keepdim=True)
+            return gd + (g_beta + g_alpha * u) / n, None, None, None, None
+        g_alpha = (grad * (s - u)).sum(dim=dims, keepdim=True)
+        return grad + g_alpha * u / n, None, None, None, None
+
+
 def adabin_weight(
     w: torch.Tensor,
     estimator: str = "ste",
@@ -46,7 +82,8 @@ def adabin_weight(
         Wb     = alpha_w * sgn(u) + beta_w            in {beta_w - alpha_w, beta_w + alpha_w}
 
     Backward: ``sgn`` uses the chosen estimator (``ste``: identity; ``ede``:
-    ``k t (1 - tanh(t u)^2)``); gradients also flow through ``alpha_w`` and ``beta_w``.
+    ``k t (1 - tanh(t u)^2)``); gradients also flow through ``alpha_w`` and ``beta_w``
+    (computed in closed form by one fused autograd function).
 
     Args:
         w: latent float weight, output channels first.
@@ -55,14 +92,8 @@ def adabin_weight(
         k: ede scale (ignored for ste).
         eps: added to the variance so ``alpha_w > 0``.
     """
-    alpha, beta = adabin_weight_set(w, eps)
-    u = (w - beta) / alpha
-    if estimator == "ste":
-        s = sign_ste(u)
-    else:
-        check_weight_estimator(estimator)
-        s = sign_ede(u, t, k)
-    return alpha * s + beta
+    check_weight_estimator(estimator)
+    return _AdaBinWeight.apply(w, estimator == "ede", float(t), float(k), float(eps))
 
 
 def sign_weight(w: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ the graph pass; it drives binary layers through their public toggles only.
 from .api import finetune, train_float
 from .checkpoint import load_checkpoint
 from .config import TrainConfig, TrainConfigError, load_train_config
-from .loop import Callback, FinetuneResult, LoopState, NonFiniteLossError
+from .loop import Callback, FinetuneResult, LoopState, NonFiniteLossError, evaluate
 from .losses import (
     DistillationLoss,
     FeatureTaps,
@@ -45,6 +45,7 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "distribution_loss",
+    "evaluate",
     "finetune",
     "load_checkpoint",
     "load_train_config",

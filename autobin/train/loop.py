@@ -366,7 +366,7 @@ class _Trainer:
         return path
 
     def _load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
+        state = load_checkpoint(path, map_location="cpu")  # RNG states must stay on the CPU
         if state.get("kind") != self.kind:
             raise ValueError(
                 f"{str(path)!r} is a {state.get('kind')!r} checkpoint; cannot resume a "
@@ -494,32 +494,15 @@ class _Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Top-1 accuracy (percent) and cross-entropy of the student on the validation data."""
-        from tqdm.auto import tqdm
-
         if self.val_data is None:
             return {}
         self.net.eval()
         loader = _eval_loader(self.val_data, self.config, self.ranks, self.device)
-        loss_sum = correct = n = 0.0
-        bar = tqdm(
-            loader,
-            desc="eval",
-            disable=not (self.ranks.main and self.config.progress),
-            leave=False,
-            dynamic_ncols=True,
-        )
-        for x, y in bar:
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            with self._autocast():
-                logits = self.net(x)
-            loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-            correct += float((logits.argmax(-1) == y).sum())
-            n += y.shape[0]
-        bar.close()
-        for taps in (self.student_taps,):
-            if taps:
-                taps.pop()
-        loss_sum, correct, n = self.ranks.sum([loss_sum, correct, n], self.device)
+        show = self.ranks.main and self.config.progress
+        sums = _eval_sums(self.net, loader, self.device, self._autocast, show)
+        if self.student_taps:
+            self.student_taps.pop()
+        loss_sum, correct, n = self.ranks.sum(sums, self.device)
         return {"val_loss": loss_sum / max(n, 1.0), "val_acc": 100.0 * correct / max(n, 1.0)}
 
     # ----------------------------------------------------------------- files
@@ -643,6 +626,62 @@ class _Trainer:
             metrics_path=self.out_dir / METRICS,
             plots=dict(self.plots),
         )
+
+
+@torch.no_grad()
+def _eval_sums(
+    model: nn.Module, loader: Any, device: torch.device, autocast: Any, progress: bool
+) -> list[float]:
+    """``[sum of cross-entropy, correct top-1, count]`` of ``model`` over ``loader``."""
+    from tqdm.auto import tqdm
+
+    loss_sum = correct = n = 0.0
+    for x, y in tqdm(loader, desc="eval", disable=not progress, leave=False, dynamic_ncols=True):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast():
+            logits = model(x)
+        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        correct += float((logits.argmax(-1) == y).sum())
+        n += y.shape[0]
+    return [loss_sum, correct, n]
+
+
+def evaluate(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy of ``model`` on ``data`` (fp32, eval mode).
+
+    The model's train/eval mode is restored afterwards.
+
+    Args:
+        model: a classifier returning ``(N, num_classes)`` logits.
+        data: a dataset of ``(image, label)`` pairs.
+        batch_size: evaluation batch size.
+        device: where to run; ``None`` uses the device of the model's first parameter.
+        num_workers: DataLoader workers.
+        progress: show a progress bar.
+
+    Returns:
+        ``{"acc": top-1 percent, "loss": mean cross-entropy, "n": sample count}``.
+    """
+    if device is None:
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    was_training = model.training
+    model.eval()
+    try:
+        loss_sum, correct, n = _eval_sums(model, loader, device, contextlib.nullcontext, progress)
+    finally:
+        model.train(was_training)
+    return {"acc": 100.0 * correct / max(n, 1.0), "loss": loss_sum / max(n, 1.0), "n": n}
 
 
 def _summary(record: dict[str, Any], epochs: int) -> str:

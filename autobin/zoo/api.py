@@ -34,7 +34,9 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..graph import binarize
 from ..quantizers.packing import BIT_ORDER
+from ..recipes import Recipe
 from .card import render_card
 from .config import (
     CARD_FILE,
@@ -85,7 +87,7 @@ def timm_rebuild(config: Mapping[str, Any]) -> nn.Module:
     ``input_size`` (default: the timm model's ``pretrained_cfg['input_size']``).
 
     Raises:
-        ZooError: the entry embeds no recipe, or ``autobin.binarize`` is not available.
+        ZooError: the entry embeds no recipe (pass your own ``rebuild``).
     """
     arch = config["architecture"]
     if arch["library"] != "timm":
@@ -95,16 +97,14 @@ def timm_rebuild(config: Mapping[str, Any]) -> nn.Module:
             f"entry {config.get('name')!r} embeds no recipe, so it cannot be rebuilt "
             "automatically; pass rebuild=<function(config) -> binarized nn.Module>"
         )
-    try:
-        from .. import binarize  # type: ignore[attr-defined]
-        from ..recipes import Recipe  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise ZooError(
-            f"rebuilding needs autobin.binarize and autobin.recipes, which failed to import "
-            f"({e}); pass rebuild=<function(config) -> binarized nn.Module>"
-        ) from e
     import timm
 
+    if not timm.is_model(arch["name"]):
+        raise ZooFormatError(
+            f"entry {config.get('name')!r}: {arch['name']!r} is not a timm architecture (see "
+            "timm.list_models()); for a model built by hand pass rebuild=<function(config) -> "
+            "binarized nn.Module>"
+        )
     model = timm.create_model(arch["name"], pretrained=False, **arch["kwargs"])
     example_inputs = None
     if config.get("input_size"):
@@ -115,14 +115,7 @@ def timm_rebuild(config: Mapping[str, Any]) -> nn.Module:
 
 
 def _default_rebuild_available(config: Mapping[str, Any]) -> bool:
-    if config.get("recipe") is None or config["architecture"]["library"] != "timm":
-        return False
-    try:
-        from .. import binarize  # type: ignore[attr-defined]  # noqa: F401
-        from ..recipes import Recipe  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return config.get("recipe") is not None and config["architecture"]["library"] == "timm"
 
 
 def _check_rebuild(model: nn.Module, config: Mapping[str, Any], rebuild: Rebuild) -> None:
@@ -176,6 +169,22 @@ def _float32_bytes(model: nn.Module) -> int:
     return total
 
 
+def _default_input_size(cfg: Mapping[str, Any], kwargs: Mapping[str, Any]) -> list[int] | None:
+    """``pretrained_cfg['input_size']`` adjusted for ``in_chans`` / ``img_size`` arguments."""
+    size = cfg.get("input_size")
+    if not isinstance(size, (list, tuple)) or len(size) != 3:
+        return None
+    c, h, w = (int(d) for d in size)
+    if isinstance(kwargs.get("in_chans"), int):
+        c = kwargs["in_chans"]
+    img = kwargs.get("img_size")
+    if isinstance(img, int):
+        h = w = img
+    elif isinstance(img, (list, tuple)) and len(img) == 2:
+        h, w = (int(d) for d in img)
+    return [c, h, w]
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -208,7 +217,7 @@ def _build_config(
         recipe = getattr(model, "autobin_recipe", None)
     recipe_dict, recipe_sha = recipe_to_dict(recipe) if recipe is not None else (None, None)
     if input_size is None:
-        input_size = cfg.get("input_size")
+        input_size = _default_input_size(cfg, arch_kwargs)
     if input_size is not None:
         input_size = [int(d) for d in input_size]
     return {
@@ -275,7 +284,9 @@ def publish(
         overwrite: replace an existing entry of the same name.
         recipe: the :class:`autobin.recipes.Recipe` (or its dict); default
             ``model.autobin_recipe``.
-        input_size: ``(C, H, W)``; default ``model.pretrained_cfg["input_size"]``.
+        input_size: ``(C, H, W)``, also the example input shape when rebuilding; default
+            ``model.pretrained_cfg["input_size"]`` with ``in_chans``/``img_size`` from
+            ``arch_kwargs`` applied.
         license: license identifier for the model card.
         rebuild: how to rebuild the model from its config (default: timm + autobin.binarize);
             used to check, before writing, that the entry can be loaded again.
@@ -531,9 +542,7 @@ def _run_metrics(path: Path) -> dict[str, float | int]:
     if not isinstance(data, dict):
         raise ZooFormatError(f"{path}: must hold a JSON object of metrics")
     numbers = {
-        k: v
-        for k, v in data.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
+        k: v for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
     return check_metrics(numbers, str(path))
 

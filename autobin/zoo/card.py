@@ -69,9 +69,7 @@ def front_matter(config: Mapping[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = {"task": {"type": TASK, "name": "Image Classification"}}
         if dataset:
             result["dataset"] = {"name": dataset, "type": dataset}
-        result["metrics"] = [
-            {"type": k, "value": v, "name": k} for k, v in sorted(metrics.items())
-        ]
+        result["metrics"] = [{"type": k, "value": v, "name": k} for k, v in sorted(metrics.items())]
         meta["model-index"] = [{"name": config.get("name", "model"), "results": [result]}]
     return meta
 

@@ -20,20 +20,19 @@ Layout (format version 1)::
                   "sign_bytes": 1370112, "file_bytes": 4387000, "float32_bytes": 46827520}
     }
 
-The recipe's sha256 is checked on load: ``Recipe.from_dict(recipe).sha256`` when
-:mod:`autobin.recipes` is importable, else the sha256 of the recipe's canonical JSON
-(sorted keys, compact separators, ASCII escapes; the form ``Recipe.sha256`` uses).
+The recipe's sha256 is checked on load: ``Recipe.from_dict(recipe).sha256`` (the sha256 of the
+recipe's canonical JSON) must equal ``recipe_sha256``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..recipes import Recipe
 from .errors import ZooFormatError
 from .format import FLOAT_DTYPES, WEIGHTS_FILE
 
@@ -44,45 +43,32 @@ CONFIG_VERSION = 1
 ARCH_LIBRARIES: tuple[str, ...] = ("timm",)
 
 
-def canonical_json(obj: Any) -> str:
-    """Canonical JSON text of ``obj``: sorted keys, compact separators, ASCII escapes.
-
-    The same canonical form as :attr:`autobin.recipes.Recipe.sha256` hashes.
-    """
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
 def recipe_to_dict(recipe: Any) -> tuple[dict[str, Any], str]:
     """``(recipe_dict, sha256)`` of a :class:`autobin.recipes.Recipe` or of a recipe dict.
 
+    A dict is validated and normalized through ``Recipe.from_dict``.
+
     Raises:
-        TypeError: ``recipe`` is neither a Recipe (has ``to_dict``) nor a mapping.
-        ValueError: the recipe dict is invalid (from ``Recipe.from_dict``).
+        TypeError: ``recipe`` is neither a Recipe nor a mapping.
+        autobin.recipes.RecipeError: the recipe dict is invalid.
     """
-    if hasattr(recipe, "to_dict"):
-        data = recipe.to_dict()
-        digest = getattr(recipe, "sha256", None)
-        return data, digest if isinstance(digest, str) else recipe_digest(data)
     if isinstance(recipe, Mapping):
-        data = json.loads(canonical_json(dict(recipe)))
-        return data, recipe_digest(data)
-    raise TypeError(
-        f"recipe must be an autobin.recipes.Recipe or a dict (Recipe.to_dict()), got "
-        f"{type(recipe).__name__}"
-    )
+        recipe = Recipe.from_dict(dict(recipe), source="recipe given to publish")
+    if not isinstance(recipe, Recipe):
+        raise TypeError(
+            f"recipe must be an autobin.recipes.Recipe or its dict (Recipe.to_dict()), got "
+            f"{type(recipe).__name__}"
+        )
+    return json.loads(json.dumps(recipe.to_dict())), recipe.sha256
 
 
-def recipe_digest(recipe: Mapping[str, Any]) -> str:
-    """sha256 of a recipe dict: ``Recipe.from_dict(recipe).sha256``, else canonical JSON's."""
-    try:
-        from ..recipes import Recipe  # type: ignore[attr-defined]
-    except ImportError:
-        Recipe = None  # noqa: N806 - the recipes package is optional for hashing
-    if Recipe is not None and hasattr(Recipe, "from_dict"):
-        digest = Recipe.from_dict(dict(recipe)).sha256
-        if isinstance(digest, str):
-            return digest
-    return hashlib.sha256(canonical_json(dict(recipe)).encode("utf-8")).hexdigest()
+def recipe_digest(recipe: Mapping[str, Any], source: str = "<dict>") -> str:
+    """sha256 of a recipe dict as :attr:`autobin.recipes.Recipe.sha256` defines it.
+
+    Raises:
+        autobin.recipes.RecipeError: the dict is not a valid recipe.
+    """
+    return Recipe.from_dict(dict(recipe), source=source).sha256
 
 
 def check_json_value(value: Any, what: str) -> Any:
@@ -191,7 +177,7 @@ def _check_recipe(config: Mapping[str, Any], path: Path) -> None:
             f"{type(recipe).__name__} and {type(digest).__name__}"
         )
     try:
-        actual = recipe_digest(recipe)
+        actual = recipe_digest(recipe, source=f"{path}: 'recipe'")
     except (ValueError, TypeError, KeyError) as e:
         raise ZooFormatError(f"{path}: the embedded recipe is invalid: {e}") from e
     if actual != digest:
@@ -221,7 +207,6 @@ __all__ = [
     "CONFIG_FILE",
     "CONFIG_FORMAT",
     "CONFIG_VERSION",
-    "canonical_json",
     "check_json_value",
     "check_metrics",
     "read_config",

@@ -225,8 +225,7 @@ def read_packed(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], 
         )
     if metadata.get("bit_order") != BIT_ORDER:
         raise ZooFormatError(
-            f"{path}: bit_order {metadata.get('bit_order')!r} is not supported (only "
-            f"{BIT_ORDER!r})"
+            f"{path}: bit_order {metadata.get('bit_order')!r} is not supported (only {BIT_ORDER!r})"
         )
     for key in ("float_dtype", "keep_latent", "binary_layers"):
         if key not in metadata:

@@ -17,12 +17,13 @@ from autobin.train import (
     Callback,
     LoopState,
     NonFiniteLossError,
+    evaluate,
     finetune,
     load_checkpoint,
     train_float,
 )
 
-FAST = {"progress": False, "plots": False, "batch_size": 32}
+FAST = {"progress": False, "plots": False, "batch_size": 32, "device": "cpu"}
 
 
 def _float_net(seed: int = 0) -> nn.Module:
@@ -81,6 +82,11 @@ def test_short_run_learns_above_chance_and_writes_outputs(digits, tmp_path: Path
     assert losses[-1] < losses[0]
     assert result.final_val_acc is not None and result.final_val_acc > 20.0  # chance is 10%
     assert result.best_val_acc == max(r["val_acc"] for r in result.history)
+    student.train()
+    scores = evaluate(student, val, batch_size=50)
+    assert scores["acc"] == pytest.approx(result.final_val_acc)
+    assert scores["loss"] == pytest.approx(result.history[-1]["val_loss"], rel=1e-5)
+    assert scores["n"] == len(val) and student.training
     for name in ("last.pt", "best.pt", "metrics.json", "curves.png", "binary_sets.png"):
         assert (tmp_path / name).is_file(), name
     assert set(result.plots) == {"curves", "binary_sets"}

@@ -35,7 +35,9 @@ def build_cnn(num_classes: int = 5, in_chans: int = 3) -> nn.Module:
         nn.BatchNorm2d(21),
         Maxout(21),
         BiRealShortcut(
-            nn.Sequential(AdaBinConv2d(21, 21, 3, padding=1, groups=21, bias=False), nn.BatchNorm2d(21))
+            nn.Sequential(
+                AdaBinConv2d(21, 21, 3, padding=1, groups=21, bias=False), nn.BatchNorm2d(21)
+            )
         ),
         Maxout(21),
         BiRealShortcut(

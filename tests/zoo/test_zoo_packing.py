@@ -45,7 +45,10 @@ def test_bit_order_matches_numpy_little():
     signs = torch.rand(11, 3, 3, generator=torch.Generator().manual_seed(0)) >= 0.5
     expected = np.packbits(signs.numpy().reshape(-1), bitorder="little")
     assert np.array_equal(pack_signs(signs).numpy(), expected)
-    assert pack_signs(torch.tensor([True, False, False, False, False, False, False, False])).item() == 1
+    assert (
+        pack_signs(torch.tensor([True, False, False, False, False, False, False, False])).item()
+        == 1
+    )
 
 
 def test_grouped_conv_weight_signs_round_trip():

@@ -11,9 +11,10 @@ except ImportError:  # the graph pass is being written in parallel; the lead rem
     binarize = None
 import timm
 
-from autobin.zoo import load, publish, show
+from autobin.zoo import binary_layers, load, publish, show
 
 pytestmark = pytest.mark.skipif(binarize is None, reason="autobin.binarize is not importable yet")
+
 
 @torch.no_grad()
 def _perturb(model):
@@ -32,10 +33,15 @@ def _perturb(model):
 
 
 CASES = [
-    ("resnet18", "adabin", {"num_classes": 10}, (2, 3, 64, 64)),
+    ("resnet18", "adabin", {"num_classes": 10}, (2, 3, 32, 32)),
     ("resnet18", "xnor", {"num_classes": 10, "in_chans": 1}, (2, 1, 32, 32)),
-    ("vit_tiny_patch16_224", "adabin-full", {"num_classes": 10, "img_size": 32, "patch_size": 8},
-     (2, 3, 32, 32)),
+    pytest.param(
+        "vit_tiny_patch16_224",
+        "adabin-full",
+        {"num_classes": 10, "img_size": 32, "patch_size": 8},
+        (2, 3, 32, 32),
+        marks=pytest.mark.slow,
+    ),
 ]
 
 
@@ -47,14 +53,23 @@ def _binarized(arch, kwargs, shape=None, recipe="adabin", seed=0):
 
 
 @pytest.mark.parametrize(
-    ("arch", "recipe", "kwargs", "shape"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES]
+    ("arch", "recipe", "kwargs", "shape"),
+    CASES,
+    ids=["resnet18-adabin", "resnet18-xnor", "vit-adabin-full"],
 )
 def test_timm_publish_load_identical(zoo, arch, recipe, kwargs, shape):
     model = _perturb(_binarized(arch, kwargs, shape, recipe)).eval()
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     name = f"{arch}-{recipe}"
-    publish(model, name, zoo_dir=zoo, arch=arch, arch_kwargs=kwargs, metrics={"top1": 1.0},
-            input_size=list(shape[1:]))
+    publish(
+        model,
+        name,
+        zoo_dir=zoo,
+        arch=arch,
+        arch_kwargs=kwargs,
+        metrics={"top1": 1.0},
+        input_size=list(shape[1:]),
+    )
     config = show(name, zoo_dir=zoo)
     assert config["architecture"] == {"library": "timm", "name": arch, "kwargs": kwargs}
     assert config["recipe"] is not None and len(config["recipe_sha256"]) == 64
@@ -72,14 +87,26 @@ def test_timm_arch_taken_from_pretrained_cfg(zoo):
     assert arch["name"] == "resnet18" and arch["kwargs"]["num_classes"] == 10
 
 
+@pytest.mark.slow
 def test_timm_keep_latent_and_float16(zoo):
-    model = _perturb(_binarized("resnet18", {"num_classes": 10})).eval()
-    x = torch.randn(2, 3, 64, 64)
-    kw = {"arch": "resnet18", "arch_kwargs": {"num_classes": 10}}
+    shape = (2, 3, 32, 32)
+    model = _perturb(_binarized("resnet18", {"num_classes": 10}, shape)).eval()
+    x = torch.randn(shape)
+    kw = {"arch": "resnet18", "arch_kwargs": {"num_classes": 10}, "input_size": [3, 32, 32]}
     publish(model, "latent", zoo_dir=zoo, keep_latent=True, **kw)
-    publish(model, "half", zoo_dir=zoo, float_dtype="float16", **kw)
+    publish(model, "half", zoo_dir=zoo, float_dtype="float16", check_rebuild=False, **kw)
     trainable = load("latent", zoo_dir=zoo, keep_latent=True)
+    assert not any(layer.frozen for layer in binary_layers(trainable).values())
     with torch.no_grad():
         assert torch.equal(trainable(x), model(x))
     half = show("half", zoo_dir=zoo)["weights"]["file_bytes"]
-    assert half < show("latent", zoo_dir=zoo)["weights"]["file_bytes"]
+    assert half < show("latent", zoo_dir=zoo)["weights"]["file_bytes"] / 10
+
+
+def test_timm_wrong_arch_kwargs_refused_before_writing(zoo):
+    model = _binarized("resnet18", {"num_classes": 10, "in_chans": 1}, (2, 1, 32, 32))
+    with pytest.raises(ValueError, match="arch_kwargs"):
+        publish(model, "gray", zoo_dir=zoo, arch="resnet18", arch_kwargs={"num_classes": 10})
+    assert not (zoo / "gray").exists()
+    publish(model, "gray", zoo_dir=zoo, arch_kwargs={"num_classes": 10, "in_chans": 1})
+    assert show("gray", zoo_dir=zoo)["input_size"] == [1, 224, 224]
