@@ -391,7 +391,8 @@ class _Trainer:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"] and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
         self.start_epoch, self.step = int(state["epoch"]), int(state["step"])
         self.history = list(state["history"])

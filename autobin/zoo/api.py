@@ -525,7 +525,15 @@ def load(
 
 
 # --------------------------------------------------------------------------- runs
-RUN_KEYS: tuple[str, ...] = ("arch", "arch_kwargs", "recipe", "dataset", "teacher", "schedule")
+RUN_KEYS: tuple[str, ...] = (
+    "arch",
+    "arch_kwargs",
+    "input_size",
+    "recipe",
+    "dataset",
+    "teacher",
+    "schedule",
+)
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -560,8 +568,9 @@ def publish_run(
 ) -> Path:
     """Publish the best checkpoint of a finetune run directory.
 
-    The run directory holds ``run.json`` (``{"arch", "arch_kwargs", "recipe", "dataset",
-    "teacher", "schedule"}``), ``metrics.json`` (a JSON object; its numeric top-level entries
+    The run directory holds ``run.json`` (``{"arch", "arch_kwargs", "input_size", "recipe",
+    "dataset", "teacher", "schedule"}``; ``input_size`` is the ``(C, H, W)`` the model was
+    trained on), ``metrics.json`` (a JSON object; its numeric top-level entries
     become the metrics unless ``metrics`` is given) and ``best.pt`` (a torch checkpoint dict
     whose ``"model"`` is the binarized model's state dict, read with ``weights_only=True``).
 
@@ -595,6 +604,7 @@ def publish_run(
         "name": name,
         "architecture": {"library": "timm", "name": spec["arch"], "kwargs": kwargs},
         "recipe": recipe,
+        "input_size": spec.get("input_size"),
     }
     model = (rebuild or timm_rebuild)(config)
     try:
@@ -608,7 +618,7 @@ def publish_run(
         model, name, metrics=metrics, zoo_dir=zoo_dir, arch=spec["arch"], arch_kwargs=kwargs,
         dataset=spec.get("dataset"), teacher=spec.get("teacher"), schedule=spec.get("schedule"),
         float_dtype=float_dtype, keep_latent=keep_latent, overwrite=overwrite, recipe=recipe,
-        check_rebuild=False,
+        input_size=spec.get("input_size"), check_rebuild=False,
     )  # fmt: skip
 
 

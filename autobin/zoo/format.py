@@ -146,7 +146,7 @@ def packed_state(
             continue
         t = value.detach().to("cpu")
         if store_dtype is not None and t.is_floating_point() and key not in keep_float32:
-            t = t.to(store_dtype)
+            t = _to_half(key, t)
         # clone: tied/shared tensors must be saved as separate storages.
         tensors[key] = t.clone().contiguous()
     metadata = {
@@ -158,6 +158,16 @@ def packed_state(
         "binary_layers": json.dumps(infos, sort_keys=True),
     }
     return tensors, metadata
+
+
+def _to_half(key: str, t: torch.Tensor) -> torch.Tensor:
+    half = t.to(torch.float16)
+    if (torch.isinf(half) & torch.isfinite(t)).any():
+        raise ValueError(
+            f"tensor {key!r} has values beyond the float16 range (max |x| = "
+            f"{t.abs().max().item():.4g} > 65504); publish with float_dtype='float32'"
+        )
+    return half
 
 
 def save_packed(

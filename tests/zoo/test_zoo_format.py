@@ -194,3 +194,10 @@ def test_unknown_float_dtype(kit):
     model, _ = kit.make("tiny-cnn")
     with pytest.raises(ValueError, match="valid choices"):
         packed_state(model, float_dtype="bfloat16")
+
+
+def test_float16_overflow_is_refused(kit):
+    model, _ = kit.make("tiny-cnn")
+    model[1].running_var.fill_(1e6)
+    with pytest.raises(ValueError, match=r"'1\.running_var' has values beyond the float16 range"):
+        packed_state(model, float_dtype="float16")
