@@ -94,6 +94,8 @@ class Entry:
     out_channels: int = 0
     channels: int | None = None
     channel_dim: int | None = None
+    state_bytes: int = field(default=0, repr=False)  # bytes of the replaced module's state_dict
+    bias_bytes: int = field(default=0, repr=False)
     region: str | None = field(default=None, repr=False)
     node: fx.Node | None = field(default=None, repr=False, compare=False)
 
@@ -125,7 +127,8 @@ class Plan:
     regions: list[Region]
     entries: list[Entry]
     float_params: int
-    float_bytes: int
+    float_bytes: int  # the float model's state_dict
+    kept_bytes: int  # the state the rewrite starts from (GraphModules drop unused modules)
     batch: int
 
 
@@ -317,6 +320,29 @@ def _params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters(recurse=False))
 
 
+def _nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _state_bytes(module: nn.Module) -> int:
+    """Bytes of everything ``module`` saves (its whole subtree is dropped when it is replaced)."""
+    return _nbytes(module.state_dict().values())
+
+
+def _kept_bytes(model: nn.Module, regions: list[Region]) -> int:
+    """State bytes of ``model`` once its traced regions are installed as GraphModules.
+
+    A GraphModule keeps only the modules and attributes its graph uses, so the rewritten model
+    can save less than the float model (a head that forward never calls, for example).
+    """
+    traced = [r for r in regions if r.graph_module is not None]
+    if any(r.name == "" for r in traced):
+        return _state_bytes(traced[0].graph_module if traced[0].name == "" else model)
+    prefixes = tuple(f"{r.name}." for r in traced)
+    untouched = (t for k, t in model.state_dict().items() if not k.startswith(prefixes))
+    return _nbytes(untouched) + sum(_state_bytes(r.graph_module) for r in traced)
+
+
 def _macs(module: nn.Module, rec: CallRecord, batch: int) -> int:
     if rec.out_shape is None:
         return 0
@@ -421,6 +447,8 @@ def annotate(
             "params": _params(module),
             "weight_numel": module.weight.numel(),
             "out_channels": module.weight.shape[0],
+            "state_bytes": _state_bytes(module),
+            "bias_bytes": _nbytes([module.bias]) if module.bias is not None else 0,
         }
         if rec.calls == 0:
             entries.append(
@@ -453,8 +481,9 @@ def annotate(
     if recipe.shortcuts.bireal:
         entries += _plan_shortcuts(entries, records)
     float_params = sum(p.numel() for p in model.parameters())
-    float_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    return Plan(recipe, regions, entries, float_params, float_bytes, batch)
+    float_bytes = _state_bytes(model)
+    kept_bytes = _kept_bytes(model, regions)
+    return Plan(recipe, regions, entries, float_params, float_bytes, kept_bytes, batch)
 
 
 def _upstream(
@@ -497,7 +526,8 @@ def _plan_activations(recipe, records, nodes, traced, binarized, captured) -> li
         kind = activation_kind(rec.module)
         if kind is None:
             continue
-        base = {"name": name, "type_name": type(rec.module).__name__, "kind": "activation"}
+        base = {"name": name, "type_name": type(rec.module).__name__, "kind": "activation",
+                "state_bytes": _state_bytes(rec.module)}  # fmt: skip
         if rec.calls == 0:
             entries.append(Entry(**base, decision="left alone", rule="-", handled_by="none",
                                  reason="never called in the forward pass"))  # fmt: skip

@@ -92,7 +92,23 @@ def trace_module(module: nn.Module) -> fx.GraphModule:
     tracer = TimmAwareTracer()
     graph = tracer.trace(module)
     name = type(module).__name__
-    return fx.GraphModule(tracer.root, graph, name)
+    gm = fx.GraphModule(tracer.root, graph, name)
+    _unpersist_constants(gm)
+    return gm
+
+
+def _unpersist_constants(gm: fx.GraphModule) -> None:
+    """Keep the tensors fx captured while tracing out of the ``state_dict``.
+
+    Tensors computed at trace time (e.g. ``self.index.view(-1)`` on a buffer, Swin's relative
+    position index and attention mask) become ``_tensor_constantN`` buffers of the GraphModule,
+    persistent by default: they would add keys (and bytes) that the model never had as state.
+    They stay buffers (``.to()`` moves them), just not saved.
+    """
+    for module in gm.modules():
+        for buffer_name in module._buffers:
+            if buffer_name.startswith("_tensor_constant"):
+                module._non_persistent_buffers_set.add(buffer_name)
 
 
 def trace_regions(model: nn.Module, prefix: str = "") -> list[Region]:

@@ -12,6 +12,7 @@ from .activation import (
     effective_alpha,
     sign_activation,
 )
+from .packing import BIT_ORDER, pack_signs, packed_nbytes, unpack_signs
 from .schedule import ede_schedule
 from .sign import (
     WEIGHT_ESTIMATORS,
@@ -34,6 +35,7 @@ from .weight import (
 
 __all__ = [
     "ACT_FORMS",
+    "BIT_ORDER",
     "MIN_ALPHA",
     "WEIGHT_ESTIMATORS",
     "activation_center",
@@ -46,6 +48,8 @@ __all__ = [
     "ede_derivative",
     "ede_schedule",
     "effective_alpha",
+    "pack_signs",
+    "packed_nbytes",
     "sgn",
     "sign_activation",
     "sign_bireal",
@@ -53,6 +57,7 @@ __all__ = [
     "sign_ede",
     "sign_ste",
     "sign_weight",
+    "unpack_signs",
     "xnor_weight",
     "xnor_weight_set",
 ]
