@@ -66,6 +66,7 @@ class CallRecord:
     in_shapes: set[tuple[int, ...]] = field(default_factory=set)  # over all calls
     order: int = -1  # execution order among compute layers (first call)
     prev_compute: str | None = None  # last compute layer that ran before this module
+    takes_model_input: bool = False  # its input is one of the model's input tensors
     calls: int = 0
 
 
@@ -150,6 +151,7 @@ def record_calls(
     state = {"order": 0, "last_compute": None}
     handles = []
     seen: set[int] = set()
+    model_inputs = [t for t in example_inputs if isinstance(t, torch.Tensor)]
 
     def make_hook(rec: CallRecord, compute: bool):
         def hook(_mod, args, output):
@@ -157,6 +159,7 @@ def record_calls(
             x, y = _first_tensor(args), _first_tensor(output)
             if x is not None:
                 rec.in_shapes.add(tuple(x.shape))
+                rec.takes_model_input |= any(x is t for t in model_inputs)
             if rec.calls > 1:
                 return
             rec.in_shape = tuple(x.shape) if x is not None else None
@@ -336,8 +339,9 @@ def _kept_bytes(model: nn.Module, regions: list[Region]) -> int:
     can save less than the float model (a head that forward never calls, for example).
     """
     traced = [r for r in regions if r.graph_module is not None]
-    if any(r.name == "" for r in traced):
-        return _state_bytes(traced[0].graph_module if traced[0].name == "" else model)
+    root = next((r for r in traced if r.name == ""), None)
+    if root is not None:  # the whole model traced: it is the only region
+        return _state_bytes(root.graph_module)
     prefixes = tuple(f"{r.name}." for r in traced)
     untouched = (t for k, t in model.state_dict().items() if not k.startswith(prefixes))
     return _nbytes(untouched) + sum(_state_bytes(r.graph_module) for r in traced)
@@ -363,7 +367,9 @@ def _layer_info(name, module, rec, first, last_names, last_order, graph_shortcut
         groups=module.groups if conv else 1,
         in_channels=module.in_channels if conv else module.in_features,
         out_channels=module.out_channels if conv else module.out_features,
-        is_first=rec.order == first,
+        # the first layer to run, and any other that reads the raw input (RepVGG's stem runs a
+        # 1x1 and a 3x3 conv side by side on the image)
+        is_first=rec.order == first or rec.takes_model_input,
         is_last=rec.order == last_order
         or any(name == c or name.startswith(c + ".") for c in last_names),
         is_shortcut=graph_shortcut or _shortcut_by_name(name),

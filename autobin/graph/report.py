@@ -8,6 +8,7 @@ from typing import Any
 
 from .annotate import Entry, Plan
 
+FP32_BYTES = 4
 BOPS_PER_OP = 64
 """BNN papers count ``OPs = BOPs / 64 + FLOPs`` (one 64-bit XNOR/popcount word per op)."""
 
@@ -133,13 +134,8 @@ def _totals(plan: Plan) -> dict[str, Any]:
     binary_macs = sum(e.macs for e in binary)
     flops = total_macs - binary_macs
     binary_params = sum(e.params for e in binary)
-    packed = plan.float_bytes
-    for e in binary:  # the fp32 latent weight becomes signs (8 per byte) + fp32 alpha_w, beta_w
-        packed += -4 * e.weight_numel + math.ceil(e.weight_numel / 8) + 8 * e.out_channels
-        if e.method == "adabin":
-            packed += 8  # act_alpha, act_beta
     maxouts = [e for e in plan.entries if e.decision == "maxout"]
-    packed += sum(8 * (e.channels or 0) for e in maxouts)
+    packed = _packed_bytes(plan.kept_bytes, binary, maxouts)
     handled = {}
     for e in plan.entries:
         if e.decision not in ("float", "keep"):
@@ -165,6 +161,25 @@ def _totals(plan: Plan) -> dict[str, Any]:
         "traced_regions": sum(1 for r in plan.regions if r.graph_module is not None),
         "untraced_regions": sum(1 for r in plan.regions if r.graph_module is None),
     }
+
+
+def _packed_bytes(kept_bytes: int, binary: list[Entry], maxouts: list[Entry]) -> int:
+    """Bytes of the binarized model's state_dict with binary weights stored as packed signs.
+
+    Starts from the state the rewrite keeps and swaps each replaced module's state for its
+    replacement's: a binary layer saves its weight signs (``ceil(n / 8)`` bytes), fp32
+    ``alpha_w`` and ``beta_w`` per output channel, its bias as it was and, for AdaBin, the fp32
+    ``act_alpha``/``act_beta``; a Maxout saves fp32 ``gamma_pos``/``gamma_neg`` per channel.
+    """
+    packed = kept_bytes
+    for e in binary:
+        packed += e.bias_bytes - e.state_bytes
+        packed += math.ceil(e.weight_numel / 8) + 2 * FP32_BYTES * e.out_channels
+        if e.method == "adabin":
+            packed += 2 * FP32_BYTES  # act_alpha, act_beta
+    for e in maxouts:
+        packed += 2 * FP32_BYTES * (e.channels or 0) - e.state_bytes
+    return packed
 
 
 def _si(n: float) -> str:

@@ -93,8 +93,32 @@ def trace_module(module: nn.Module) -> fx.GraphModule:
     graph = tracer.trace(module)
     name = type(module).__name__
     gm = fx.GraphModule(tracer.root, graph, name)
+    _keep_hierarchy(module, gm)
     _unpersist_constants(gm)
     return gm
+
+
+def _keep_hierarchy(module: nn.Module, gm: fx.GraphModule) -> None:
+    """Give ``gm`` the children, parameters and buffers of ``module`` itself.
+
+    ``fx.GraphModule`` copies only what its graph uses and rebuilds the containers on the way
+    as bare ``nn.Module``s: ``model.layer1[0]`` would stop working, ``nn.Sequential`` types and
+    unused modules would be lost, and the ``state_dict`` would differ from the float model's.
+    Every graph target resolves the same way in the original tree (it was traced from it), so
+    the original children are installed instead; their own ``forward`` is not called (the
+    graph's code is).
+    """
+    extra_modules = {k: v for k, v in gm._modules.items() if k not in module._modules}
+    gm._modules.clear()
+    gm._modules.update(module._modules)
+    gm._modules.update(extra_modules)
+    gm._parameters.clear()
+    gm._parameters.update(module._parameters)
+    constants = {k: v for k, v in gm._buffers.items() if k not in module._buffers}
+    gm._buffers.clear()
+    gm._buffers.update(module._buffers)
+    gm._buffers.update(constants)
+    gm._non_persistent_buffers_set = set(module._non_persistent_buffers_set)
 
 
 def _unpersist_constants(gm: fx.GraphModule) -> None:
@@ -116,21 +140,31 @@ def trace_regions(model: nn.Module, prefix: str = "") -> list[Region]:
 
     Returns the traced regions and, for every module that could not be traced, a region with
     ``graph_module=None`` (its own code stays eager; its children are listed separately).
-    Leaf modules without children that fail are returned as untraced regions too.
+    Children that a whole-model trace would keep as leaves (compute layers, activations,
+    ``torch.nn`` built-ins, timm's no-trace modules) are not traced on their own; the layers
+    inside them are replaced as modules. ``ModuleList``/``ModuleDict`` have no forward: their
+    items are traced one by one.
     """
     try:
         return [Region(prefix, model, trace_module(model))]
     except Exception as exc:  # tracing errors come in many types (TraceError, TypeError, ...)
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         reason = f"{type(exc).__name__}: {first_line[:160]}"
-    regions = [Region(prefix, model, None, reason)]
+    return [Region(prefix, model, None, reason), *_trace_children(model, prefix)]
+
+
+def _trace_children(model: nn.Module, prefix: str) -> list[Region]:
+    regions: list[Region] = []
+    leaf_check = TimmAwareTracer()
     for child_name, child in model.named_children():
         qual = f"{prefix}.{child_name}" if prefix else child_name
-        if is_compute_layer(child) or activation_kind(child) is not None:
-            continue  # a single layer: module replacement handles it directly
-        if not any(True for _ in child.modules()):
-            continue
-        regions.extend(trace_regions(child, qual))
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+            regions.extend(_trace_children(child, qual))  # containers have no forward to trace
+        elif not leaf_check.is_leaf_module(child, qual):
+            regions.extend(trace_regions(child, qual))
+        # else: a single layer, or a module a whole-model trace would not enter either (torch.nn
+        # built-ins such as BatchNorm2d, timm's no-trace modules): module replacement handles
+        # what is inside, and tracing it would only report a spurious failure
     return regions
 
 

@@ -39,6 +39,7 @@ from ..quantizers import (
     adabin_activation,
     adabin_weight,
     adabin_weight_set,
+    adabin_weight_signs,
     check_act_form,
     check_weight_estimator,
     sgn,
@@ -178,8 +179,7 @@ class BinaryLayer:
             beta = self.frozen_beta_w.reshape((-1,) + (1,) * (self.weight.dim() - 1))
             return self.weight > beta
         if self.method == "adabin":
-            alpha, beta = adabin_weight_set(self.weight, self.eps)
-            return (self.weight - beta) / alpha >= 0
+            return adabin_weight_signs(self.weight, self.eps)
         return self.weight >= 0
 
     @torch.no_grad()

@@ -7,6 +7,8 @@ from torch import nn
 
 
 class _MaxoutFn(torch.autograd.Function):
+    """Fused Maxout; clamps and in-place updates instead of ``where`` (slow on the CPU)."""
+
     @staticmethod
     def forward(ctx, x, gamma_pos, gamma_neg, dim: int):
         shape = [1] * x.dim()
@@ -16,22 +18,24 @@ class _MaxoutFn(torch.autograd.Function):
         ctx.save_for_backward(x, gp, gn)
         ctx.dim = dim
         ctx.param_dtype = gamma_pos.dtype
-        return torch.where(x >= 0, x * gp, x * gn)
+        # max(x,0)*gp + min(x,0)*gn: exactly x*gp for x >= 0 and x*gn for x < 0
+        return torch.clamp_min(x, 0).mul_(gp).addcmul_(torch.clamp_max(x, 0), gn)
 
     @staticmethod
     def backward(ctx, grad):
         x, gp, gn = ctx.saved_tensors
-        positive = x >= 0
-        grad_x = grad * torch.where(positive, gp, gn) if ctx.needs_input_grad[0] else None
-        grad_gp = grad_gn = None
+        grad_x = grad_gp = grad_gn = None
+        if ctx.needs_input_grad[0]:
+            one = torch.ones((), dtype=x.dtype, device=x.device)
+            # slope: gp where x >= 0 (heaviside(0) = 1), gn elsewhere
+            grad_x = torch.heaviside(x, one).mul_(gp - gn).add_(gn).mul_(grad)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            gx = grad * x
             dims = [d for d in range(x.dim()) if d != ctx.dim]
             acc = torch.promote_types(grad.dtype, torch.float32)  # float64 stays float64
-            total = gx.sum(dim=dims, dtype=acc)
-            grad_gp = torch.where(positive, gx, 0).sum(dim=dims, dtype=acc)
-            grad_gn = total - grad_gp
-            grad_gp, grad_gn = grad_gp.to(ctx.param_dtype), grad_gn.to(ctx.param_dtype)
+            part = torch.clamp_min(x, 0).mul_(grad)
+            grad_gp = part.sum(dim=dims, dtype=acc).to(ctx.param_dtype)
+            torch.clamp_max(x, 0, out=part).mul_(grad)
+            grad_gn = part.sum(dim=dims, dtype=acc).to(ctx.param_dtype)
         return grad_x, grad_gp, grad_gn, None
 
 

@@ -28,6 +28,7 @@ from .sign import (
 from .weight import (
     adabin_weight,
     adabin_weight_set,
+    adabin_weight_signs,
     sign_weight,
     xnor_weight,
     xnor_weight_set,
@@ -42,6 +43,7 @@ __all__ = [
     "adabin_activation",
     "adabin_weight",
     "adabin_weight_set",
+    "adabin_weight_signs",
     "bireal_derivative",
     "check_act_form",
     "check_weight_estimator",

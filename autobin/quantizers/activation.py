@@ -43,6 +43,12 @@ def effective_alpha(alpha: torch.Tensor) -> torch.Tensor:
 
 
 class _AdaBinActivation(torch.autograd.Function):
+    """Fused AdaBin activation binarizer.
+
+    Written with ``copysign`` and in-place updates rather than ``where`` and temporaries: on
+    the CPU, ``where`` and fresh full-size tensors dominate the cost of these elementwise ops.
+    """
+
     @staticmethod
     def forward(ctx, x, alpha, beta, code_form: bool):
         a = alpha.detach().clamp_min(MIN_ALPHA).to(x.dtype)
@@ -51,32 +57,35 @@ class _AdaBinActivation(torch.autograd.Function):
         ctx.code_form = code_form
         ctx.param_dtypes = (alpha.dtype, beta.dtype)
         c = a * b if code_form else b
-        # u = (x - beta)/alpha >= 0  <=>  x >= beta   (alpha > 0), and sgn(0) = +1.
-        return torch.where(x >= b, c + a, c - a)
+        # sgn(u) = sgn(x - beta) for alpha > 0; adding +0.0 turns -0.0 into +0.0 so sgn(0) = +1.
+        # copysign(alpha, .) + c is bit-identical to alpha * sgn(u) + c.
+        out = torch.sub(x, b).add_(0.0)
+        return torch.copysign(a.expand_as(out), out, out=out).add_(c)
 
     @staticmethod
     def backward(ctx, grad):
         x, a, b = ctx.saved_tensors
-        u = (x - b) / a
-        d = (2.0 - 2.0 * u.abs()).clamp_min_(0.0)  # Bi-Real: d sgn/du
-        grad_x = grad * d if ctx.needs_input_grad[0] else None
+        u = torch.sub(x, b).add_(0.0).div_(a)
+        gd = u.abs().mul_(-2.0).add_(2.0).clamp_min_(0.0).mul_(grad)  # grad * Bi-Real d sgn/du
         grad_alpha = grad_beta = None
-        gd = grad * d
         # Sums accumulate in at least float32 (float64 stays float64).
         acc = torch.promote_types(grad.dtype, torch.float32)
+        total = grad.sum(dtype=acc)
+        gd_total = gd.sum(dtype=acc)
         if ctx.needs_input_grad[1]:
-            s = torch.where(u >= 0, 1.0, -1.0).to(grad.dtype)
             # paper: d/dalpha [alpha*sgn(u) + beta] = sgn(u) - d*u
             # code:  d/dalpha [alpha*(sgn(u) + beta)] = sgn(u) + beta - d*u
-            ga = (grad * s - gd * u).sum(dtype=acc)
+            one = torch.ones((), dtype=grad.dtype, device=grad.device)
+            g_sign = torch.copysign(one.expand_as(u), u).mul_(grad).sum(dtype=acc)
+            ga = g_sign - u.mul_(gd).sum(dtype=acc)
             if ctx.code_form:
-                ga = ga + grad.sum(dtype=acc) * b.to(acc)
+                ga = ga + total * b.to(acc)
             grad_alpha = ga.reshape(()).to(ctx.param_dtypes[0])
         if ctx.needs_input_grad[2]:
             # paper: d/dbeta = 1 - d;  code: d/dbeta = alpha - d
-            total = grad.sum(dtype=acc)
-            gb = (total * a.to(acc) if ctx.code_form else total) - gd.sum(dtype=acc)
+            gb = (total * a.to(acc) if ctx.code_form else total) - gd_total
             grad_beta = gb.reshape(()).to(ctx.param_dtypes[1])
+        grad_x = gd if ctx.needs_input_grad[0] else None
         return grad_x, grad_alpha, grad_beta, None
 
 

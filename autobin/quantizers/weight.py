@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import torch
 
-from .sign import check_weight_estimator, ede_derivative, sign_clipped_ste
+from .sign import check_weight_estimator, sign_clipped_ste
 
 
 def _channel_dims(w: torch.Tensor) -> tuple[int, ...]:
     return tuple(range(1, w.dim()))
+
+
+def _centered_stats(w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row ``(alpha, beta, centered)`` of ``w`` viewed as ``(O, n)``; rows keep dim 1.
+
+    ``centered = W - beta`` with ``-0.0`` turned into ``+0.0`` (so the sign of ``centered`` is
+    ``sgn(u)`` with ``sgn(0) = +1``), ``alpha = sqrt(sum(centered^2)/n + eps)``. The one place
+    these statistics are computed, so training, freezing and packing agree bit for bit.
+    """
+    w2 = w.reshape(w.shape[0], -1)
+    beta = w2.mean(dim=1, keepdim=True)
+    centered = (w2 - beta).add_(0.0)
+    norm = torch.linalg.vector_norm(centered, dim=1, keepdim=True)
+    alpha = torch.sqrt(norm.square() / w2.shape[1] + eps)
+    return alpha, beta, centered
 
 
 def adabin_weight_set(w: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,14 +38,19 @@ def adabin_weight_set(w: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor,
     population standard deviation, divisor ``n``). Not detached: gradients flow through both.
     The binary values of channel ``o`` are ``{beta_w - alpha_w, beta_w + alpha_w}``.
     """
-    dims = _channel_dims(w)
-    beta = w.mean(dim=dims, keepdim=True)
-    alpha = torch.sqrt(w.var(dim=dims, keepdim=True, correction=0) + eps)
-    return alpha, beta
+    alpha, beta, _ = _centered_stats(w, eps)
+    shape = (-1,) + (1,) * (w.dim() - 1)
+    return alpha.reshape(shape), beta.reshape(shape)
+
+
+def adabin_weight_signs(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Boolean signs of AdaBin's binary weight (``True`` for ``+1``), shaped like ``w``."""
+    _, _, centered = _centered_stats(w, eps)
+    return (centered >= 0).reshape(w.shape)
 
 
 class _AdaBinWeight(torch.autograd.Function):
-    """Fused AdaBin weight binarizer: three passes forward, closed-form backward.
+    """Fused AdaBin weight binarizer: a few passes forward, closed-form backward.
 
     With ``g = dL/dWb``, ``D = d sgn/du`` (1 for ste), ``s = sgn(u)`` and ``n`` entries per
     channel, the chain rule through ``Wb = alpha*s + beta``, ``u = (W - beta)/alpha``,
@@ -42,27 +62,33 @@ class _AdaBinWeight(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w, ede: bool, t: float, k: float, eps: float):
-        alpha, beta = adabin_weight_set(w, eps)
-        u = (w - beta) / alpha
-        ctx.save_for_backward(u)
+        alpha, beta, centered = _centered_stats(w, eps)
+        ctx.save_for_backward(centered, alpha)
         ctx.ede, ctx.t, ctx.k = ede, t, k
-        # alpha*sgn(u) + beta, written so it is bit-identical: alpha*(+-1) + beta == beta +- alpha
-        return torch.where(u >= 0, beta + alpha, beta - alpha)
+        # alpha*sgn(u) + beta, bit-identical: alpha*(+-1) + beta == beta +- alpha
+        out = torch.copysign(alpha.expand_as(centered), centered).add_(beta)
+        return out.reshape(w.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        (u,) = ctx.saved_tensors
-        dims = _channel_dims(u)
-        n = u[0].numel()
-        s = torch.where(u >= 0, 1.0, -1.0).to(u.dtype)
+        centered, alpha = ctx.saved_tensors
+        g = grad.reshape(centered.shape)
+        n = centered.shape[1]
+        one = torch.ones((), dtype=g.dtype, device=g.device)
+        s = torch.copysign(one.expand_as(g), centered)
         if ctx.ede:
-            d = ede_derivative(u, ctx.t, ctx.k)
-            gd = grad * d
-            g_alpha = (grad * s - gd * u).sum(dim=dims, keepdim=True)
-            g_beta = (grad - gd).sum(dim=dims, keepdim=True)
-            return gd + (g_beta + g_alpha * u) / n, None, None, None, None
-        g_alpha = (grad * (s - u)).sum(dim=dims, keepdim=True)
-        return grad + g_alpha * u / n, None, None, None, None
+            u = centered / alpha
+            # g * k t (1 - tanh(t u)^2), computed in place
+            gd = torch.mul(u, ctx.t).tanh_().square_().neg_().add_(1.0).mul_(ctx.k * ctx.t)
+            gd.mul_(g)
+            g_alpha = torch.linalg.vecdot(g, s, dim=1) - torch.linalg.vecdot(gd, u, dim=1)
+            g_beta = g.sum(dim=1) - gd.sum(dim=1)
+            grad_w = gd.addcmul_(u, (g_alpha / n).unsqueeze(1)).add_((g_beta / n).unsqueeze(1))
+        else:  # D = 1: g_beta = 0, and sum(g*u) = sum(g*centered)/alpha
+            a = alpha[:, 0]
+            g_alpha = torch.linalg.vecdot(g, s, dim=1) - torch.linalg.vecdot(g, centered, dim=1) / a
+            grad_w = torch.addcmul(g, centered, (g_alpha / (n * a)).unsqueeze(1))
+        return grad_w.reshape(grad.shape), None, None, None, None
 
 
 def adabin_weight(

@@ -18,12 +18,16 @@ from autobin.nn import AdaBinConv2d, AdaBinLinear, BinaryConv2d, Maxout, SignCon
 def _hand_weight(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Per output channel: beta = mean, alpha = sqrt(population var + eps), alpha*sgn(u)+beta.
 
-    Uses the same reductions as the library (mean, var(correction=0)) so results are bitwise
-    comparable; the float64 check of the statistics themselves is in test_quantizers_values.py.
+    Uses the same reductions as the library (row mean, then the population variance as the
+    squared L2 norm of the centered row over n) so results are bitwise comparable; the float64
+    check of the statistics themselves is in test_quantizers_values.py.
     """
-    dims = tuple(range(1, w.dim()))
-    beta = w.mean(dim=dims, keepdim=True)
-    alpha = torch.sqrt(w.var(dim=dims, keepdim=True, correction=0) + eps)
+    flat = w.reshape(w.shape[0], -1)
+    beta = flat.mean(dim=1, keepdim=True)
+    norm = torch.linalg.vector_norm(flat - beta, dim=1, keepdim=True)
+    alpha = torch.sqrt(norm.square() / flat.shape[1] + eps)
+    shape = (-1,) + (1,) * (w.dim() - 1)
+    alpha, beta = alpha.reshape(shape), beta.reshape(shape)
     return torch.where((w - beta) / alpha >= 0, alpha * 1.0 + beta, alpha * -1.0 + beta)
 
 
