@@ -64,6 +64,7 @@ class CallRecord:
     in_shape: tuple[int, ...] | None = None
     out_shape: tuple[int, ...] | None = None
     in_shapes: set[tuple[int, ...]] = field(default_factory=set)  # over all calls
+    in_shape_seq: list[tuple[int, ...] | None] = field(default_factory=list)  # call by call
     order: int = -1  # execution order among compute layers (first call)
     prev_compute: str | None = None  # last compute layer that ran before this module
     takes_model_input: bool = False  # its input is one of the model's input tensors
@@ -95,6 +96,7 @@ class Entry:
     out_channels: int = 0
     channels: int | None = None
     channel_dim: int | None = None
+    call_site: bool = field(default=False, repr=False)  # one call of a shared module (graph)
     state_bytes: int = field(default=0, repr=False)  # bytes of the replaced module's state_dict
     bias_bytes: int = field(default=0, repr=False)
     region: str | None = field(default=None, repr=False)
@@ -145,7 +147,7 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
 def record_calls(
     model: nn.Module, example_inputs: Sequence[Any], capture: dict[str, nn.Module]
 ) -> tuple[dict[str, CallRecord], dict[str, tuple]]:
-    """Run ``model`` once with hooks; return call records and the inputs of ``capture``'s modules."""
+    """Run ``model`` once with hooks; return call records and the inputs of ``capture``."""
     records: dict[str, CallRecord] = {}
     captured: dict[str, tuple] = {}
     state = {"order": 0, "last_compute": None}
@@ -157,6 +159,7 @@ def record_calls(
         def hook(_mod, args, output):
             rec.calls += 1
             x, y = _first_tensor(args), _first_tensor(output)
+            rec.in_shape_seq.append(tuple(x.shape) if x is not None else None)
             if x is not None:
                 rec.in_shapes.add(tuple(x.shape))
                 rec.takes_model_input |= any(x is t for t in model_inputs)
@@ -377,8 +380,12 @@ def _layer_info(name, module, rec, first, last_names, last_order, graph_shortcut
 
 
 # ---------------------------------------------------------------------------- the plan
-def default_example_inputs(model: nn.Module, batch: int = 2) -> tuple[torch.Tensor]:
-    """A seeded random batch shaped like the model's ``pretrained_cfg['input_size']``."""
+def default_example_inputs(model: nn.Module, batch: int = 1) -> tuple[torch.Tensor]:
+    """A seeded random batch shaped like the model's ``pretrained_cfg['input_size']``.
+
+    One sample is enough: the eager pass runs in eval mode and only records shapes (MACs are
+    counted per sample), and it is most of the time :func:`annotate` takes.
+    """
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
     size = cfg.get("input_size") if isinstance(cfg, dict) else None
     if not size:
@@ -406,9 +413,7 @@ def check_not_binarized(model: nn.Module) -> None:
             )
 
 
-def annotate(
-    model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | None = None
-) -> Plan:
+def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | None = None) -> Plan:
     """Trace, run once and decide every layer of ``model`` under ``recipe``.
 
     The model is not modified (its train/eval modes are restored after the eager pass).
@@ -425,12 +430,14 @@ def annotate(
     traced = [r for r in regions if r.graph_module is not None]
     records, captured = record_calls(model, example_inputs, {r.name: r.module for r in traced})
 
-    # call_module nodes of compute layers and activations, by full name
-    nodes: dict[str, tuple[Region, fx.Node]] = {}
+    # call_module nodes of compute layers and activations, by full name: every call site, and
+    # the first one
+    sites: dict[str, list[tuple[Region, fx.Node]]] = {}
     for region in traced:
         for node in region.graph_module.graph.nodes:
             if node.op == "call_module":
-                nodes.setdefault(_join(region.name, node.target), (region, node))
+                sites.setdefault(_join(region.name, node.target), []).append((region, node))
+    nodes = {name: calls[0] for name, calls in sites.items()}
 
     entries: list[Entry] = []
     compute = sorted(
@@ -483,7 +490,7 @@ def annotate(
                       handled_by="none", macs=macs)
             )  # fmt: skip
 
-    entries += _plan_activations(recipe, records, nodes, traced, binarized, captured)
+    entries += _plan_activations(recipe, records, sites, traced, binarized, captured)
     if recipe.shortcuts.bireal:
         entries += _plan_shortcuts(entries, records)
     float_params = sum(p.numel() for p in model.parameters())
@@ -492,9 +499,7 @@ def annotate(
     return Plan(recipe, regions, entries, float_params, float_bytes, kept_bytes, batch)
 
 
-def _upstream(
-    region: Region | None, node: fx.Node | None, rec: CallRecord | None
-) -> list[str]:
+def _upstream(region: Region | None, node: fx.Node | None, rec: CallRecord | None) -> list[str]:
     """Full names of the compute layers feeding an activation, nearest first.
 
     Uses the graph where the activation is a node; where the search reaches the region's inputs
@@ -513,7 +518,7 @@ def _upstream(
     return upstream
 
 
-def _plan_activations(recipe, records, nodes, traced, binarized, captured) -> list[Entry]:
+def _plan_activations(recipe, records, sites, traced, binarized, captured) -> list[Entry]:
     entries: list[Entry] = []
     scope_all = recipe.activations.scope == "all"
     linear_names = {n for n, r in records.items() if isinstance(r.module, nn.Linear)}
@@ -538,7 +543,26 @@ def _plan_activations(recipe, records, nodes, traced, binarized, captured) -> li
             entries.append(Entry(**base, decision="left alone", rule="-", handled_by="none",
                                  reason="never called in the forward pass"))  # fmt: skip
             continue
-        located = nodes.get(name)
+        calls = sites.get(name, [])
+        if len(calls) > 1 and len(rec.in_shape_seq) == len(calls):
+            # one module, several call sites in a graph (DLA's bottleneck calls one ReLU after
+            # each conv): a Maxout per call site, each with its own channels and parameters
+            for (region, node), shape in zip(calls, rec.in_shape_seq):
+                upstream = _upstream(region, node, None)
+                replace, reason = decide(kind, any(u in binarized for u in upstream))
+                entries.append(
+                    _call_site_entry(
+                        base,
+                        region,
+                        node,
+                        shape,
+                        replace,
+                        reason,
+                        bool(upstream) and upstream[0] in linear_names,
+                    )
+                )
+            continue
+        located = calls[0] if calls else None
         region, node = located if located else (None, None)
         upstream = _upstream(region, node, rec)
         replace, reason = decide(kind, any(u in binarized for u in upstream))
@@ -549,9 +573,10 @@ def _plan_activations(recipe, records, nodes, traced, binarized, captured) -> li
             replace, reason = False, f"{kind}: input shape unknown or not 2-4-D"
             channels, dim = None, None
         if replace and len(rec.in_shapes) > 1:
-            replace, reason = False, (
-                f"{kind} module is shared by call sites with different input shapes; one Maxout "
-                "cannot serve them all"
+            replace = False
+            reason = (
+                f"{kind} module is shared by call sites with different input shapes outside a "
+                "traced graph; one Maxout cannot serve them all"
             )
         entries.append(
             Entry(**base, decision="maxout" if replace else "keep", rule="activations",
@@ -588,6 +613,31 @@ def _plan_activations(recipe, records, nodes, traced, binarized, captured) -> li
                       channel_dim=dim, region=region.name, node=node)
             )  # fmt: skip
     return entries
+
+
+def _call_site_entry(base, region, node, shape, replace, reason, nearest_linear) -> Entry:
+    """Entry for one call of an activation module shared by several call sites of a graph."""
+    kind = base["type_name"]
+    try:
+        channels, dim = _channel_dim(shape, nearest_linear)
+    except ValueError:
+        channels, dim = None, None
+        if replace:
+            replace, reason = False, f"{kind}: input shape unknown or not 2-4-D"
+    if replace:
+        reason += f" (one Maxout per call site of the shared module, here {node.name})"
+    return Entry(
+        **{**base, "name": f"{base['name']}@{node.name}", "state_bytes": 0},
+        decision="maxout" if replace else "keep",
+        rule="activations",
+        reason=reason,
+        handled_by="graph" if replace else "none",
+        channels=channels,
+        channel_dim=dim,
+        call_site=True,
+        region=region.name,
+        node=node,
+    )
 
 
 def _call_name(node: fx.Node) -> str:

@@ -62,7 +62,8 @@ class BinarizeReport:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data: ``model``, ``recipe``, ``recipe_sha256``, ``regions``, ``layers``, ``totals``.
+        """Plain data: ``model``, ``recipe``, ``recipe_sha256``, ``regions``, ``layers``,
+        ``totals``.
 
         ``totals`` has ``conv_linear_macs``, ``binary_macs``, ``binary_mac_share``, ``bops``,
         ``flops``, ``ops`` (= bops/64 + flops), ``params``, ``binary_params``,

@@ -5,7 +5,8 @@ Traced regions are installed as their GraphModules; then, for every planned chan
 * a compute layer to binarize is swapped for its binary layer at the same qualified name
   (a ``call_module`` target in a graph, or a module inside a leaf/untraced module);
 * an activation module becomes a :class:`~autobin.nn.Maxout` at the same name;
-* a functional activation node becomes a call of a new Maxout submodule ``maxout_<node>``;
+* a functional activation node, and each call of an activation module that a graph calls at
+  several sites, becomes a call of a new Maxout submodule ``maxout_<node>``;
 * a Bi-Real shortcut inserts ``add(norm_out, conv_in)`` after the binarized conv's norm.
 
 Names are deterministic, so binarizing a fresh copy of the same architecture with the same
@@ -14,6 +15,7 @@ recipe gives the same ``state_dict`` keys.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 
 from torch import fx, nn
@@ -64,10 +66,9 @@ def _install_regions(plan: Plan, model: nn.Module) -> nn.Module:
         if region.name == "":
             for attr in TIMM_ATTRIBUTES:
                 if attr in model.__dict__ or attr in type(model).__dict__:
-                    try:
+                    # read-only properties on the model's class are skipped
+                    with contextlib.suppress(AttributeError):
                         setattr(gm, attr, getattr(model, attr))
-                    except AttributeError:  # read-only properties on the model's class
-                        pass
             root = gm
         else:
             _set_module(root, region.name, gm)
@@ -87,9 +88,12 @@ def _replace_functional(gm: fx.GraphModule, entry: Entry, device) -> None:
 def _insert_shortcut(gm: fx.GraphModule, conv_node: fx.Node) -> None:
     tail = conv_node
     users = list(conv_node.users)
-    if len(users) == 1 and users[0].op == "call_module":
-        if isinstance(gm.get_submodule(users[0].target), NORM_TYPES):
-            tail = users[0]
+    if (
+        len(users) == 1
+        and users[0].op == "call_module"
+        and isinstance(gm.get_submodule(users[0].target), NORM_TYPES)
+    ):
+        tail = users[0]
     with gm.graph.inserting_after(tail):
         add = gm.graph.call_function(operator.add, (tail, conv_node.args[0]))
     tail.replace_all_uses_with(add, delete_user_cb=lambda user: user is not add)
@@ -110,7 +114,7 @@ def rewrite(plan: Plan, model: nn.Module) -> nn.Module:
             old = root.get_submodule(entry.name)
             _set_module(root, entry.name, _binary_layer(old, entry))
         elif entry.decision == "maxout" and entry.kind == "activation":
-            if entry.node is not None and entry.node.op != "call_module":
+            if entry.node is not None and (entry.node.op != "call_module" or entry.call_site):
                 _replace_functional(graphs[entry.region], entry, device)
                 touched.add(entry.region)
             else:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from torch import fx, nn
 
-from ..nn import BiRealShortcut, BinaryLayer, Maxout
+from ..nn import BinaryLayer, BiRealShortcut, Maxout
 
 ACTIVATION_MODULE_KINDS: dict[str, str] = {
     "ReLU": "relu",
@@ -55,7 +55,7 @@ def _timm_leaves() -> tuple[tuple[type, ...], tuple]:
 
 
 class TimmAwareTracer(fx.Tracer):
-    """``torch.fx`` tracer that keeps timm's no-trace modules/functions and compute layers as leaves."""
+    """``torch.fx`` tracer; timm's no-trace modules/functions and compute layers are leaves."""
 
     def __init__(self) -> None:
         leaf_modules, leaf_functions = _timm_leaves()

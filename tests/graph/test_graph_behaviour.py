@@ -225,3 +225,39 @@ def test_repvgg_parallel_3x3_branch_is_binarized():
     assert by_name["stem.conv_kxk.conv"].rule == by_name["stem.conv_1x1.conv"].rule == "stem"
     assert report.totals["binarized_layers"] == 21
     assert report.totals["binary_mac_share"] > 0.8
+
+
+class SharedReLUNet(nn.Module):
+    """One ReLU module called after convs of different widths (as in DLA's bottleneck)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv1 = nn.Conv2d(8, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = self.relu(self.stem(x))
+        x = self.relu(self.conv1(x))
+        x = self.relu(self.conv2(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_shared_activation_module_gets_a_maxout_per_call_site():
+    model = SharedReLUNet()
+    x = _x(2, 3, 8, 8)
+    result = binarize(model, example_inputs=x)
+    report = result.autobin_report
+    acts = report.layers(kind="activation")
+    assert [e.name for e in acts] == ["relu@relu", "relu@relu_1", "relu@relu_2"]
+    assert [e.channels for e in acts] == [8, 16, 16]
+    assert all(e.decision == "maxout" and e.handled_by == "graph" for e in acts)
+    maxouts = _modules_of(result, Maxout)
+    assert sorted(m.num_channels for m in maxouts.values()) == [8, 16, 16]
+    assert report.totals["maxout"] == len(maxouts) == 3
+    assert not any(n.target == "relu" for n in result.graph.nodes if n.op == "call_module")
+    out = result(x)
+    out.sum().backward()
+    assert all(m.gamma_neg.grad is not None for m in maxouts.values())
