@@ -52,7 +52,7 @@ def measure_step_ratios(models: dict[str, torch.nn.Module], batch: int, repeats:
     x = torch.stack([data[i][0] for i in range(batch)])
     y = torch.tensor([data[i][1] for i in range(batch)])
     times: dict[str, list[float]] = {name: [] for name in models}
-    for name, model in models.items():  # warm-up
+    for model in models.values():  # warm-up
         step_time(model, x, y)
     for _ in range(repeats):  # interleaved so machine noise hits every model alike
         for name, model in models.items():
@@ -65,14 +65,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--teacher-epochs", type=int, default=4)
+    ap.add_argument("--teacher-epochs", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--step-batch-sizes", type=int, nargs="+", default=[64, 128])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: quieter timing)")
     ap.add_argument("--step-repeats", type=int, default=15)
     ap.add_argument("--out", default="runs/bench_finetune")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
 
     train, test = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
     common = {"lr": args.lr, "batch_size": args.batch_size, "progress": False, "plots": False}
@@ -83,8 +86,9 @@ def main() -> None:
         torch.manual_seed(seed)
         teacher = timm.create_model(args.arch, num_classes=10, in_chans=1)
         out = Path(args.out) / f"seed{seed}"
+        teacher_cfg = {"kd_weight": 0.0, "ce_weight": 1.0, "seed": seed, **common}
         train_float(teacher, train, test, epochs=args.teacher_epochs, out_dir=out / "teacher",
-                    config={"kd_weight": 0.0, "ce_weight": 1.0, "seed": seed, **common})  # fmt: skip
+                    config=teacher_cfg)  # fmt: skip
         teacher.eval()
         acc["float teacher"].append(evaluate(teacher, test)["acc"])
         for name, spec in VARIANTS.items():
@@ -103,19 +107,24 @@ def main() -> None:
     models["adabin two-step + distillation"].apply(
         lambda m: setattr(m, "binarize_weights", True) if hasattr(m, "binarize_weights") else None
     )
-    steps = measure_step_ratios(models, args.batch_size, args.step_repeats)
+    steps = {bs: measure_step_ratios(models, bs, args.step_repeats) for bs in args.step_batch_sizes}
 
     print()
     print(f"mnist5k, timm {args.arch}, teacher {args.teacher_epochs} epochs, students "
           f"{args.epochs} epochs, seeds {args.seeds}")  # fmt: skip
-    print(f"{'model':34s}{'test acc % (mean +- sd)':>26s}{'step ms':>10s}{'step / float':>14s}")
+    head = "".join(f"{f'step/float @{bs}':>16s}" for bs in steps)
+    print(f"{'model':34s}{'test acc % (mean +- sd)':>26s}{head}")
     results = {}
     for name, values in acc.items():
         mean = statistics.mean(values)
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        st = steps["float" if name == "float teacher" else name]
-        print(f"{name:34s}{mean:18.2f} +- {sd:4.2f}{st['ms']:10.1f}{st['ratio']:14.2f}")
-        results[name] = {"acc": values, "mean": mean, "sd": sd, **st}
+        key = "float" if name == "float teacher" else name
+        cells = "".join(
+            f"{steps[bs][key]['ratio']:9.2f} ({steps[bs][key]['ms']:4.0f}ms)" for bs in steps
+        )
+        print(f"{name:34s}{mean:18.2f} +- {sd:4.2f}{cells}")
+        results[name] = {"acc": values, "mean": mean, "sd": sd,
+                         "step": {bs: steps[bs][key] for bs in steps}}  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -98,8 +98,9 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     from .. import zoo
 
     if args.zoo_command == "list":
-        for name in zoo.list_models(zoo_dir=args.zoo_dir):
-            print(name)
+        for entry in zoo.list_models(zoo_dir=args.zoo_dir):
+            metrics = ", ".join(f"{k}={v}" for k, v in (entry.get("metrics") or {}).items())
+            print(f"{entry['name']:32s} {metrics}")
     elif args.zoo_command == "show":
         print(json.dumps(zoo.show(args.name, zoo_dir=args.zoo_dir), indent=2))
     elif args.zoo_command == "publish":

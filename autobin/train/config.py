@@ -196,20 +196,19 @@ def load_train_config(
 
     ``None`` values in ``overrides`` are ignored (they mean "not given").
     """
+    changes = {k: v for k, v in overrides.items() if v is not None}
     if config is None:
-        base = TrainConfig.from_dict({k: v for k, v in overrides.items() if v is not None})
-        return base
+        return TrainConfig.from_dict(changes)
+    if isinstance(config, Mapping):  # validate the merged mapping: fields depend on each other
+        return TrainConfig.from_dict({**config, **changes})
     if isinstance(config, TrainConfig):
         base = config
     elif isinstance(config, (str, Path)):
         base = TrainConfig.from_yaml(config)
-    elif isinstance(config, Mapping):
-        base = TrainConfig.from_dict(config)
     else:
         raise TypeError(
             f"config must be a TrainConfig, a mapping or a YAML path, got {type(config).__name__}"
         )
-    changes = {k: v for k, v in overrides.items() if v is not None}
     return base.replace(**changes) if changes else base
 
 
