@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import timm
 import torch
-import torch.nn.functional as F
+from step_time import measure_step_ratios  # benchmarks/ is on sys.path when run as a script
 
 import autobin
 from autobin.data import load_dataset
@@ -36,29 +35,12 @@ VARIANTS = {
 }
 
 
-def step_time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Seconds for one training step (forward, backward, Adam step)."""
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    model.train()
-    start = time.perf_counter()
-    opt.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
-    opt.step()
-    return time.perf_counter() - start
-
-
-def measure_step_ratios(models: dict[str, torch.nn.Module], batch: int, repeats: int) -> dict:
+def measure_on_mnist(models: dict, batch: int, repeats: int) -> dict:
+    """Step-time ratios on one batch of mnist5k training images."""
     data = load_dataset("mnist5k", "train")
     x = torch.stack([data[i][0] for i in range(batch)])
     y = torch.tensor([data[i][1] for i in range(batch)])
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for model in models.values():  # warm-up
-        step_time(model, x, y)
-    for _ in range(repeats):  # interleaved so machine noise hits every model alike
-        for name, model in models.items():
-            times[name].append(step_time(model, x, y))
-    med = {name: statistics.median(t) for name, t in times.items()}
-    return {name: {"ms": 1000 * med[name], "ratio": med[name] / med["float"]} for name in med}
+    return measure_step_ratios(models, x, y, repeats)
 
 
 def main() -> None:
@@ -107,7 +89,7 @@ def main() -> None:
     models["adabin two-step + distillation"].apply(
         lambda m: setattr(m, "binarize_weights", True) if hasattr(m, "binarize_weights") else None
     )
-    steps = {bs: measure_step_ratios(models, bs, args.step_repeats) for bs in args.step_batch_sizes}
+    steps = {bs: measure_on_mnist(models, bs, args.step_repeats) for bs in args.step_batch_sizes}
 
     print()
     print(f"mnist5k, timm {args.arch}, teacher {args.teacher_epochs} epochs, students "
