@@ -6,11 +6,10 @@ equal to the float model's, and a report consistent with the layers actually rep
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import timm
 import torch
+from graph_checks import packed_bytes
 from torch import nn
 
 from autobin.graph import binarize
@@ -57,22 +56,6 @@ def _params(entries, recipe):
         marks = entry.marks if hasattr(entry, "marks") else ()
         out.append(pytest.param(_case(entry), recipe, marks=marks, id=_case(entry)))
     return out
-
-
-def packed_bytes(model: nn.Module) -> int:
-    """Packed size from the state dict: binary weights as signs + fp32 alpha_w, beta_w."""
-    binary_weights = {
-        f"{name}.weight" if name else "weight"
-        for name, m in model.named_modules()
-        if isinstance(m, BinaryLayer)
-    }
-    total = 0
-    for key, t in model.state_dict().items():
-        if key in binary_weights:
-            total += math.ceil(t.numel() / 8) + 8 * t.shape[0]
-        else:
-            total += t.numel() * t.element_size()
-    return total
 
 
 def _maxout_call_sites(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:

@@ -9,6 +9,7 @@ import operator
 import pytest
 import timm
 import torch
+from graph_checks import packed_bytes
 from torch import fx, nn
 
 from autobin.graph import binarize, explain, float_model_of
@@ -27,22 +28,6 @@ def _resnet18(seed: int = 0) -> nn.Module:
 
 def _input(batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-
-
-def packed_bytes(model: nn.Module) -> int:
-    """Packed size from the state dict: binary weights as signs + fp32 alpha_w, beta_w."""
-    binary_weights = {
-        f"{name}.weight" if name else "weight"
-        for name, m in model.named_modules()
-        if isinstance(m, BinaryLayer)
-    }
-    total = 0
-    for key, t in model.state_dict().items():
-        if key in binary_weights:
-            total += math.ceil(t.numel() / 8) + 8 * t.shape[0]
-        else:
-            total += t.numel() * t.element_size()
-    return total
 
 
 @pytest.fixture(scope="module")
