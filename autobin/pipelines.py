@@ -101,8 +101,7 @@ class RunResult:
             [
                 f"{'':24s}{'float teacher':>16s}{'binary student':>16s}",
                 f"{'test accuracy (%)':24s}{self.teacher_acc:16.2f}{self.student_acc:16.2f}",
-                f"{'binary share of MACs':24s}{'0.0%':>16s}"
-                f"{100 * t['binary_mac_share']:15.1f}%",
+                f"{'binary share of MACs':24s}{'0.0%':>16s}{100 * t['binary_mac_share']:15.1f}%",
                 f"{'model size':24s}{_mib(t['float_size_bytes']):>16s}"
                 f"{_mib(t['packed_size_bytes']) + ' packed':>16s}",
                 f"run directory: {self.out_dir}",

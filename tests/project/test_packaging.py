@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import pytest
 
 import autobin
 from autobin.cli import main
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11 (the project supports 3.10 too)
 
 ROOT = Path(__file__).resolve().parents[2]
 
