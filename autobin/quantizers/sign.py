@@ -24,7 +24,8 @@ WEIGHT_ESTIMATORS: tuple[str, ...] = ("ste", "ede")
 def sgn(x: torch.Tensor) -> torch.Tensor:
     """Sign with ``sgn(0) = +1``: ``+1`` where ``x >= 0``, ``-1`` elsewhere, in ``x``'s dtype."""
     one = torch.ones((), dtype=x.dtype, device=x.device)
-    return torch.where(x >= 0, one, -one)
+    out = x.add(0.0)  # -0.0 + 0.0 = +0.0, so sgn(-0.0) = +1 too
+    return torch.copysign(one.expand_as(out), out, out=out)
 
 
 def bireal_derivative(u: torch.Tensor) -> torch.Tensor:
@@ -56,7 +57,7 @@ class _SignClippedSTE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (u,) = ctx.saved_tensors
-        return grad * (u.abs() <= 1).to(grad.dtype)
+        return u.abs().le_(1.0).to(grad.dtype).mul_(grad)  # in place: no bool temporary
 
 
 class _SignEDE(torch.autograd.Function):
