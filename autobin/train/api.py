@@ -110,7 +110,8 @@ def train_float(
         val_data: validation dataset or name (see :func:`finetune`).
         epochs: number of epochs (overrides the config's).
         config: a :class:`TrainConfig`, a mapping or a YAML file path. Its distillation weights
-            must be 0 (there is no teacher); without a config ``ce_weight=1, kd_weight=0``.
+            must be 0 (there is no teacher); a mapping (or no config) defaults to
+            ``ce_weight=1, kd_weight=0``.
         out_dir: output directory.
         resume: see :func:`finetune`.
         callbacks: see :func:`finetune`.
@@ -119,8 +120,11 @@ def train_float(
     Returns:
         A :class:`FinetuneResult`.
     """
+    float_objective = {"kd_weight": 0.0, "ce_weight": 1.0}
     if config is None:
-        config = {"kd_weight": 0.0, "ce_weight": 1.0}
+        config = float_objective
+    elif isinstance(config, Mapping):  # a partial mapping trains with cross-entropy by default
+        config = {**float_objective, **config}
     cfg = load_train_config(config, epochs=epochs, **overrides)
     if cfg.kd_weight > 0 or cfg.feature_weight > 0:
         raise ValueError(
