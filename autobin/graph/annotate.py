@@ -133,6 +133,7 @@ class Plan:
     float_bytes: int  # the float model's state_dict
     kept_bytes: int  # the state the rewrite starts from (GraphModules drop unused modules)
     batch: int
+    input_shape: tuple[int, ...] | None = None  # the example input without its batch dim
 
 
 # ---------------------------------------------------------------------------- eager pass
@@ -496,7 +497,10 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
     float_params = sum(p.numel() for p in model.parameters())
     float_bytes = _state_bytes(model)
     kept_bytes = _kept_bytes(model, regions)
-    return Plan(recipe, regions, entries, float_params, float_bytes, kept_bytes, batch)
+    input_shape = tuple(first_input.shape[1:]) if first_input is not None else None
+    return Plan(
+        recipe, regions, entries, float_params, float_bytes, kept_bytes, batch, input_shape
+    )
 
 
 def _upstream(region: Region | None, node: fx.Node | None, rec: CallRecord | None) -> list[str]:

@@ -32,6 +32,7 @@ class BinarizeReport:
     entries: list[Entry]
     regions: list[dict[str, str]]
     totals: dict[str, Any]
+    input_shape: tuple[int, ...] | None = None
 
     @classmethod
     def from_plan(cls, plan: Plan, model_name: str) -> BinarizeReport:
@@ -50,6 +51,7 @@ class BinarizeReport:
             entries=list(plan.entries),
             regions=regions,
             totals=_totals(plan),
+            input_shape=plan.input_shape,
         )
 
     # ------------------------------------------------------------------ views
@@ -75,6 +77,7 @@ class BinarizeReport:
             "model": self.model,
             "recipe": self.recipe,
             "recipe_sha256": self.recipe_sha256,
+            "input_shape": list(self.input_shape) if self.input_shape else None,
             "regions": [dict(r) for r in self.regions],
             "layers": [e.to_dict() for e in self.entries],
             "totals": dict(self.totals),

@@ -144,11 +144,23 @@ def _arch_from_model(model: nn.Module) -> tuple[str | None, dict[str, Any]]:
     return None, {}
 
 
+def _binarized_input_shape(model: nn.Module) -> list[int] | None:
+    """``(C, H, W)`` of the example input the model was binarized with, if recorded."""
+    shape = getattr(getattr(model, "autobin_report", None), "input_shape", None)
+    return [int(d) for d in shape] if shape is not None and len(shape) == 3 else None
+
+
 def _infer_kwargs(model: nn.Module, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
     num_classes = getattr(model, "num_classes", None)
     if not isinstance(num_classes, int):
         num_classes = cfg.get("num_classes")
-    return {"num_classes": num_classes} if isinstance(num_classes, int) else {}
+    if isinstance(num_classes, int):
+        kwargs["num_classes"] = num_classes
+    shape, default = _binarized_input_shape(model), cfg.get("input_size")
+    if shape is not None and isinstance(default, (list, tuple)) and shape[0] != default[0]:
+        kwargs["in_chans"] = shape[0]  # binarized for other input channels than timm's default
+    return kwargs
 
 
 def _report_totals(model: nn.Module) -> dict[str, Any] | None:
@@ -217,7 +229,7 @@ def _build_config(
         recipe = getattr(model, "autobin_recipe", None)
     recipe_dict, recipe_sha = recipe_to_dict(recipe) if recipe is not None else (None, None)
     if input_size is None:
-        input_size = _default_input_size(cfg, arch_kwargs)
+        input_size = _binarized_input_shape(model) or _default_input_size(cfg, arch_kwargs)
     if input_size is not None:
         input_size = [int(d) for d in input_size]
     return {
