@@ -13,6 +13,8 @@ values. They differ only in the backward estimator ``d sgn(u) / du``:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -48,41 +50,24 @@ class _SignSTE(torch.autograd.Function):
         return grad
 
 
-class _SignClippedSTE(torch.autograd.Function):
+def clipped_ste_derivative(u: torch.Tensor) -> torch.Tensor:
+    """BinaryNet's clipped straight-through surrogate ``d sgn(u)/du ~= 1{|u| <= 1}``."""
+    return u.abs().le_(1.0)  # in place on the fresh |u|: 1.0 / 0.0 without a bool temporary
+
+
+class _SurrogateSign(torch.autograd.Function):
+    """``sgn(u)`` forward; backward ``grad * derivative(u)`` for a given surrogate derivative."""
+
     @staticmethod
-    def forward(ctx, u: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, u: torch.Tensor, derivative: Callable[[torch.Tensor], torch.Tensor]):
         ctx.save_for_backward(u)
-        return sgn(u)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (u,) = ctx.saved_tensors
-        return u.abs().le_(1.0).to(grad.dtype).mul_(grad)  # in place: no bool temporary
-
-
-class _SignEDE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, t: float, k: float) -> torch.Tensor:
-        ctx.save_for_backward(u)
-        ctx.t, ctx.k = t, k
+        ctx.derivative = derivative
         return sgn(u)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (u,) = ctx.saved_tensors
-        return grad * ede_derivative(u, ctx.t, ctx.k).to(grad.dtype), None, None
-
-
-class _SignBiReal(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(u)
-        return sgn(u)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (u,) = ctx.saved_tensors
-        return grad * bireal_derivative(u).to(grad.dtype)
+        return ctx.derivative(u).to(grad.dtype).mul_(grad), None
 
 
 def sign_ste(u: torch.Tensor) -> torch.Tensor:
@@ -92,17 +77,17 @@ def sign_ste(u: torch.Tensor) -> torch.Tensor:
 
 def sign_clipped_ste(u: torch.Tensor) -> torch.Tensor:
     """``sgn(u)`` forward; backward ``d/du = 1{|u| <= 1}`` (BinaryNet's clipped STE)."""
-    return _SignClippedSTE.apply(u)
+    return _SurrogateSign.apply(u, clipped_ste_derivative)
 
 
 def sign_ede(u: torch.Tensor, t: float, k: float) -> torch.Tensor:
     """``sgn(u)`` forward; backward ``d/du = k t (1 - tanh(t u)^2)`` (IR-Net's EDE)."""
-    return _SignEDE.apply(u, float(t), float(k))
+    return _SurrogateSign.apply(u, functools.partial(ede_derivative, t=float(t), k=float(k)))
 
 
 def sign_bireal(u: torch.Tensor) -> torch.Tensor:
     """``sgn(u)`` forward; backward ``d/du = max(0, 2 - 2|u|)`` (Bi-Real Net)."""
-    return _SignBiReal.apply(u)
+    return _SurrogateSign.apply(u, bireal_derivative)
 
 
 def check_weight_estimator(name: str) -> str:
