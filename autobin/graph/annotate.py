@@ -498,9 +498,7 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
     float_bytes = _state_bytes(model)
     kept_bytes = _kept_bytes(model, regions)
     input_shape = tuple(first_input.shape[1:]) if first_input is not None else None
-    return Plan(
-        recipe, regions, entries, float_params, float_bytes, kept_bytes, batch, input_shape
-    )
+    return Plan(recipe, regions, entries, float_params, float_bytes, kept_bytes, batch, input_shape)
 
 
 def _upstream(region: Region | None, node: fx.Node | None, rec: CallRecord | None) -> list[str]:

@@ -120,7 +120,17 @@ def _default_rebuild_available(config: Mapping[str, Any]) -> bool:
 
 def _check_rebuild(model: nn.Module, config: Mapping[str, Any], rebuild: Rebuild) -> None:
     """Rebuild from ``config`` and check it has ``model``'s state keys, shapes, binary layers."""
-    rebuilt = rebuild(config)
+    hint = (
+        "pass the timm create_model arguments the model was made with as arch_kwargs= (e.g. "
+        "{'num_classes': 10, 'in_chans': 1}) and the input size it takes as input_size="
+    )
+    try:
+        rebuilt = rebuild(config)
+    except RuntimeError as e:  # e.g. an input size the rebuilt model cannot take
+        raise ValueError(
+            f"the model cannot be rebuilt from architecture {config['architecture']} with input "
+            f"size {config.get('input_size')} and its recipe ({e}); {hint}"
+        ) from e
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
@@ -130,8 +140,7 @@ def _check_rebuild(model: nn.Module, config: Mapping[str, Any], rebuild: Rebuild
         raise ValueError(
             f"the model cannot be rebuilt from architecture {config['architecture']} and its "
             f"recipe: state entries differ (key, model shape, rebuilt shape): {shown}"
-            f"{' ...' if len(diff) > 5 else ''}; pass the timm create_model arguments the "
-            "model was made with as arch_kwargs= (e.g. {'num_classes': 10, 'in_chans': 1})"
+            f"{' ...' if len(diff) > 5 else ''}; {hint}"
         )
 
 

@@ -109,4 +109,4 @@ def test_timm_wrong_arch_kwargs_refused_before_writing(zoo):
         publish(model, "gray", zoo_dir=zoo, arch="resnet18", arch_kwargs={"num_classes": 10})
     assert not (zoo / "gray").exists()
     publish(model, "gray", zoo_dir=zoo, arch_kwargs={"num_classes": 10, "in_chans": 1})
-    assert show("gray", zoo_dir=zoo)["input_size"] == [1, 224, 224]
+    assert show("gray", zoo_dir=zoo)["input_size"] == [1, 32, 32]  # the size it was binarized with
