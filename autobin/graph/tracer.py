@@ -168,13 +168,6 @@ def _trace_children(model: nn.Module, prefix: str) -> list[Region]:
     return regions
 
 
-def node_module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
-    """The module a ``call_module`` node calls, or None for other nodes."""
-    if node.op != "call_module":
-        return None
-    return gm.get_submodule(node.target)
-
-
 def tensor_shape(node: fx.Node) -> tuple[int, ...] | None:
     """Shape recorded on ``node`` by shape propagation, if it produced one tensor."""
     meta = node.meta.get("tensor_meta")
@@ -189,7 +182,6 @@ __all__ = [
     "TimmAwareTracer",
     "activation_kind",
     "is_compute_layer",
-    "node_module",
     "tensor_shape",
     "trace_module",
     "trace_regions",

@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..quantizers import (
-    MIN_ALPHA,
     activation_center,
     adabin_activation,
     adabin_weight,
@@ -42,6 +41,7 @@ from ..quantizers import (
     adabin_weight_signs,
     check_act_form,
     check_weight_estimator,
+    effective_alpha,
     sgn,
     sign_activation,
     sign_weight,
@@ -191,7 +191,7 @@ class BinaryLayer:
         """
         if self.method != "adabin":
             return 1.0, 0.0
-        alpha = self.act_alpha.detach().clamp_min(MIN_ALPHA)
+        alpha = effective_alpha(self.act_alpha)
         center = activation_center(alpha, self.act_beta.detach(), self.act_form)
         return float(alpha), float(center)
 

@@ -51,7 +51,7 @@ class _AdaBinActivation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, alpha, beta, code_form: bool):
-        a = alpha.detach().clamp_min(MIN_ALPHA).to(x.dtype)
+        a = effective_alpha(alpha).to(x.dtype)
         b = beta.detach().to(x.dtype)
         ctx.save_for_backward(x, a, b)
         ctx.code_form = code_form
