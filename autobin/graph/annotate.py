@@ -66,6 +66,7 @@ class CallRecord:
     in_shapes: set[tuple[int, ...]] = field(default_factory=set)  # over all calls
     in_shape_seq: list[tuple[int, ...] | None] = field(default_factory=list)  # call by call
     order: int = -1  # execution order among compute layers (first call)
+    seq: int = -1  # execution order among all hooked modules (first call)
     prev_compute: str | None = None  # last compute layer that ran before this module
     takes_model_input: bool = False  # its input is one of the model's input tensors
     calls: int = 0
@@ -151,7 +152,7 @@ def record_calls(
     """Run ``model`` once with hooks; return call records and the inputs of ``capture``."""
     records: dict[str, CallRecord] = {}
     captured: dict[str, tuple] = {}
-    state = {"order": 0, "last_compute": None}
+    state = {"order": 0, "seq": 0, "last_compute": None}
     handles = []
     seen: set[int] = set()
     model_inputs = [t for t in example_inputs if isinstance(t, torch.Tensor)]
@@ -169,6 +170,8 @@ def record_calls(
             rec.in_shape = tuple(x.shape) if x is not None else None
             rec.out_shape = tuple(y.shape) if y is not None else None
             rec.prev_compute = state["last_compute"]
+            rec.seq = state["seq"]
+            state["seq"] += 1
             if compute:
                 rec.order = state["order"]
                 state["order"] += 1
@@ -494,11 +497,29 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
     entries += _plan_activations(recipe, records, sites, traced, binarized, captured)
     if recipe.shortcuts.bireal:
         entries += _plan_shortcuts(entries, records)
+    entries = _in_execution_order(entries, records)
     float_params = sum(p.numel() for p in model.parameters())
     float_bytes = _state_bytes(model)
     kept_bytes = _kept_bytes(model, regions)
     input_shape = tuple(first_input.shape[1:]) if first_input is not None else None
     return Plan(recipe, regions, entries, float_params, float_bytes, kept_bytes, batch, input_shape)
+
+
+def _in_execution_order(entries: list[Entry], records: dict[str, CallRecord]) -> list[Entry]:
+    """Entries sorted by when their module first ran (a shortcut right after its conv).
+
+    Entries without a recorded call (functional activations, modules that never ran) keep
+    their relative order at the end.
+    """
+
+    def key(entry: Entry) -> tuple[int, float]:
+        base = entry.name.split("@")[0].removesuffix("+shortcut")
+        rec = records.get(base)
+        if rec is None or rec.seq < 0:
+            return (1, 0.0)
+        return (0, rec.seq + (0.5 if entry.kind == "shortcut" else 0.0))
+
+    return sorted(entries, key=key)
 
 
 def _upstream(region: Region | None, node: fx.Node | None, rec: CallRecord | None) -> list[str]:
