@@ -7,7 +7,6 @@ the CLI, which only parses arguments and calls these functions.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_write, write_json
 from .graph import binarize
 from .recipes import Recipe, load_recipe
 
@@ -43,14 +43,6 @@ def create_float_model(arch: str, *, pretrained: bool = False, **kwargs: Any) ->
         raise
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-    return path
-
-
 def save_binarized(
     model: nn.Module,
     recipe: str | Recipe,
@@ -70,7 +62,7 @@ def save_binarized(
         "report": bnn.autobin_report.to_dict()["totals"],
         "state_dict": bnn.state_dict(),
     }
-    return _atomic_torch_save(payload, Path(path))
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def _load_teacher_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -173,7 +165,7 @@ def train_binary(
         "schedule": dataclasses.asdict(cfg),
     }
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "run.json", run)
+    write_json(out / "run.json", run)
     result = finetune(student, float_model, train_set, test_set, config=cfg, out_dir=out,
                       resume=resume)  # fmt: skip
     if result.best_checkpoint is not None:
@@ -189,12 +181,6 @@ def train_binary(
         teacher=float_model,
         student=student,
     )
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
 
 
 def run_demo(

@@ -1,51 +1,21 @@
 """Atomic checkpoint files and random-number-generator state capture.
 
-Files are written to a temporary file in the destination directory and moved into place with
-``os.replace``, so a crash while saving never leaves a truncated ``last.pt``: readers see either
-the previous complete file or the new one.
+Checkpoints go through :func:`autobin.atomic.atomic_write`, so a crash while saving never
+leaves a truncated ``last.pt``: readers see either the previous complete file or the new one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import random
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_write
+
 CHECKPOINT_FORMAT = "autobin.train/1"
-
-
-def _file_mode() -> int:
-    """Permissions of a newly created file under the current umask (mkstemp uses 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` atomically: ``write(fh)`` fills a temp file that then replaces ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -69,12 +39,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{str(path)!r} is not an autobin training checkpoint (format {CHECKPOINT_FORMAT})"
         )
     return state
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Atomically write ``data`` as indented JSON."""
-    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
-    return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..atomic import write_json
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     capture_rng_state,
@@ -39,7 +40,6 @@ from .checkpoint import (
     restore_rng_state,
     save_checkpoint,
     seed_everything,
-    write_json,
 )
 from .config import TrainConfig
 from .losses import DistillationLoss, FeatureTaps, match_module_names

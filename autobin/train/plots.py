@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import atomic_write
+from ..atomic import atomic_write
 from .schedules import binary_layers
 
 

@@ -58,11 +58,11 @@ from .format import (
     read_packed,
     save_packed,
 )
+from ..atomic import fsync_dir
 from .index import (
     CHECKSUMS_FILE,
     check_name,
     dumps_json,
-    fsync_dir,
     index_lock,
     parse_checksums,
     read_index,

@@ -38,6 +38,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write
 from .errors import ZooFormatError, ZooIntegrityError
 
 INDEX_FILE = "index.json"
@@ -73,35 +74,9 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """fsync a directory so a rename inside it is durable (no-op where unsupported)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    """Write ``data`` to ``path`` atomically (see :func:`autobin.atomic.atomic_write`)."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def write_file_synced(path: str | os.PathLike[str], data: bytes) -> None:
@@ -255,7 +230,6 @@ __all__ = [
     "check_name",
     "dumps_json",
     "empty_index",
-    "fsync_dir",
     "index_lock",
     "parse_checksums",
     "read_index",

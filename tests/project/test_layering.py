@@ -9,6 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "autobin"
 LAYER = {
+    "atomic": 0,
     "quantizers": 1,
     "nn": 2,
     "recipes": 3,
