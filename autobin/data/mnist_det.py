@@ -127,8 +127,9 @@ def _compose(
     digits: np.ndarray,
     labels: np.ndarray,
     pool: np.ndarray,
-) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]]]:
-    """One image: background plus digits; returns uint8 HxWx3 and ``[(class, box)]``.
+) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]], list[int]]:
+    """One image: background plus digits; returns uint8 HxWx3, ``[(class, box)]`` and the
+    mnist5k indices of the digits drawn (in the same order).
 
     Boxes are 0-based ``(x0, y0, x1, y1)`` with exclusive ends, tight around the ink.
     """
@@ -137,6 +138,7 @@ def _compose(
     size = spec.image_size
     canvas = _background(rng, size)
     objects: list[tuple[str, tuple[int, int, int, int]]] = []
+    used: list[int] = []
     cells: list[tuple[int, int, int, int]] = []
     wanted = int(rng.integers(spec.min_digits, spec.max_digits + 1))
     for _ in range(wanted):
@@ -170,7 +172,8 @@ def _compose(
             y0 + int(ys.max()) + 1,
         )
         objects.append((CLASSES[int(labels[index])], box))
-    return canvas.round().astype(np.uint8), objects
+        used.append(index)
+    return canvas.round().astype(np.uint8), objects, used
 
 
 def _annotation_xml(image_id: str, size: int, objects) -> str:
@@ -197,7 +200,9 @@ def _annotation_xml(image_id: str, size: int, objects) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _write_split(tmp: Path, split: str, count: int, spec: MnistDetSpec, rng) -> int:
+def _write_split(
+    tmp: Path, split: str, count: int, spec: MnistDetSpec, rng, sources: dict[str, list[int]]
+) -> int:
     from PIL import Image
 
     images, labels, _ = _mnist5k_arrays()
@@ -207,7 +212,8 @@ def _write_split(tmp: Path, split: str, count: int, spec: MnistDetSpec, rng) -> 
     ids, objects_written = [], 0
     for i in range(count):
         image_id = f"{split}_{i:06d}"
-        pixels, objects = _compose(rng, spec, images, labels, pool)
+        pixels, objects, used = _compose(rng, spec, images, labels, pool)
+        sources[image_id] = used
         Image.fromarray(pixels, "RGB").save(voc / "JPEGImages" / f"{image_id}.jpg", quality=92)
         (voc / "Annotations" / f"{image_id}.xml").write_text(
             _annotation_xml(image_id, spec.image_size, objects)
@@ -283,7 +289,10 @@ def write_mnist_det(
         for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
             (tmp / SUB_ROOT / sub).mkdir(parents=True)
         rng = np.random.default_rng(spec.seed)
-        counts = {s: _write_split(tmp, s, getattr(spec, s), spec, rng) for s in SPLIT_FILES}
+        sources: dict[str, list[int]] = {}
+        counts = {
+            s: _write_split(tmp, s, getattr(spec, s), spec, rng, sources) for s in SPLIT_FILES
+        }
         manifest = {
             "format": DATASET_FORMAT,
             "version": DATASET_VERSION,
@@ -292,6 +301,7 @@ def write_mnist_det(
             "sub_data_root": SUB_ROOT,
             "images": {"trainval": spec.trainval, "test": spec.test},
             "objects": counts,
+            "mnist5k_sources": sources,  # image id -> mnist5k indices of its digits, in order
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         umask = os.umask(0)
