@@ -104,7 +104,9 @@ def test_adabin_weight_gradient_on_the_eps_floor(estimator):
     a = w.detach().std(dim=1, correction=0)
     assert a[0] < 1e-5 < a[1:].min()
     u0 = (w.detach()[0] - w.detach()[0].mean()) / 1e-5
-    d0 = torch.ones(6, dtype=F64) if estimator == "ste" else 0.7 * 1.5 * (1 - torch.tanh(0.7 * u0) ** 2)
+    d0 = torch.ones(6, dtype=F64)
+    if estimator == "ede":
+        d0 = 0.7 * 1.5 * (1 - torch.tanh(0.7 * u0) ** 2)
     expected[0] = g[0] * d0 + (g[0] * (1 - d0)).sum() / 6  # beta path only, alpha constant
     torch.testing.assert_close(gw, expected, rtol=1e-10, atol=1e-12)
 

@@ -96,7 +96,7 @@ def test_alpha_w_is_the_population_std_exactly_on_trained_layer_scales():
 
 def test_alpha_w_floor_only_for_degenerate_channels():
     w = torch.tensor([[0.5, 0.5, 0.5, 0.5], [1.0, 1.0, 1.0, 1.0 + 1e-7], [0.0, 1.0, 0.0, 1.0]])
-    alpha, beta = adabin_weight_set(w.double(), 1e-5)
+    alpha, _ = adabin_weight_set(w.double(), 1e-5)
     assert alpha.reshape(-1).tolist()[:2] == [1e-5, 1e-5]  # constant / near-constant rows
     assert alpha.reshape(-1).tolist()[2] == 0.5
     wb = adabin_weight(w.double(), eps=1e-5)
