@@ -16,7 +16,7 @@ from autobin.nn import AdaBinConv2d, AdaBinLinear, BinaryConv2d, Maxout, SignCon
 
 
 def _hand_weight(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per output channel: beta = mean, alpha = sqrt(population var + eps), alpha*sgn(u)+beta.
+    """Per output channel: beta = mean, alpha = max(population std, eps), alpha*sgn(u)+beta.
 
     Uses the same reductions as the library (row mean, then the population variance as the
     squared L2 norm of the centered row over n) so results are bitwise comparable; the float64
@@ -25,7 +25,7 @@ def _hand_weight(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     flat = w.reshape(w.shape[0], -1)
     beta = flat.mean(dim=1, keepdim=True)
     norm = torch.linalg.vector_norm(flat - beta, dim=1, keepdim=True)
-    alpha = torch.sqrt(norm.square() / flat.shape[1] + eps)
+    alpha = torch.sqrt(norm.square() / flat.shape[1]).clamp_min(eps)
     shape = (-1,) + (1,) * (w.dim() - 1)
     alpha, beta = alpha.reshape(shape), beta.reshape(shape)
     return torch.where((w - beta) / alpha >= 0, alpha * 1.0 + beta, alpha * -1.0 + beta)
@@ -141,7 +141,7 @@ def test_grouped_conv_equals_per_group_reference():
         wg = w[gi * 3 : (gi + 1) * 3].double()
         flat = wg.reshape(3, -1)
         beta = flat.sum(1) / n
-        alpha = torch.sqrt(((flat - beta[:, None]) ** 2).sum(1) / n + 1e-5)
+        alpha = torch.sqrt(((flat - beta[:, None]) ** 2).sum(1) / n).clamp_min(1e-5)
         s = torch.where(flat >= beta[:, None], 1.0, -1.0).double()
         wbg = (alpha[:, None] * s + beta[:, None]).reshape(wg.shape)
         outs.append(F.conv2d(xb[:, gi * 2 : (gi + 1) * 2].double(), wbg, padding=1))
@@ -152,7 +152,7 @@ def test_grouped_conv_equals_per_group_reference():
     flat = w.double().reshape(cout, -1)
     torch.testing.assert_close(beta_w.double(), flat.mean(1), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(
-        alpha_w.double(), torch.sqrt(flat.var(1, correction=0) + 1e-5), rtol=1e-6, atol=1e-7
+        alpha_w.double(), flat.std(1, correction=0).clamp_min(1e-5), rtol=1e-6, atol=1e-7
     )
 
 
@@ -165,7 +165,7 @@ def test_depthwise_conv_uses_kh_kw_entries_per_channel():
     flat = w.reshape(4, 9).double()
     torch.testing.assert_close(beta.double(), flat.mean(1), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(
-        alpha.double(), torch.sqrt(flat.var(1, correction=0) + 1e-5), rtol=1e-6, atol=1e-7
+        alpha.double(), flat.std(1, correction=0).clamp_min(1e-5), rtol=1e-6, atol=1e-7
     )
     x = torch.randn(1, 4, 5, 5)
     ref = torch.cat(

@@ -10,6 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "autobin"
 LAYER = {
     "atomic": 0,
+    "errors": 0,
     "quantizers": 1,
     "nn": 2,
     "recipes": 3,
