@@ -35,6 +35,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from ..atomic import fsync_dir
+from ..errors import AutobinError
 from .datasets import _mnist5k_arrays, _seeded_split
 
 CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
@@ -46,7 +47,7 @@ DATASET_FORMAT = "autobin-mnist-det"
 DATASET_VERSION = 1
 
 
-class VOCLayoutError(ValueError):
+class VOCLayoutError(AutobinError, ValueError):
     """A directory is not a VOC-format dataset (the message says what is missing and the fix)."""
 
 

@@ -129,7 +129,7 @@ def test_bad_arguments_and_not_voc_shaped(tmp_path: Path) -> None:
         write_mnist_det(tmp_path / "x", min_digits=3, max_digits=2)
     with pytest.raises(ValueError, match="at least one image"):
         write_mnist_det(tmp_path / "x", trainval=0)
-    with pytest.raises(VOCLayoutError, match="does not exist.*mmdet-data mnist-det"):
+    with pytest.raises(VOCLayoutError, match=r"does not exist.*mmdet-data mnist-det"):
         check_voc_root(tmp_path / "missing")
     root = write_mnist_det(tmp_path / "d", **SMALL)
     (root / SUB_ROOT / "ImageSets/Main/test.txt").unlink()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ...errors import AutobinError
 
-class MMDetIntegrationError(ValueError):
+
+class MMDetIntegrationError(AutobinError, ValueError):
     """Base class: an mmdet config, checkpoint or dataset that autobin cannot use as given."""
 
 
