@@ -39,6 +39,7 @@ def _budget_options(args: argparse.Namespace) -> dict:
     warmup = max(1, min(50, args.iters // 10))
     return {
         "train_cfg": {
+            "_delete_": True,  # merge_from_dict merges dicts; these replace the config's
             "type": "IterBasedTrainLoop",
             "max_iters": args.iters,
             "val_interval": args.iters + 1,  # evaluated once, afterwards, by mmdet-test
@@ -46,10 +47,11 @@ def _budget_options(args: argparse.Namespace) -> dict:
         "train_dataloader.batch_size": args.batch,
         "train_dataloader.num_workers": args.workers,
         "train_dataloader.persistent_workers": False,
-        "train_dataloader.sampler": {"type": "InfiniteSampler", "shuffle": True},
+        "train_dataloader.sampler": {"_delete_": True, "type": "InfiniteSampler", "shuffle": True},
         "val_dataloader.num_workers": 0,
         "test_dataloader.num_workers": 0,
         "optim_wrapper": {
+            "_delete_": True,
             "type": "OptimWrapper",
             "optimizer": {"type": "AdamW", "lr": args.lr, "weight_decay": 1e-4},
             "clip_grad": {"max_norm": 10.0},
@@ -72,6 +74,7 @@ def _budget_options(args: argparse.Namespace) -> dict:
             },
         ],
         "default_hooks.checkpoint": {
+            "_delete_": True,
             "type": "CheckpointHook",
             "by_epoch": False,
             "interval": args.iters,
