@@ -16,18 +16,44 @@ BINARIZED_TYPE = "autobin.BinarizedDetector"
 
 
 def plain(cfg: Any) -> Any:
-    """A config value as plain dicts/lists (``ConfigDict`` -> ``dict``), deep-copied."""
+    """A config value as plain dicts/lists/tuples (``ConfigDict`` -> ``dict``), deep-copied.
+
+    Tuples stay tuples: mmdet checks some arguments with ``is_tuple_of``.
+    """
     if isinstance(cfg, Mapping):
         return {str(k): plain(v) for k, v in cfg.items()}
-    if isinstance(cfg, (list, tuple)):
+    if isinstance(cfg, tuple):
+        return tuple(plain(v) for v in cfg)
+    if isinstance(cfg, list):
         return [plain(v) for v in cfg]
     return copy.deepcopy(cfg)
 
 
 def architecture(det_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The zoo ``architecture`` record of a detector built from ``det_cfg`` (config embedded)."""
+    """The zoo ``architecture`` record of a detector built from ``det_cfg``.
+
+    ``config`` is the model config as mmengine Python config text (``model = dict(...)``):
+    exact where JSON is not (tuples stay tuples), readable, and loaded with
+    ``Config.fromstring``.
+    """
+    from mmengine.config import Config
+
     cfg = plain(det_cfg)
-    return {"library": "mmdet", "name": str(cfg["type"]), "kwargs": {}, "config": cfg}
+    text = Config({"model": cfg}).pretty_text
+    return {"library": "mmdet", "name": str(cfg["type"]), "kwargs": {}, "config": text}
+
+
+def model_config_from_text(text: str, source: str) -> dict:
+    """The ``model`` dict of a config text written by :func:`architecture`."""
+    from mmengine.config import Config
+
+    try:
+        cfg = Config.fromstring(text, ".py")
+    except Exception as exc:
+        raise DetectorConfigError(
+            f"{source}: cannot parse the embedded mmdet config: {exc}"
+        ) from exc
+    return check_detector_cfg(cfg.get("model"), source)
 
 
 def check_detector_cfg(det_cfg: Any, source: str) -> dict:

@@ -22,6 +22,13 @@ INTEGRATION_MODULE = "autobin.integrations.mmdet"
 PACKAGE_PREFIX = "mmdet::"
 
 
+def shipped_config_path(name: str) -> Path:
+    """``mmdet::a/b.py`` -> the file ``a/b.py`` under the installed ``mmdet/.mim/configs``."""
+    import mmdet
+
+    return Path(mmdet.__file__).parent / ".mim" / "configs" / name[len(PACKAGE_PREFIX) :]
+
+
 def load_config(path: str | os.PathLike[str]):
     """Load an mmdet config file (``mmdet::pascal_voc/ssd300_voc0712.py`` or a path).
 
@@ -32,13 +39,14 @@ def load_config(path: str | os.PathLike[str]):
     from mmengine.config import Config
 
     text = os.fspath(path)
-    if not text.startswith(PACKAGE_PREFIX) and not Path(text).is_file():
+    file = shipped_config_path(text) if text.startswith(PACKAGE_PREFIX) else Path(text)
+    if not file.is_file():
         raise FileNotFoundError(
             f"config {text} does not exist; give a config file path or one shipped with mmdet "
             "as mmdet::<dir>/<file>.py (e.g. mmdet::pascal_voc/ssd300_voc0712.py)"
         )
     try:
-        return Config.fromfile(text)
+        return Config.fromfile(str(file))
     except FileNotFoundError as exc:
         raise FileNotFoundError(
             f"config {text}: {exc}; configs shipped with mmdet are named like "

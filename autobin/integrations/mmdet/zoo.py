@@ -17,7 +17,7 @@ from torch import nn
 from ...recipes import Recipe
 from ...zoo import ZooFormatError, register_rebuild
 from .binarize import binarize_detector
-from .build import architecture, build_float_detector
+from .build import architecture, build_float_detector, model_config_from_text
 
 LIBRARY = "mmdet"
 
@@ -25,15 +25,16 @@ LIBRARY = "mmdet"
 def rebuild_detector(config: Mapping[str, Any]) -> nn.Module:
     """Rebuild the binarized (not yet loaded) detector a zoo entry describes."""
     arch = config["architecture"]
-    if arch.get("library") != LIBRARY or not isinstance(arch.get("config"), Mapping):
+    if arch.get("library") != LIBRARY or not isinstance(arch.get("config"), str):
         raise ZooFormatError(
             f"entry {config.get('name')!r}: architecture must be library 'mmdet' with the "
-            "detector's model config under 'config'"
+            "detector's model config (Python config text) under 'config'"
         )
     if config.get("recipe") is None:
         raise ZooFormatError(f"entry {config.get('name')!r} embeds no recipe to rebuild with")
     recipe = Recipe.from_dict(config["recipe"], source=f"config.json of {config.get('name')!r}")
-    detector = build_float_detector(arch["config"], f"zoo entry {config.get('name')!r}")
+    source = f"zoo entry {config.get('name')!r}"
+    detector = build_float_detector(model_config_from_text(arch["config"], source), source)
     size = config.get("input_size")
     input_size = tuple(size[-2:]) if size else None
     return binarize_detector(detector, recipe, input_size=input_size, inplace=True)
