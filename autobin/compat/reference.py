@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import AutobinError
 from ..nn import BinaryLayer
+from ..nn.adabin import AdaBinBinarizers
 
 #: Released parameter name (last components) -> autobin's.
 RENAMES: tuple[tuple[str, str], ...] = (
@@ -154,9 +155,10 @@ def _check_model(model: nn.Module, source: str) -> None:
             "autobin.binarize(model, recipe='adabin-reference')"
         )
     for name, layer in layers.items():
-        if layer.method != "adabin" or layer.act_form != "code" or layer.frozen:
+        adabin = isinstance(layer, AdaBinBinarizers)
+        if not adabin or layer.act_form != "code" or layer.frozen:
             what = "frozen" if layer.frozen else f"method {layer.method!r}"
-            if layer.method == "adabin" and not layer.frozen:
+            if adabin and not layer.frozen:
                 what = f"act_form {layer.act_form!r}"
             raise ReferenceCheckpointError(
                 f"{source}: binary layer {name!r} has {what}, but released checkpoints need "
