@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .sign import check_weight_estimator, sign_clipped_ste
+from ..errors import check_choice
+from .sign import WEIGHT_ESTIMATORS, sign_clipped_ste
 
 
 def _channel_dims(w: torch.Tensor) -> tuple[int, ...]:
@@ -130,7 +131,7 @@ def adabin_weight(
         k: ede scale (ignored for ste).
         eps: floor of ``alpha_w`` (degenerate channels only), so ``alpha_w > 0``.
     """
-    check_weight_estimator(estimator)
+    check_choice(estimator, WEIGHT_ESTIMATORS, "weight estimator")
     return _AdaBinWeight.apply(w, estimator == "ede", float(t), float(k), float(eps))
 
 

@@ -18,6 +18,7 @@ LAYER = {
     "data": 5,
     "train": 5,
     "zoo": 6,
+    "compat": 6,
     "pipelines": 7,
     "integrations": 7,
     "cli": 8,
