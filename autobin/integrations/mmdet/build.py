@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,9 +73,23 @@ def check_detector_cfg(det_cfg: Any, source: str) -> dict:
     if "backbone" not in det_cfg:
         raise DetectorConfigError(
             f"{source}: model type {det_cfg['type']!r} has no backbone, so it is not an mmdet "
-            "detector autobin can binarize; use a detector config (backbone, neck, head)"
+            "detector autobin can binarize; use a detector config (backbone, neck, head) such "
+            "as mmdet::pascal_voc/ssd300_voc0712.py"
         )
     return plain(det_cfg)
+
+
+def _quiet_init(detector: nn.Module) -> None:
+    """``detector.init_weights()`` without mmengine's per-parameter INFO report."""
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        detector.init_weights()
+    finally:
+        logger.setLevel(level)
 
 
 def build_float_detector(det_cfg: Mapping[str, Any], source: str = "model config") -> nn.Module:
@@ -85,20 +100,21 @@ def build_float_detector(det_cfg: Mapping[str, Any], source: str = "model config
     ``loss_cls`` predict bug are fixed on the instance.
     """
     from mmdet.registry import MODELS
+    from mmengine.config import ConfigDict
     from mmengine.registry import DefaultScope
 
     cfg = check_detector_cfg(det_cfg, source)
     warn_stripped(strip_pretrained(cfg), source)
     try:
         with DefaultScope.overwrite_default_scope("mmdet"):
-            detector = MODELS.build(cfg)
+            detector = MODELS.build(ConfigDict(cfg))  # mmdet reads test_cfg.x attributes
     except KeyError as exc:
         raise DetectorConfigError(
             f"{source}: mmdet cannot build model type {cfg['type']!r}: {exc}; use a detector "
             "type registered in mmdet (SingleStageDetector, RetinaNet, SSD configs, ...)"
         ) from exc
     check_detector(detector)
-    detector.init_weights()
+    _quiet_init(detector)
     fix_predict(detector)
     detector.autobin_architecture = architecture(cfg)
     return detector

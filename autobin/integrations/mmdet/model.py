@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -40,6 +41,8 @@ MODELS = Registry(
 """autobin's child of mmengine's model registry (scope ``autobin``)."""
 
 TEACHER_KEYS = ("checkpoint", "init_student")
+DEFAULT_DISTILL: Mapping[str, Any] = MappingProxyType({})
+"""Distillation on, with :class:`DistillConfig`'s default weights."""
 
 
 def _teacher_options(teacher: Any) -> tuple[str | None, bool]:
@@ -80,8 +83,9 @@ class BinarizedDetector(BaseModel):
         teacher: None (the teacher is a copy of the student's starting float weights), a
             checkpoint path, or ``dict(checkpoint=PATH, init_student=True)``; with
             ``init_student`` the student is binarized from the checkpoint's weights too.
-        distill: ``dict(feature_weight=1.0, cls_weight=1.0, temperature=1.0)`` (defaults for
-            missing keys); None trains without distillation and without a teacher.
+        distill: ``dict(feature_weight=1.0, cls_weight=1.0, temperature=1.0)`` (the default;
+            missing keys take these values); None trains without distillation and without a
+            teacher.
         input_size: ``(H, W)`` of the example image for binarization (default: SSD's anchor
             input size, else 300).
         data_preprocessor, init_cfg: ignored (the detector's own preprocessor is used; the
@@ -93,7 +97,7 @@ class BinarizedDetector(BaseModel):
         detector: Mapping[str, Any],
         recipe: str = "det-adabin",
         teacher: Any = None,
-        distill: Mapping[str, Any] | None = None,
+        distill: Mapping[str, Any] | None = DEFAULT_DISTILL,
         input_size: tuple[int, int] | list[int] | None = None,
         data_preprocessor: Any = None,
         init_cfg: Any = None,
