@@ -21,4 +21,4 @@ def ssd_float():
 def mnist_det_root(tmp_path_factory) -> Path:
     from autobin.data.mnist_det import write_mnist_det
 
-    return write_mnist_det(tmp_path_factory.mktemp("data") / "mnist-det", trainval=4, test=2)
+    return write_mnist_det(tmp_path_factory.mktemp("data") / "mnist-det", trainval=2, test=1)

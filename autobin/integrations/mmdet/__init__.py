@@ -3,9 +3,8 @@ mmengine's Runner, evaluate them with mmdet's own metrics, publish them to the z
 
 Importing this module (``custom_imports = dict(imports=['autobin.integrations.mmdet'])`` in a
 config) registers ``autobin.BinarizedDetector`` in mmengine's model registry (scope
-``autobin``), lets torch load mmengine checkpoints under its ``weights_only`` default and lets
-:func:`autobin.zoo.load` rebuild detectors. It is the only part of autobin that imports
-mmengine, mmcv or mmdet; nothing in mmdet is patched.
+``autobin``) and lets :func:`autobin.zoo.load` rebuild detectors. It is the only part of
+autobin that imports mmengine, mmcv or mmdet; nothing in mmdet is patched.
 
 Python::
 
@@ -36,11 +35,10 @@ from .errors import (
     TeacherCheckpointError,
 )
 from .model import MODELS, BinarizedDetector
-from .offline import allow_mmengine_checkpoints, fix_predict, strip_pretrained
+from .offline import fix_predict, mmengine_checkpoints, strip_pretrained
 from .runner import test, train
 from .zoo import rebuild_detector, register
 
-allow_mmengine_checkpoints()
 register()
 
 __all__ = [
@@ -58,6 +56,7 @@ __all__ = [
     "float_config",
     "load_config",
     "make_binarized_config",
+    "mmengine_checkpoints",
     "point_at_voc",
     "prediction_convs",
     "rebuild_detector",

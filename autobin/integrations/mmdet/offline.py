@@ -6,17 +6,18 @@
   ``self.loss_cls``, which ``SSDHead`` never sets (``AttributeError: 'SSDHead' object has no
   attribute 'loss_cls'``); such heads get ``loss_cls = None`` on the instance, which is what
   the check there means (no custom class channels).
-* :func:`allow_mmengine_checkpoints`: torch >= 2.6 loads checkpoints with ``weights_only=True``;
-  mmengine 0.10.7 checkpoints also hold its log history and numpy scalars, so those types are
-  added to torch's safe globals (nothing else becomes loadable).
-* :func:`load_checkpoint_file`: read an mmengine/torch checkpoint's ``state_dict`` that way.
+* :func:`mmengine_checkpoints`: torch >= 2.6 loads checkpoints with ``weights_only=True``,
+  which refuses mmengine 0.10.7's checkpoints (they pickle its log history); around the
+  checkpoints a user names (resume, load_from, the teacher) they load as mmengine expects.
+* :func:`load_checkpoint_file`: read an mmengine/torch checkpoint's ``state_dict``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -98,23 +99,27 @@ def fix_predict(model: nn.Module) -> int:
     return fixed
 
 
-def _mmengine_checkpoint_globals() -> list:
-    import numpy as np
-    from mmengine.logging.history_buffer import HistoryBuffer
+@contextlib.contextmanager
+def mmengine_checkpoints() -> Iterator[None]:
+    """Let mmengine read its own checkpoints (resume, load_from) under torch >= 2.6.
 
-    found = [HistoryBuffer, np.dtype, np.ndarray]
+    mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, and its checkpoints pickle
+    its log history (bound methods through ``getattr``, numpy arrays), which torch's
+    ``weights_only`` default refuses. Inside this block those loads unpickle fully, as mmengine
+    did before torch 2.6: use it only around checkpoints the user named (their own runs).
+    """
+    key = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+    old = os.environ.get(key)
+    os.environ[key] = "1"
     try:
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
-    found += [_reconstruct, scalar]
-    found += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
-    return found
-
-
-def allow_mmengine_checkpoints() -> None:
-    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints (resume, load_from)."""
-    torch.serialization.add_safe_globals(_mmengine_checkpoint_globals())
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Environment variable " + key)
+            yield
+    finally:
+        if old is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = old
 
 
 def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -130,9 +135,9 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
             "detector (e.g. work_dirs/float_ssd/epoch_24.pth) or leave teacher unset to use the "
             "student's starting float weights"
         )
-    allow_mmengine_checkpoints()
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with mmengine_checkpoints():
+            data = torch.load(path, map_location="cpu")
     except Exception as exc:
         raise TeacherCheckpointError(
             f"cannot read teacher checkpoint {path}: {type(exc).__name__}: "
@@ -149,9 +154,9 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
 
 
 __all__ = [
-    "allow_mmengine_checkpoints",
     "fix_predict",
     "load_checkpoint_file",
+    "mmengine_checkpoints",
     "strip_pretrained",
     "warn_stripped",
 ]

@@ -3,8 +3,9 @@ tools/test.py do), for float and binarized detectors alike.
 
 On top of mmdet's tools: pretrained downloads are removed from the model config (offline), the
 VOC data roots are checked before anything runs, heads hit by mmdet 3.3.0's predict bug are
-fixed on the built model, mmengine checkpoints load under torch's ``weights_only`` default,
-and a run that fails while being set up leaves no new files in the work dir.
+fixed on the built model, the checkpoints it resumes from or evaluates load as mmengine
+expects (see :func:`.offline.mmengine_checkpoints`), and a run that fails while being set up
+leaves no new files in the work dir.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...data.mnist_det import check_voc_root
-from .offline import allow_mmengine_checkpoints, fix_predict, strip_pretrained, warn_stripped
+from .offline import fix_predict, mmengine_checkpoints, strip_pretrained, warn_stripped
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 
@@ -75,7 +76,6 @@ def build_runner(cfg: Any):
     """``Runner.from_cfg(cfg)``; on failure, remove what it created in the work dir."""
     from mmengine.runner import Runner
 
-    allow_mmengine_checkpoints()
     work_dir = Path(cfg.work_dir)
     before = set(work_dir.iterdir()) if work_dir.is_dir() else None
     try:
@@ -124,7 +124,8 @@ def train(
             )
         cfg.resume, cfg.load_from = True, str(resume)
     runner = build_runner(cfg)
-    runner.train()
+    with mmengine_checkpoints():
+        runner.train()
     return Path(cfg.work_dir)
 
 
@@ -145,7 +146,8 @@ def test(
     cfg = prepare_config(config, work_dir=work_dir, cfg_options=cfg_options, launcher=launcher)
     cfg.load_from = str(checkpoint)
     runner = build_runner(cfg)
-    return dict(runner.test())
+    with mmengine_checkpoints():
+        return dict(runner.test())
 
 
 def parse_cfg_options(items: Sequence[str] | None) -> dict[str, Any]:
