@@ -16,8 +16,8 @@ goal ratios (distilled binary >= 80% of float mAP; distilled beats not distilled
 The training pipeline drops SSD's Expand and MinIoURandomCrop (mnist-det already varies digit
 scale and position; at small budgets the zoom-out only makes digits too small to learn).
 
-    python benchmarks/detection.py --iters 300 --batch 8            # the budget of the README
-    python benchmarks/detection.py --demo                           # make demo-det (smaller)
+    python benchmarks/detection.py --trainval 100 --test 25 --iters 40 --batch 2 --workers 0
+    python benchmarks/detection.py --demo        # make demo-det: 30 iterations, then the zoo
 """
 
 from __future__ import annotations
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     if args.demo:
-        args.trainval, args.test = min(args.trainval, 200), min(args.test, 50)
-        args.iters, args.batch = min(args.iters, 60), min(args.batch, 4)
+        args.trainval, args.test = min(args.trainval, 100), min(args.test, 25)
+        args.iters, args.batch = min(args.iters, 30), min(args.batch, 2)
 
     import autobin.integrations.mmdet as integration
     from autobin.data.mnist_det import write_mnist_det
