@@ -23,6 +23,7 @@ from .recipes import Recipe, RecipeError, list_recipes, load_recipe
 __version__ = "0.1.0"
 
 _LAZY = {
+    "compat": ("autobin.compat", None),
     "finetune": ("autobin.train", "finetune"),
     "zoo": ("autobin.zoo", None),
 }
@@ -44,6 +45,7 @@ __all__ = [
     "RecipeError",
     "__version__",
     "binarize",
+    "compat",
     "explain",
     "finetune",
     "list_recipes",
