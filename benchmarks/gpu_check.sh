@@ -17,7 +17,8 @@ $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_na
 
 echo "== 1. CUDA and compile tests"
 CUBLAS_WORKSPACE_CONFIG=:4096:8 $PY -m pytest -q -p no:cacheprovider \
-    tests/train/test_finetune_cuda.py tests/train/test_compile.py || status=1
+    tests/train/test_finetune_cuda.py tests/train/test_compile.py \
+    tests/core/test_devices_dtypes.py || status=1
 
 echo "== 2. step time, batch 256, 224x224, bf16"
 reps=${REPEATS:-15}

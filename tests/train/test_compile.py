@@ -18,8 +18,9 @@ def test_resnet18_adabin_compiles_without_graph_breaks() -> None:
     torch.manual_seed(0)
     model = timm.create_model("resnet18", num_classes=10, in_chans=1)
     student = autobin.binarize(model, example_inputs=(torch.zeros(2, 1, 28, 28),))
-    student.train()
-    explanation = torch._dynamo.explain(student)(torch.randn(2, 1, 28, 28))
+    student.train().to(memory_format=torch.channels_last)  # the layout training uses on CUDA
+    x = torch.randn(2, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    explanation = torch._dynamo.explain(student)(x)
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
 
