@@ -10,7 +10,7 @@ import timm
 import torch
 
 import autobin
-from autobin.nn import Maxout
+from autobin.nn.maxout import _MaxoutFn
 from autobin.quantizers import adabin_activation
 
 
@@ -26,17 +26,29 @@ def test_resnet18_adabin_compiles_without_graph_breaks() -> None:
 
 
 def _fused_vs_eager(fn, *inputs: torch.Tensor) -> None:
+    """``fn`` eager and compiled: equal outputs, close gradients of a weighted-sum loss.
+
+    The loss is reduced inside the compiled function, as in training (where the binarizers sit
+    inside one compiled graph and only the scalar loss is differentiated from outside).
+    """
+    torch.manual_seed(1)
+    weight = torch.randn_like(fn(*inputs))
+
+    def loss(*args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = fn(*args)
+        return out, (out * weight).sum()
+
     eager_in = [t.detach().clone().requires_grad_(t.requires_grad) for t in inputs]
     fused_in = [t.detach().clone().requires_grad_(t.requires_grad) for t in inputs]
-    eager_out = fn(*eager_in)
-    fused_out = torch.compile(fn, fullgraph=True)(*fused_in)
+    eager_out, eager_loss = loss(*eager_in)
+    fused_out, fused_loss = torch.compile(loss, fullgraph=True)(*fused_in)
     assert torch.equal(eager_out, fused_out)  # the forward is exact: two values per set
-    grad = torch.randn_like(eager_out)
-    eager_out.backward(grad)
-    fused_out.backward(grad)
+    eager_loss.backward()
+    fused_loss.backward()
     for a, b in zip(eager_in, fused_in, strict=True):
         if a.requires_grad:  # sums may be reordered by the fused kernels
             torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-5)
+            assert b.grad.stride() == a.grad.stride()  # layout preserved
 
 
 def test_fused_activation_binarizer_matches_the_quantizer() -> None:
@@ -51,23 +63,8 @@ def test_fused_activation_binarizer_matches_the_quantizer() -> None:
 
 def test_fused_maxout_matches_the_layer() -> None:
     torch.manual_seed(0)
-    layer = Maxout(8)
-    with torch.no_grad():
-        layer.gamma_pos.uniform_(0.5, 1.5)
-        layer.gamma_neg.uniform_(-0.5, 0.5)
+    gp = torch.empty(8).uniform_(0.5, 1.5).requires_grad_()
+    gn = torch.empty(8).uniform_(-0.5, 0.5).requires_grad_()
     x = torch.randn(4, 8, 6, 6).contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
-
-    eager = layer(x.detach().clone())
-    fused = torch.compile(layer, fullgraph=True)(x.detach().clone())
-    assert torch.equal(eager, fused)
-    x1, x2 = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
-    grad = torch.randn_like(eager)
-    layer(x1).backward(grad)
-    g_eager = (x1.grad, layer.gamma_pos.grad.clone(), layer.gamma_neg.grad.clone())
-    layer.zero_grad()
-    torch.compile(layer, fullgraph=True)(x2).backward(grad)
-    g_fused = (x2.grad, layer.gamma_pos.grad, layer.gamma_neg.grad)
-    for a, b in zip(g_eager, g_fused, strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
-    assert x2.grad.is_contiguous(memory_format=torch.channels_last)  # layout preserved
+    _fused_vs_eager(lambda x, gp, gn: _MaxoutFn.apply(x, gp, gn, 1), x, gp, gn)
