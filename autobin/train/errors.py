@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import AutobinError
 
-class TrainError(Exception):
+
+class TrainError(AutobinError):
     """Base of the training layer's own errors (bad data, damaged files, failed ranks)."""
 
 

@@ -184,7 +184,7 @@ class Trainer:
         self.best_val_acc, self.best_epoch = state["best_val_acc"], state["best_epoch"]
 
     # ----------------------------------------------------------------- steps
-    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor):
+    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor, batch_indices, index: int):
         teacher_logits = teacher_feats = None
         with autocast(self.device, self.amp_dtype):
             if self.teacher is not None and self.loss_fn.needs_teacher:
@@ -194,6 +194,7 @@ class Trainer:
                 teacher_feats = self.teacher_taps.pop() if self.teacher_taps else None
             logits = self.forward_model(x)
             student_feats = self.student_taps.pop() if self.student_taps else None
+        check_labels(y, logits.shape[-1], batch_indices, "train_data", index)
         terms = self.loss_fn(logits, y, teacher_logits, student_feats, teacher_feats)
         return logits, terms
 
@@ -213,8 +214,7 @@ class Trainer:
             error = exc
         self.ranks.agree(error, self.device, f"loading training batch {index} of epoch {epoch + 1}")
         try:
-            logits, terms = self._forward_loss(x, y)
-            check_labels(y, logits.shape[-1], batch_indices, "train_data", index)
+            logits, terms = self._forward_loss(x, y, batch_indices, index)
             value = float(terms.total.detach())
         except Exception as exc:
             error, value = exc, math.nan
