@@ -1,0 +1,393 @@
+// autobin packed binary convolution: XOR/popcount kernels for the CPU.
+//
+// Built by autobin/deploy/build.py into a shared library loaded with ctypes (plain C ABI, no
+// torch headers, so it builds in seconds). One build serves every x86-64 CPU: the AVX-512 and
+// AVX2 code carries per-function target attributes and is only called when
+// autobin_cpu_features() reports the instructions. Threads come from OpenMP; the process
+// shares torch's libgomp (same soname), so there is one thread pool.
+//
+// Data layouts (see autobin/deploy/layers.py for the Python side):
+//   activations  act[pixel][group][word]   64 input channels of a group per uint64 word, bit
+//                                          c % 64 set where the binarized input is +1; bits past
+//                                          the group's channel count are 0
+//   input counts sa[pixel][group]          sum of the input signs of the group (2*ones - Cg)
+//   weights      wt[group][oblock][l][32]  l = tap * K + word, 32 output channels per block;
+//                                          padded channels and bits are 0
+//   tap counts   pcw[o][tap]               popcount of output channel o's bits at a tap
+//   output       out[pixel][O]             float32 (NHWC)
+//
+// For one output channel o and output position p with valid taps V (padded taps are skipped:
+// the fake-quantized layer pads its binarized input with 0):
+//   X    = sum over all taps, words of popcount(w ^ a)   (invalid taps gather a = 0, adding I_o)
+//   I_o  = sum over invalid taps of pcw[o][t]
+//   dot  = nv - 2 (X - I_o)                     nv = Cg * |V|      exact integers
+//   y    = cdot*dot + csw*Sw_V + csa*Sa_V + cn*nv + bias
+//        = m*X + base + csa*Sa_V,   m = -2 cdot,  base = cdot*(nv + 2 I_o) + csw*Sw_V + cn*nv + bias
+// with cdot = s*alpha_w*alpha_a, csw = s*alpha_w*c_a, csa = s*beta_w*alpha_a, cn = s*beta_w*c_a
+// and s the folded BatchNorm scale (ADABIN.md section 6).
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr int kPixBlock = 4;  // output pixels per micro-kernel call
+constexpr int kOBlock = 32;   // output channels per weight block
+
+enum Path { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
+
+inline uint64_t popcount_swar(uint64_t v) {
+  v = v - ((v >> 1) & 0x5555555555555555ULL);
+  v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+  v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+  return (v * 0x0101010101010101ULL) >> 56;
+}
+
+// ------------------------------------------------------------------ input packing
+void pack_pixel_portable(const float* x, int64_t cg, int64_t k_words, float thr, uint64_t* out,
+                         int32_t* sa) {
+  int64_t ones = 0;
+  for (int64_t k = 0; k < k_words; ++k) {
+    uint64_t word = 0;
+    const int64_t c0 = k * 64, c1 = std::min<int64_t>(cg, c0 + 64);
+    for (int64_t c = c0; c < c1; ++c) word |= static_cast<uint64_t>(x[c] >= thr) << (c - c0);
+    out[k] = word;
+    ones += static_cast<int64_t>(popcount_swar(word));
+  }
+  *sa = static_cast<int32_t>(2 * ones - cg);
+}
+
+__attribute__((target("avx2,popcnt"))) void pack_pixel_avx2(const float* x, int64_t cg,
+                                                              int64_t k_words, float thr,
+                                                              uint64_t* out, int32_t* sa) {
+  const __m256 t = _mm256_set1_ps(thr);
+  int64_t ones = 0;
+  for (int64_t k = 0; k < k_words; ++k) {
+    uint64_t word = 0;
+    const int64_t c0 = k * 64, c1 = std::min<int64_t>(cg, c0 + 64);
+    int64_t c = c0;
+    for (; c + 8 <= c1; c += 8) {
+      const __m256 v = _mm256_loadu_ps(x + c);
+      const int bits = _mm256_movemask_ps(_mm256_cmp_ps(v, t, _CMP_GE_OQ));
+      word |= static_cast<uint64_t>(static_cast<uint32_t>(bits)) << (c - c0);
+    }
+    for (; c < c1; ++c) word |= static_cast<uint64_t>(x[c] >= thr) << (c - c0);
+    out[k] = word;
+    ones += _mm_popcnt_u64(word);
+  }
+  *sa = static_cast<int32_t>(2 * ones - cg);
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) void pack_pixel_avx512(
+    const float* x, int64_t cg, int64_t k_words, float thr, uint64_t* out, int32_t* sa) {
+  const __m512 t = _mm512_set1_ps(thr);
+  int64_t ones = 0;
+  for (int64_t k = 0; k < k_words; ++k) {
+    uint64_t word = 0;
+    const int64_t c0 = k * 64, c1 = std::min<int64_t>(cg, c0 + 64);
+    for (int64_t c = c0; c < c1; c += 16) {
+      const int64_t n = std::min<int64_t>(16, c1 - c);
+      const __mmask16 live = static_cast<__mmask16>((n == 16) ? 0xffff : ((1u << n) - 1));
+      const __m512 v = _mm512_maskz_loadu_ps(live, x + c);
+      const __mmask16 ge = _mm512_mask_cmp_ps_mask(live, v, t, _CMP_GE_OQ);
+      word |= static_cast<uint64_t>(ge) << (c - c0);
+    }
+    out[k] = word;
+    ones += _mm_popcnt_u64(word);
+  }
+  *sa = static_cast<int32_t>(2 * ones - cg);
+}
+
+// ------------------------------------------------------------------ micro-kernels
+// Each computes, for up to kPixBlock pixels (rows of `patch`, L words each, zero rows past
+// npix) and all Og output channels of one group:
+//   out[p][o] = m[o] * X[p][o] + base[p][o] + csa[o] * sa[p],  X = sum_l popcount(wt ^ patch)
+struct Block {
+  const uint64_t* patch;  // kPixBlock x L
+  int64_t L;
+  const uint64_t* wt;  // nob x L x 32
+  int64_t og;
+  const float* m;
+  const float* csa;
+  const float* base[kPixBlock];
+  float sa[kPixBlock];
+  float* out[kPixBlock];
+  int npix;
+};
+
+void block_portable(const Block& b) {
+  const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
+  for (int p = 0; p < b.npix; ++p) {
+    const uint64_t* a = b.patch + p * b.L;
+    for (int64_t ob = 0; ob < nob; ++ob) {
+      uint64_t acc[kOBlock] = {};
+      const uint64_t* w = b.wt + ob * b.L * kOBlock;
+      for (int64_t l = 0; l < b.L; ++l) {
+        const uint64_t al = a[l];
+        for (int j = 0; j < kOBlock; ++j) acc[j] += popcount_swar(w[l * kOBlock + j] ^ al);
+      }
+      const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t o = o0 + j;
+        b.out[p][o] = b.m[o] * static_cast<float>(acc[j]) + b.base[p][o] + b.csa[o] * b.sa[p];
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
+  const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
+                                       1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  const __m256i zero = _mm256_setzero_si256();
+  for (int p = 0; p < b.npix; ++p) {
+    const uint64_t* a = b.patch + p * b.L;
+    for (int64_t ob = 0; ob < nob; ++ob) {
+      const uint64_t* w = b.wt + ob * b.L * kOBlock;
+      alignas(32) uint64_t counts[kOBlock];
+      for (int half = 0; half < 2; ++half) {  // 16 output channels = 4 vectors at a time
+        __m256i acc64[4] = {zero, zero, zero, zero};
+        for (int64_t l0 = 0; l0 < b.L; l0 += 31) {  // byte counters hold up to 31 * 8
+          const int64_t l1 = std::min<int64_t>(b.L, l0 + 31);
+          __m256i acc8[4] = {zero, zero, zero, zero};
+          for (int64_t l = l0; l < l1; ++l) {
+            const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[l]));
+            const uint64_t* wl = w + l * kOBlock + half * 16;
+            for (int v = 0; v < 4; ++v) {
+              const __m256i x = _mm256_xor_si256(
+                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wl + 4 * v)), av);
+              const __m256i lo = _mm256_and_si256(x, low);
+              const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+              acc8[v] = _mm256_add_epi8(
+                  acc8[v],
+                  _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi)));
+            }
+          }
+          for (int v = 0; v < 4; ++v)
+            acc64[v] = _mm256_add_epi64(acc64[v], _mm256_sad_epu8(acc8[v], zero));
+        }
+        for (int v = 0; v < 4; ++v)
+          _mm256_store_si256(reinterpret_cast<__m256i*>(counts + half * 16 + 4 * v), acc64[v]);
+      }
+      const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t o = o0 + j;
+        b.out[p][o] = b.m[o] * static_cast<float>(counts[j]) + b.base[p][o] + b.csa[o] * b.sa[p];
+      }
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block& b) {
+  const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
+  const int64_t L = b.L;
+  const uint64_t* a0 = b.patch;
+  const uint64_t* a1 = b.patch + L;
+  const uint64_t* a2 = b.patch + 2 * L;
+  const uint64_t* a3 = b.patch + 3 * L;
+  for (int64_t ob = 0; ob < nob; ++ob) {
+    const uint64_t* w = b.wt + ob * L * kOBlock;
+    __m512i acc[kPixBlock][4];
+    for (int p = 0; p < kPixBlock; ++p)
+      for (int v = 0; v < 4; ++v) acc[p][v] = _mm512_setzero_si512();
+    for (int64_t l = 0; l < L; ++l) {
+      const __m512i w0 = _mm512_loadu_si512(w + l * kOBlock);
+      const __m512i w1 = _mm512_loadu_si512(w + l * kOBlock + 8);
+      const __m512i w2 = _mm512_loadu_si512(w + l * kOBlock + 16);
+      const __m512i w3 = _mm512_loadu_si512(w + l * kOBlock + 24);
+      const __m512i x[4] = {_mm512_set1_epi64(static_cast<long long>(a0[l])),
+                            _mm512_set1_epi64(static_cast<long long>(a1[l])),
+                            _mm512_set1_epi64(static_cast<long long>(a2[l])),
+                            _mm512_set1_epi64(static_cast<long long>(a3[l]))};
+      for (int p = 0; p < kPixBlock; ++p) {
+        acc[p][0] = _mm512_add_epi64(acc[p][0], _mm512_popcnt_epi64(_mm512_xor_si512(w0, x[p])));
+        acc[p][1] = _mm512_add_epi64(acc[p][1], _mm512_popcnt_epi64(_mm512_xor_si512(w1, x[p])));
+        acc[p][2] = _mm512_add_epi64(acc[p][2], _mm512_popcnt_epi64(_mm512_xor_si512(w2, x[p])));
+        acc[p][3] = _mm512_add_epi64(acc[p][3], _mm512_popcnt_epi64(_mm512_xor_si512(w3, x[p])));
+      }
+    }
+    const int64_t o0 = ob * kOBlock;
+    for (int half = 0; half < 2; ++half) {  // 16 output channels per float vector
+      const int64_t oh = o0 + 16 * half;
+      const int64_t n = std::min<int64_t>(16, b.og - oh);
+      if (n <= 0) break;
+      const __mmask16 live = static_cast<__mmask16>((n == 16) ? 0xffff : ((1u << n) - 1));
+      const __m512 m = _mm512_maskz_loadu_ps(live, b.m + oh);
+      const __m512 csa = _mm512_maskz_loadu_ps(live, b.csa + oh);
+      for (int p = 0; p < b.npix; ++p) {
+        const __m512i counts = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm512_cvtepi64_epi32(acc[p][2 * half])),
+            _mm512_cvtepi64_epi32(acc[p][2 * half + 1]), 1);
+        const __m512 base = _mm512_maskz_loadu_ps(live, b.base[p] + oh);
+        __m512 y = _mm512_fmadd_ps(m, _mm512_cvtepi32_ps(counts), base);
+        y = _mm512_fmadd_ps(csa, _mm512_set1_ps(b.sa[p]), y);
+        _mm512_mask_storeu_ps(b.out[p] + oh, live, y);
+      }
+    }
+  }
+}
+
+// The portable and AVX2 epilogues compute m*X + base + csa*sa as written (two roundings each
+// for the products and sums); the AVX-512 one uses two fused multiply-adds. Both stay within
+// the error bound documented in autobin/deploy/reference.py.
+
+}  // namespace
+
+extern "C" {
+
+// Bit 0: AVX2 path usable; bit 1: AVX-512 VPOPCNTDQ path usable (cpuid and OS state checked by
+// libgcc's __builtin_cpu_supports).
+int autobin_cpu_features() {
+  __builtin_cpu_init();
+  int f = 0;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("popcnt"))
+    f |= 1;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq") &&
+      __builtin_cpu_supports("popcnt"))
+    f |= 2;
+  return f;
+}
+
+// Binarize and pack `npix` pixels of NHWC float32 input (C channels, contiguous per pixel):
+// bit = (x >= thr). Writes act[npix][groups][k_words] and sa[npix][groups].
+void autobin_pack(const float* x, int64_t npix, int64_t channels, int64_t groups, float thr,
+                  int path, int nthreads, uint64_t* act, int32_t* sa) {
+  const int64_t cg = channels / groups;
+  const int64_t k_words = (cg + 63) / 64;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t i = 0; i < npix; ++i) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* src = x + i * channels + g * cg;
+      uint64_t* dst = act + (i * groups + g) * k_words;
+      int32_t* s = sa + i * groups + g;
+      if (path == kAvx512)
+        pack_pixel_avx512(src, cg, k_words, thr, dst, s);
+      else if (path == kAvx2)
+        pack_pixel_avx2(src, cg, k_words, thr, dst, s);
+      else
+        pack_pixel_portable(src, cg, k_words, thr, dst, s);
+    }
+  }
+}
+
+// Packed binary convolution (a linear layer is a 1x1 convolution over N*1*1 pixels).
+//   act, sa: from autobin_pack, input of shape (n, h, w) pixels
+//   geometry: kernel (kh, kw), stride, dilation, top/left zero padding, output (oh, ow)
+//   wt, pcw: packed weights and per-tap popcounts (layouts above); og = O / groups
+//   cdot, csw, cn, bias: per-channel coefficients (double); m = -2*cdot and csa (float)
+//   out: (n, oh, ow, O) float32
+void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, int64_t w,
+                  int64_t groups, int64_t cg, const uint64_t* wt, const int32_t* pcw, int64_t og,
+                  int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                  int64_t pt, int64_t pl, int64_t oh_size, int64_t ow_size, const double* cdot,
+                  const double* csw, const double* cn, const double* bias, const float* m,
+                  const float* csa, int path, int nthreads, float* out) {
+  const int64_t k_words = (cg + 63) / 64;
+  const int64_t taps = kh * kw;
+  const int64_t L = taps * k_words;
+  const int64_t O = og * groups;
+  const int64_t nob = (og + kOBlock - 1) / kOBlock;
+  const int64_t pix_words = groups * k_words;
+
+  // Interior positions: every tap valid.
+  std::vector<double> sw_full(O);
+  std::vector<float> base_full(O);
+  const int64_t nv_full = cg * taps;
+  for (int64_t o = 0; o < O; ++o) {
+    int64_t s = 0;
+    for (int64_t t = 0; t < taps; ++t) s += 2 * pcw[o * taps + t] - cg;
+    sw_full[o] = static_cast<double>(s);
+    base_full[o] = static_cast<float>(cdot[o] * nv_full + csw[o] * s + cn[o] * nv_full + bias[o]);
+  }
+
+  const int64_t nblocks_w = (ow_size + kPixBlock - 1) / kPixBlock;
+  const int64_t items = n * oh_size * nblocks_w;
+  void (*block_fn)(const Block&) =
+      path == kAvx512 ? block_avx512 : (path == kAvx2 ? block_avx2 : block_portable);
+
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<uint64_t> patch(static_cast<size_t>(groups * kPixBlock * L));
+    std::vector<float> base_border(static_cast<size_t>(kPixBlock * O));
+    std::vector<int64_t> sa_acc(static_cast<size_t>(groups * kPixBlock));
+    std::vector<uint8_t> valid(static_cast<size_t>(taps));
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t bw = item % nblocks_w;
+      const int64_t oy = (item / nblocks_w) % oh_size;
+      const int64_t b = item / (nblocks_w * oh_size);
+      const int64_t ox0 = bw * kPixBlock;
+      const int npix = static_cast<int>(std::min<int64_t>(kPixBlock, ow_size - ox0));
+      std::fill(patch.begin(), patch.end(), 0);
+      std::fill(sa_acc.begin(), sa_acc.end(), 0);
+      const float* base_ptr[kPixBlock];
+      for (int p = 0; p < kPixBlock; ++p) {
+        base_ptr[p] = base_full.data();
+        if (p >= npix) continue;
+        const int64_t ox = ox0 + p;
+        int64_t nvalid = 0;
+        for (int64_t i = 0; i < kh; ++i) {
+          const int64_t iy = oy * sh - pt + i * dh;
+          for (int64_t j = 0; j < kw; ++j) {
+            const int64_t ix = ox * sw - pl + j * dw;
+            const int64_t t = i * kw + j;
+            const bool ok = iy >= 0 && iy < h && ix >= 0 && ix < w;
+            valid[t] = ok;
+            if (!ok) continue;
+            ++nvalid;
+            const int64_t pix = (b * h + iy) * w + ix;
+            const uint64_t* src = act + pix * pix_words;
+            for (int64_t g = 0; g < groups; ++g) {
+              std::memcpy(&patch[(g * kPixBlock + p) * L + t * k_words], src + g * k_words,
+                          static_cast<size_t>(k_words) * sizeof(uint64_t));
+              sa_acc[g * kPixBlock + p] += sa[pix * groups + g];
+            }
+          }
+        }
+        if (nvalid == taps) continue;
+        // Border position: padded taps contribute nothing (not beta), so the counts and the
+        // weight sums run over the valid taps only.
+        float* bb = base_border.data() + p * O;
+        const int64_t nv = cg * nvalid;
+        for (int64_t o = 0; o < O; ++o) {
+          int64_t inv_pop = 0, inv_sw = 0;
+          for (int64_t t = 0; t < taps; ++t) {
+            if (valid[t]) continue;
+            inv_pop += pcw[o * taps + t];
+            inv_sw += 2 * pcw[o * taps + t] - cg;
+          }
+          const double swv = sw_full[o] - static_cast<double>(inv_sw);
+          bb[o] = static_cast<float>(cdot[o] * static_cast<double>(nv + 2 * inv_pop) +
+                                     csw[o] * swv + cn[o] * static_cast<double>(nv) + bias[o]);
+        }
+        base_ptr[p] = bb;
+      }
+      for (int64_t g = 0; g < groups; ++g) {
+        Block blk;
+        blk.patch = patch.data() + g * kPixBlock * L;
+        blk.L = L;
+        blk.wt = wt + g * nob * L * kOBlock;
+        blk.og = og;
+        blk.m = m + g * og;
+        blk.csa = csa + g * og;
+        blk.npix = npix;
+        for (int p = 0; p < kPixBlock; ++p) {
+          blk.base[p] = base_ptr[p] + g * og;
+          blk.sa[p] = static_cast<float>(sa_acc[g * kPixBlock + p]);
+          const int64_t ox = ox0 + std::min(p, npix - 1);
+          blk.out[p] = out + ((b * oh_size + oy) * ow_size + ox) * O + g * og;
+        }
+        block_fn(blk);
+      }
+    }
+  }
+}
+
+}  // extern "C"
