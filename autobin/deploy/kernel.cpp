@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -296,15 +297,55 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
   const int64_t nob = (og + kOBlock - 1) / kOBlock;
   const int64_t pix_words = groups * k_words;
 
-  // Interior positions: every tap valid.
-  std::vector<double> sw_full(O);
-  std::vector<float> base_full(O);
-  const int64_t nv_full = cg * taps;
-  for (int64_t o = 0; o < O; ++o) {
-    int64_t s = 0;
-    for (int64_t t = 0; t < taps; ++t) s += 2 * pcw[o * taps + t] - cg;
-    sw_full[o] = static_cast<double>(s);
-    base_full[o] = static_cast<float>(cdot[o] * nv_full + csw[o] * s + cn[o] * nv_full + bias[o]);
+  // The valid taps of a position are the product of a contiguous range of kernel rows and one
+  // of kernel columns. Positions share `base` when they share both ranges: one table entry
+  // per distinct (row range, column range) pair, computed once per call.
+  std::vector<int64_t> row_pat(oh_size), col_pat(ow_size);
+  std::vector<std::pair<int64_t, int64_t>> row_ranges, col_ranges;
+  auto classify = [](int64_t pos, int64_t stride, int64_t pad, int64_t dil, int64_t k,
+                     int64_t size, std::vector<std::pair<int64_t, int64_t>>& ranges) {
+    int64_t lo = k, hi = 0;  // valid kernel indices [lo, hi)
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t at = pos * stride - pad + i * dil;
+      if (at >= 0 && at < size) {
+        lo = std::min(lo, i);
+        hi = i + 1;
+      }
+    }
+    if (lo >= hi) lo = hi = 0;
+    const std::pair<int64_t, int64_t> r{lo, hi};
+    for (size_t j = 0; j < ranges.size(); ++j)
+      if (ranges[j] == r) return static_cast<int64_t>(j);
+    ranges.push_back(r);
+    return static_cast<int64_t>(ranges.size() - 1);
+  };
+  for (int64_t y = 0; y < oh_size; ++y) row_pat[y] = classify(y, sh, pt, dh, kh, h, row_ranges);
+  for (int64_t x = 0; x < ow_size; ++x) col_pat[x] = classify(x, sw, pl, dw, kw, w, col_ranges);
+  const int64_t ncol = static_cast<int64_t>(col_ranges.size());
+  std::vector<float> base_tab(row_ranges.size() * col_ranges.size() * O);
+  for (size_t r = 0; r < row_ranges.size(); ++r) {
+    for (int64_t cidx = 0; cidx < ncol; ++cidx) {
+      const auto [i0, i1] = row_ranges[r];
+      const auto [j0, j1] = col_ranges[cidx];
+      const int64_t nv = cg * (i1 - i0) * (j1 - j0);
+      float* bt = base_tab.data() + (r * ncol + cidx) * O;
+      for (int64_t o = 0; o < O; ++o) {
+        // Padded taps contribute nothing (not beta): X also counted popcount(w) there.
+        int64_t inv_pop = 0, valid_sw = 0;
+        for (int64_t i = 0; i < kh; ++i) {
+          for (int64_t j = 0; j < kw; ++j) {
+            const int64_t pc = pcw[o * taps + i * kw + j];
+            if (i >= i0 && i < i1 && j >= j0 && j < j1)
+              valid_sw += 2 * pc - cg;
+            else
+              inv_pop += pc;
+          }
+        }
+        bt[o] = static_cast<float>(cdot[o] * static_cast<double>(nv + 2 * inv_pop) +
+                                   csw[o] * static_cast<double>(valid_sw) +
+                                   cn[o] * static_cast<double>(nv) + bias[o]);
+      }
+    }
   }
 
   const int64_t nblocks_w = (ow_size + kPixBlock - 1) / kPixBlock;
@@ -314,10 +355,8 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
 
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<uint64_t> patch(static_cast<size_t>(groups * kPixBlock * L));
-    std::vector<float> base_border(static_cast<size_t>(kPixBlock * O));
+    std::vector<uint64_t> patch(static_cast<size_t>(groups * kPixBlock * L), 0);
     std::vector<int64_t> sa_acc(static_cast<size_t>(groups * kPixBlock));
-    std::vector<uint8_t> valid(static_cast<size_t>(taps));
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t bw = item % nblocks_w;
@@ -325,49 +364,37 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
       const int64_t b = item / (nblocks_w * oh_size);
       const int64_t ox0 = bw * kPixBlock;
       const int npix = static_cast<int>(std::min<int64_t>(kPixBlock, ow_size - ox0));
-      std::fill(patch.begin(), patch.end(), 0);
       std::fill(sa_acc.begin(), sa_acc.end(), 0);
       const float* base_ptr[kPixBlock];
       for (int p = 0; p < kPixBlock; ++p) {
-        base_ptr[p] = base_full.data();
-        if (p >= npix) continue;
+        base_ptr[p] = base_tab.data();
+        if (p >= npix) {  // past the row's end: zero rows, results not stored
+          for (int64_t g = 0; g < groups; ++g)
+            std::fill_n(&patch[(g * kPixBlock + p) * L], L, 0);
+          continue;
+        }
         const int64_t ox = ox0 + p;
-        int64_t nvalid = 0;
+        base_ptr[p] = base_tab.data() + (row_pat[oy] * ncol + col_pat[ox]) * O;
         for (int64_t i = 0; i < kh; ++i) {
           const int64_t iy = oy * sh - pt + i * dh;
           for (int64_t j = 0; j < kw; ++j) {
             const int64_t ix = ox * sw - pl + j * dw;
             const int64_t t = i * kw + j;
-            const bool ok = iy >= 0 && iy < h && ix >= 0 && ix < w;
-            valid[t] = ok;
-            if (!ok) continue;
-            ++nvalid;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+              for (int64_t g = 0; g < groups; ++g)
+                std::fill_n(&patch[(g * kPixBlock + p) * L + t * k_words], k_words, 0);
+              continue;
+            }
             const int64_t pix = (b * h + iy) * w + ix;
             const uint64_t* src = act + pix * pix_words;
             for (int64_t g = 0; g < groups; ++g) {
-              std::memcpy(&patch[(g * kPixBlock + p) * L + t * k_words], src + g * k_words,
-                          static_cast<size_t>(k_words) * sizeof(uint64_t));
+              uint64_t* dst = &patch[(g * kPixBlock + p) * L + t * k_words];
+              const uint64_t* from = src + g * k_words;
+              for (int64_t k = 0; k < k_words; ++k) dst[k] = from[k];
               sa_acc[g * kPixBlock + p] += sa[pix * groups + g];
             }
           }
         }
-        if (nvalid == taps) continue;
-        // Border position: padded taps contribute nothing (not beta), so the counts and the
-        // weight sums run over the valid taps only.
-        float* bb = base_border.data() + p * O;
-        const int64_t nv = cg * nvalid;
-        for (int64_t o = 0; o < O; ++o) {
-          int64_t inv_pop = 0, inv_sw = 0;
-          for (int64_t t = 0; t < taps; ++t) {
-            if (valid[t]) continue;
-            inv_pop += pcw[o * taps + t];
-            inv_sw += 2 * pcw[o * taps + t] - cg;
-          }
-          const double swv = sw_full[o] - static_cast<double>(inv_sw);
-          bb[o] = static_cast<float>(cdot[o] * static_cast<double>(nv + 2 * inv_pop) +
-                                     csw[o] * swv + cn[o] * static_cast<double>(nv) + bias[o]);
-        }
-        base_ptr[p] = bb;
       }
       for (int64_t g = 0; g < groups; ++g) {
         Block blk;

@@ -41,7 +41,9 @@ def _words_to_bits(words: torch.Tensor) -> torch.Tensor:
 def pack_weight_signs(signs: torch.Tensor, groups: int) -> torch.Tensor:
     """Pack weight signs ``(O, Cg, kh, kw)`` into the kernel layout (module docstring)."""
     if signs.dtype != torch.bool or signs.dim() != 4:
-        raise TypeError(f"weight signs must be a 4-D bool tensor, got {signs.dtype} {signs.dim()}-D")
+        raise TypeError(
+            f"weight signs must be a 4-D bool tensor, got {signs.dtype} {signs.dim()}-D"
+        )
     out, cg, kh, kw = signs.shape
     if out % groups:
         raise ValueError(f"{out} output channels do not split into {groups} groups")
