@@ -8,7 +8,8 @@ Quick start::
     bnn = autobin.binarize(model)          # recipe "adabin"
 
 ``import autobin`` stays light: the training loop (:func:`autobin.finetune`), the zoo
-(:mod:`autobin.zoo`) and packed inference (:func:`autobin.deploy`) are imported on first use, and nothing here imports mmdet or mmengine.
+(:mod:`autobin.zoo`) and packed inference (:func:`autobin.deploy`) are imported on first use,
+and nothing here imports mmdet or mmengine.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ class _PackedLayer(nn.Module):
                 "under torch.no_grad() or pass a tensor that does not require grad"
             )
 
-    def train(self, mode: bool = True):  # noqa: D102  (nn.Module.train)
+    def train(self, mode: bool = True):
         if mode:
             raise DeployError(
                 f"{type(self).__name__} is inference only and cannot be trained; train the "

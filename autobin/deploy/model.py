@@ -45,11 +45,12 @@ class DeploySummary:
     float_state_bytes: int = 0
 
     def __str__(self) -> str:
+        ratio = self.float_state_bytes / max(1, self.state_bytes)
         lines = [
             f"packed binary layers: {len(self.packed)} (BatchNorm folded into "
             f"{len(self.folded_norms)}), kernel path: {active_kernel()}",
             f"parameter and buffer bytes: {self.state_bytes:,} deployed vs "
-            f"{self.float_state_bytes:,} float32 ({self.float_state_bytes / max(1, self.state_bytes):.1f}x smaller)",
+            f"{self.float_state_bytes:,} float32 ({ratio:.1f}x smaller)",
         ]
         lines += [f"kept fake-quantized: {p} ({why})" for p, why in self.kept.items()]
         return "\n".join(lines)
