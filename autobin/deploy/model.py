@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -168,6 +169,17 @@ def _channels_last(v: Any) -> Any:
     return v
 
 
+def _deepcopy(model: nn.Module, memo: dict) -> nn.Module:
+    """``copy.deepcopy``; an fx graph copies node by node recursively, so deep networks (e.g.
+    EfficientNets) need more than Python's default recursion limit."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20000))
+    try:
+        return copy.deepcopy(model, memo)
+    finally:
+        sys.setrecursionlimit(old)
+
+
 def deploy(
     model: nn.Module,
     *,
@@ -216,7 +228,7 @@ def deploy(
         )
     teacher = getattr(model, FLOAT_MODEL_ATTR, None)
     memo = {id(teacher): None} if teacher is not None else {}
-    work = copy.deepcopy(model, memo)
+    work = _deepcopy(model, memo)
     if FLOAT_MODEL_ATTR in work.__dict__:
         object.__delattr__(work, FLOAT_MODEL_ATTR)
     summary = DeploySummary(float_state_bytes=_state_bytes(model, as_float32=True))

@@ -26,15 +26,17 @@ def words_per_group(channels_per_group: int) -> int:
 
 def _bits_to_words(bits: torch.Tensor) -> torch.Tensor:
     """Pack the last dim (a multiple of 64, bool) into int64 words, bit ``i`` = entry ``i``."""
-    shifts = torch.arange(WORD, dtype=torch.int64, device=bits.device)
-    shaped = bits.reshape(*bits.shape[:-1], -1, WORD).to(torch.int64) << shifts
-    # distinct bits never carry, so the sum is the bitwise or (bit 63 wraps to the sign bit)
-    return shaped.sum(dim=-1)
+    # 8 bits per byte (LSB first), then 8 little-endian bytes per word
+    shifts = torch.arange(8, dtype=torch.uint8, device=bits.device)
+    octets = bits.reshape(*bits.shape[:-1], -1, 8).to(torch.uint8) << shifts
+    packed = octets.sum(dim=-1, dtype=torch.uint8).contiguous()  # distinct bits: no carries
+    return packed.view(torch.int64)
 
 
 def _words_to_bits(words: torch.Tensor) -> torch.Tensor:
-    shifts = torch.arange(WORD, dtype=torch.int64, device=words.device)
-    bits = (words.unsqueeze(-1) >> shifts) & 1
+    octets = words.contiguous().view(torch.uint8)  # little-endian bytes of each word
+    shifts = torch.arange(8, dtype=torch.uint8, device=words.device)
+    bits = (octets.unsqueeze(-1) >> shifts) & 1
     return bits.reshape(*words.shape[:-1], -1).to(torch.bool)
 
 
