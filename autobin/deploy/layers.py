@@ -156,20 +156,32 @@ class _PackedLayer(nn.Module):
             pads += [total // 2, total - total // 2]
         return tuple(pads)  # type: ignore[return-value]
 
-    def _kernel_conv(self, x: torch.Tensor, path: str) -> torch.Tensor:
+    def pack_input(self, x: torch.Tensor, path: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Binarize and bit-pack float32 NCHW input with a compiled path: ``(words, counts)``.
+
+        ``words``: ``(N*H*W*groups*K,)`` int64, channels packed per pixel (NHWC order);
+        ``counts``: ``(N*H*W*groups,)`` int32 sums of the input signs per pixel and group.
+        """
         lib = load_library()
-        code, threads = path_code(path), torch.get_num_threads()
         n, c, h, w = x.shape
         xl = x.permute(0, 2, 3, 1)
         if not xl.is_contiguous():
             xl = xl.contiguous()
         g = self.groups
-        cg = c // g
-        k = (cg + 63) // 64
+        k = (c // g + 63) // 64
         act = torch.empty((n * h * w * g * k,), dtype=torch.int64)
         sa = torch.empty((n * h * w * g,), dtype=torch.int32)
-        lib.autobin_pack(xl.data_ptr(), n * h * w, c, g, self.threshold, code, threads,
-                         act.data_ptr(), sa.data_ptr())  # fmt: skip
+        lib.autobin_pack(xl.data_ptr(), n * h * w, c, g, self.threshold, path_code(path),
+                         torch.get_num_threads(), act.data_ptr(), sa.data_ptr())  # fmt: skip
+        return act, sa
+
+    def _kernel_conv(self, x: torch.Tensor, path: str) -> torch.Tensor:
+        lib = load_library()
+        code, threads = path_code(path), torch.get_num_threads()
+        n, c, h, w = x.shape
+        g = self.groups
+        cg = c // g
+        act, sa = self.pack_input(x, path)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         pt, pb, pl, pr = self.paddings(h, w)
         oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1

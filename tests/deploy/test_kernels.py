@@ -1,4 +1,4 @@
-"""Packed layers: every kernel path against the pure-torch reference and the fake-quantized layer."""
+"""Packed layers: every kernel path against the pure-torch reference and fake quantization."""
 
 from __future__ import annotations
 
