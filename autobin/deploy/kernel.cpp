@@ -109,7 +109,11 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) void pack_pixel_avx512
 // npix) and all Og output channels of one group:
 //   out[p][o] = m[o] * X[p][o] + base[p][o] + csa[o] * sa[p],  X = sum_l popcount(wt ^ patch)
 struct Block {
-  const uint64_t* patch;  // kPixBlock x L
+  // activation word l of pixel p: act[p * pstride + aidx[l]] (a gathered patch: aidx[l] = l,
+  // pstride = L; an interior block reads the packed input in place)
+  const uint64_t* act;
+  const int64_t* aidx;
+  int64_t pstride;
   int64_t L;
   const uint64_t* wt;  // nob x L x 32
   int64_t og;
@@ -124,12 +128,12 @@ struct Block {
 void block_portable(const Block& b) {
   const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
   for (int p = 0; p < b.npix; ++p) {
-    const uint64_t* a = b.patch + p * b.L;
+    const uint64_t* a = b.act + p * b.pstride;
     for (int64_t ob = 0; ob < nob; ++ob) {
       uint64_t acc[kOBlock] = {};
       const uint64_t* w = b.wt + ob * b.L * kOBlock;
       for (int64_t l = 0; l < b.L; ++l) {
-        const uint64_t al = a[l];
+        const uint64_t al = a[b.aidx[l]];
         for (int j = 0; j < kOBlock; ++j) acc[j] += popcount_swar(w[l * kOBlock + j] ^ al);
       }
       const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
@@ -148,7 +152,7 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
   const __m256i low = _mm256_set1_epi8(0x0f);
   const __m256i zero = _mm256_setzero_si256();
   for (int p = 0; p < b.npix; ++p) {
-    const uint64_t* a = b.patch + p * b.L;
+    const uint64_t* a = b.act + p * b.pstride;
     for (int64_t ob = 0; ob < nob; ++ob) {
       const uint64_t* w = b.wt + ob * b.L * kOBlock;
       alignas(32) uint64_t counts[kOBlock];
@@ -158,7 +162,7 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
           const int64_t l1 = std::min<int64_t>(b.L, l0 + 31);
           __m256i acc8[4] = {zero, zero, zero, zero};
           for (int64_t l = l0; l < l1; ++l) {
-            const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[l]));
+            const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[b.aidx[l]]));
             const uint64_t* wl = w + l * kOBlock + half * 16;
             for (int v = 0; v < 4; ++v) {
               const __m256i x = _mm256_xor_si256(
@@ -188,10 +192,11 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
 __attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block& b) {
   const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
   const int64_t L = b.L;
-  const uint64_t* a0 = b.patch;
-  const uint64_t* a1 = b.patch + L;
-  const uint64_t* a2 = b.patch + 2 * L;
-  const uint64_t* a3 = b.patch + 3 * L;
+  const int64_t* aidx = b.aidx;
+  const uint64_t* a0 = b.act;
+  const uint64_t* a1 = b.act + b.pstride;
+  const uint64_t* a2 = b.act + 2 * b.pstride;
+  const uint64_t* a3 = b.act + 3 * b.pstride;
   for (int64_t ob = 0; ob < nob; ++ob) {
     const uint64_t* w = b.wt + ob * L * kOBlock;
     __m512i acc[kPixBlock][4];
@@ -202,10 +207,11 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block
       const __m512i w1 = _mm512_loadu_si512(w + l * kOBlock + 8);
       const __m512i w2 = _mm512_loadu_si512(w + l * kOBlock + 16);
       const __m512i w3 = _mm512_loadu_si512(w + l * kOBlock + 24);
-      const __m512i x[4] = {_mm512_set1_epi64(static_cast<long long>(a0[l])),
-                            _mm512_set1_epi64(static_cast<long long>(a1[l])),
-                            _mm512_set1_epi64(static_cast<long long>(a2[l])),
-                            _mm512_set1_epi64(static_cast<long long>(a3[l]))};
+      const int64_t at = aidx[l];
+      const __m512i x[4] = {_mm512_set1_epi64(static_cast<long long>(a0[at])),
+                            _mm512_set1_epi64(static_cast<long long>(a1[at])),
+                            _mm512_set1_epi64(static_cast<long long>(a2[at])),
+                            _mm512_set1_epi64(static_cast<long long>(a3[at]))};
       for (int p = 0; p < kPixBlock; ++p) {
         acc[p][0] = _mm512_add_epi64(acc[p][0], _mm512_popcnt_epi64(_mm512_xor_si512(w0, x[p])));
         acc[p][1] = _mm512_add_epi64(acc[p][1], _mm512_popcnt_epi64(_mm512_xor_si512(w1, x[p])));
@@ -348,6 +354,23 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
     }
   }
 
+  // Word l = tap * K + k of a pixel: in a gathered patch at l; in the packed input at
+  // tap_word[l] past the pixel's first tap (interior blocks read the input in place).
+  std::vector<int64_t> patch_idx(L), input_idx(L), tap_pix(taps);
+  for (int64_t i = 0; i < kh; ++i) {
+    for (int64_t j = 0; j < kw; ++j) {
+      const int64_t t = i * kw + j;
+      tap_pix[t] = i * dh * w + j * dw;
+      for (int64_t k = 0; k < k_words; ++k) {
+        patch_idx[t * k_words + k] = t * k_words + k;
+        input_idx[t * k_words + k] = tap_pix[t] * pix_words + k;
+      }
+    }
+  }
+  auto full = [](const std::pair<int64_t, int64_t>& r, int64_t k) {
+    return r.first == 0 && r.second == k;
+  };
+
   const int64_t nblocks_w = (ow_size + kPixBlock - 1) / kPixBlock;
   const int64_t items = n * oh_size * nblocks_w;
   void (*block_fn)(const Block&) =
@@ -365,6 +388,36 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
       const int64_t ox0 = bw * kPixBlock;
       const int npix = static_cast<int>(std::min<int64_t>(kPixBlock, ow_size - ox0));
       std::fill(sa_acc.begin(), sa_acc.end(), 0);
+      const bool interior = npix == kPixBlock && full(row_ranges[row_pat[oy]], kh) &&
+                            full(col_ranges[col_pat[ox0]], kw) &&
+                            full(col_ranges[col_pat[ox0 + kPixBlock - 1]], kw);
+      if (interior) {
+        // every tap inside the input: read the packed input in place, no gather
+        const int64_t pix0 = (b * h + oy * sh - pt) * w + ox0 * sw - pl;
+        const float* base = base_tab.data() + (row_pat[oy] * ncol + col_pat[ox0]) * O;
+        for (int64_t g = 0; g < groups; ++g) {
+          Block blk;
+          blk.act = act + pix0 * pix_words + g * k_words;
+          blk.aidx = input_idx.data();
+          blk.pstride = sw * pix_words;
+          blk.L = L;
+          blk.wt = wt + g * nob * L * kOBlock;
+          blk.og = og;
+          blk.m = m + g * og;
+          blk.csa = csa + g * og;
+          blk.npix = npix;
+          for (int p = 0; p < kPixBlock; ++p) {
+            int64_t s_sum = 0;
+            const int32_t* sp = sa + (pix0 + p * sw) * groups + g;
+            for (int64_t t = 0; t < taps; ++t) s_sum += sp[tap_pix[t] * groups];
+            blk.base[p] = base + g * og;
+            blk.sa[p] = static_cast<float>(s_sum);
+            blk.out[p] = out + ((b * oh_size + oy) * ow_size + ox0 + p) * O + g * og;
+          }
+          block_fn(blk);
+        }
+        continue;
+      }
       const float* base_ptr[kPixBlock];
       for (int p = 0; p < kPixBlock; ++p) {
         base_ptr[p] = base_tab.data();
@@ -390,7 +443,10 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
             for (int64_t g = 0; g < groups; ++g) {
               uint64_t* dst = &patch[(g * kPixBlock + p) * L + t * k_words];
               const uint64_t* from = src + g * k_words;
-              for (int64_t k = 0; k < k_words; ++k) dst[k] = from[k];
+              if (k_words == 1)
+                dst[0] = from[0];
+              else
+                std::memcpy(dst, from, static_cast<size_t>(k_words) * sizeof(uint64_t));
               sa_acc[g * kPixBlock + p] += sa[pix * groups + g];
             }
           }
@@ -398,7 +454,9 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
       }
       for (int64_t g = 0; g < groups; ++g) {
         Block blk;
-        blk.patch = patch.data() + g * kPixBlock * L;
+        blk.act = patch.data() + g * kPixBlock * L;
+        blk.aidx = patch_idx.data();
+        blk.pstride = L;
         blk.L = L;
         blk.wt = wt + g * nob * L * kOBlock;
         blk.og = og;
