@@ -37,14 +37,15 @@ def test_integer_outputs_equal_the_reference_exactly_on_every_path(k, s, p, d, g
     """Integer sets make every output an exact integer: all paths must agree bit for bit.
 
     70 input channels (a word and a partial word per group for g=1; 35 per group for g=2),
-    38 output channels (not a multiple of the 32-channel blocks), batch 1 and 3, 9x10 input.
+    38 output channels (not a multiple of the 32-channel blocks), batch 1 (9x10 input) and 3
+    (16x21: rows of interior positions, which the kernels read in place instead of gathering).
     """
     if not _fits(k, d, p, 9):
         pytest.skip("kernel larger than the padded input")
     layer = integer_conv(70, 38, k, s, p, d, g, seed=k * 100 + s * 10 + p + d * 7 + g)
     packed = PackedConv2d(layer)
-    for batch in (1, 3):
-        x = torch.randn(batch, 70, 9, 10, generator=torch.Generator().manual_seed(batch))
+    for batch, (h, w) in ((1, (9, 10)), (3, (16, 21))):
+        x = torch.randn(batch, 70, h, w, generator=torch.Generator().manual_seed(batch))
         x[0, :, 0, 0] = 1.0  # values exactly at the threshold binarize to +1
         ref = packed_conv_reference(packed, x)
         assert torch.equal(ref, ref.round())
