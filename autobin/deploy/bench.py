@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .build import active_kernel
-from .layers import PackedConv2d, PackedLinear
+from .layers import InferenceMaxout, PackedConv2d, PackedLinear
 from .model import DeployedModel, deploy
 
 
@@ -35,10 +35,18 @@ def median_time(fn: Callable[[], Any], *, reps: int = 10, warmup: int = 2,
 
 
 def _leaves(model: nn.Module) -> dict[str, nn.Module]:
-    packed = (PackedConv2d, PackedLinear)
-    out = {}
+    """Modules timed as one layer: childless ones and the deploy modules (whose children, such
+    as the original Maxout kept inside an InferenceMaxout, do not run)."""
+    whole = (PackedConv2d, PackedLinear, InferenceMaxout)
+    out: dict[str, nn.Module] = {}
+    inside: list[str] = []
     for name, m in model.named_modules():
-        if isinstance(m, packed) or (not list(m.children()) and not isinstance(m, nn.Identity)):
+        if any(name.startswith(p + ".") for p in inside):
+            continue
+        if isinstance(m, whole):
+            inside.append(name)
+            out[name] = m
+        elif not list(m.children()) and not isinstance(m, nn.Identity):
             out[name] = m
     return out
 

@@ -104,6 +104,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.autobin_cpu_features.argtypes = []
     lib.autobin_pack.restype = None
     lib.autobin_pack.argtypes = [ptr, i64, i64, i64, f32, i32, i32, ptr, ptr]
+    lib.autobin_maxout.restype = None
+    lib.autobin_maxout.argtypes = [ptr, i64, i64, ptr, ptr, i32, ptr]
     lib.autobin_conv.restype = None
     lib.autobin_conv.argtypes = [ptr, ptr, *[i64] * 5, ptr, ptr, *[i64] * 11, *[ptr] * 6,
                                  i32, i32, ptr]  # fmt: skip

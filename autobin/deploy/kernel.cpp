@@ -244,9 +244,30 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block
 // for the products and sums); the AVX-512 one uses two fused multiply-adds. Both stay within
 // the error bound documented in autobin/deploy/reference.py.
 
+// Maxout on one pixel's C contiguous channels: x * (x >= 0 ? gp : gn), one rounding, as the
+// fake-quantized max(x,0)*gp + min(x,0)*gn. Compiled for AVX-512, AVX2 and baseline x86-64,
+// picked at load time (GCC function multiversioning).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void maxout_rows(
+    const float* x, int64_t rows, int64_t c, const float* gp, const float* gn, float* out) {
+  for (int64_t r = 0; r < rows; ++r, x += c, out += c)
+    for (int64_t i = 0; i < c; ++i) out[i] = x[i] * (x[i] >= 0.0f ? gp[i] : gn[i]);
+}
+
 }  // namespace
 
 extern "C" {
+
+// Maxout of npix pixels of c channels each (channels-last float32).
+void autobin_maxout(const float* x, int64_t npix, int64_t c, const float* gp, const float* gn,
+                    int nthreads, float* out) {
+  const int64_t chunk = std::max<int64_t>(1, 16384 / std::max<int64_t>(c, 1));
+  const int64_t nchunks = (npix + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t q = 0; q < nchunks; ++q) {
+    const int64_t begin = q * chunk, end = std::min(npix, begin + chunk);
+    maxout_rows(x + begin * c, end - begin, c, gp, gn, out + begin * c);
+  }
+}
 
 // Bit 0: AVX2 path usable; bit 1: AVX-512 VPOPCNTDQ path usable (cpuid and OS state checked by
 // libgcc's __builtin_cpu_supports).
@@ -328,6 +349,16 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
   for (int64_t y = 0; y < oh_size; ++y) row_pat[y] = classify(y, sh, pt, dh, kh, h, row_ranges);
   for (int64_t x = 0; x < ow_size; ++x) col_pat[x] = classify(x, sw, pl, dw, kw, w, col_ranges);
   const int64_t ncol = static_cast<int64_t>(col_ranges.size());
+  // 2-D prefix sums of the tap popcounts: the popcount over any rectangle of taps in O(1)
+  const int64_t pw = kw + 1, psize = (kh + 1) * (kw + 1);
+  std::vector<int64_t> prefix(static_cast<size_t>(O * psize), 0);
+  for (int64_t o = 0; o < O; ++o) {
+    int64_t* pre = prefix.data() + o * psize;
+    for (int64_t i = 0; i < kh; ++i)
+      for (int64_t j = 0; j < kw; ++j)
+        pre[(i + 1) * pw + j + 1] = pcw[o * taps + i * kw + j] + pre[i * pw + j + 1] +
+                                    pre[(i + 1) * pw + j] - pre[i * pw + j];
+  }
   std::vector<float> base_tab(row_ranges.size() * col_ranges.size() * O);
   for (size_t r = 0; r < row_ranges.size(); ++r) {
     for (int64_t cidx = 0; cidx < ncol; ++cidx) {
@@ -337,16 +368,11 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
       float* bt = base_tab.data() + (r * ncol + cidx) * O;
       for (int64_t o = 0; o < O; ++o) {
         // Padded taps contribute nothing (not beta): X also counted popcount(w) there.
-        int64_t inv_pop = 0, valid_sw = 0;
-        for (int64_t i = 0; i < kh; ++i) {
-          for (int64_t j = 0; j < kw; ++j) {
-            const int64_t pc = pcw[o * taps + i * kw + j];
-            if (i >= i0 && i < i1 && j >= j0 && j < j1)
-              valid_sw += 2 * pc - cg;
-            else
-              inv_pop += pc;
-          }
-        }
+        const int64_t* pre = prefix.data() + o * psize;
+        const int64_t valid_pop = pre[i1 * pw + j1] - pre[i0 * pw + j1] - pre[i1 * pw + j0] +
+                                  pre[i0 * pw + j0];
+        const int64_t inv_pop = pre[kh * pw + kw] - valid_pop;
+        const int64_t valid_sw = 2 * valid_pop - nv;
         bt[o] = static_cast<float>(cdot[o] * static_cast<double>(nv + 2 * inv_pop) +
                                    csw[o] * static_cast<double>(valid_sw) +
                                    cn[o] * static_cast<double>(nv) + bias[o]);

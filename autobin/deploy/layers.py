@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear
+from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
 from .build import active_kernel, load_library, path_code
 from .errors import DeployError
 from .packing import pack_weight_signs, tap_popcounts
@@ -312,4 +312,49 @@ class PackedLinear(_PackedLayer):
         return f"{self.in_features}, {self.out_features}, {self._packed_repr()}"
 
 
-__all__ = ["PackedConv2d", "PackedLinear", "unsupported_reason"]
+class InferenceMaxout(nn.Module):
+    """Inference-only :class:`~autobin.nn.Maxout`: ``x * (gamma_pos if x >= 0 else gamma_neg)``.
+
+    One pass of the compiled kernel on channels-last float32 CPU input (the same single rounding
+    as the fake-quantized ``max(x,0)*gamma_pos + min(x,0)*gamma_neg``, so the values are equal);
+    any other input runs the original module.
+    """
+
+    def __init__(self, maxout: Maxout) -> None:
+        super().__init__()
+        self.maxout = maxout
+        self.num_channels = maxout.num_channels
+        self.register_buffer("gamma_pos", maxout.gamma_pos.detach().float().contiguous().clone())
+        self.register_buffer("gamma_neg", maxout.gamma_neg.detach().float().contiguous().clone())
+
+    def _channels_last_view(self, x: torch.Tensor) -> torch.Tensor | None:
+        if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() not in (2, 3, 4):
+            return None
+        dim = self.maxout._dim(x)
+        if x.dim() == 4 and dim == 1:
+            view = x.permute(0, 2, 3, 1)
+        elif dim == x.dim() - 1:
+            view = x
+        else:
+            return None
+        return view if view.is_contiguous() else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        view = self._channels_last_view(x)
+        path = active_kernel() if view is not None else "reference"
+        if path == "reference":
+            return self.maxout(x)
+        out = torch.empty_like(x)  # same strides: the permuted view of out is contiguous too
+        out_view = out.permute(0, 2, 3, 1) if view is not x else out
+        load_library().autobin_maxout(
+            view.data_ptr(), view.numel() // self.num_channels, self.num_channels,
+            self.gamma_pos.data_ptr(), self.gamma_neg.data_ptr(), torch.get_num_threads(),
+            out_view.data_ptr(),
+        )  # fmt: skip
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}"
+
+
+__all__ = ["InferenceMaxout", "PackedConv2d", "PackedLinear", "unsupported_reason"]

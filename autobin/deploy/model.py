@@ -11,11 +11,12 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear
+from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
 from .build import active_kernel
 from .errors import DeployError
-from .layers import PackedConv2d, PackedLinear, unsupported_reason
+from .layers import InferenceMaxout, PackedConv2d, PackedLinear, unsupported_reason
 
 FLOAT_MODEL_ATTR = "_autobin_float_model"  # the teacher binarize() keeps; not part of a deployment
 
@@ -34,6 +35,8 @@ class DeploySummary:
     Attributes:
         packed: paths of the layers now packed.
         folded_norms: ``{packed layer path: BatchNorm path}`` folded into the packed layer.
+        float_folded_norms: ``{float conv path: BatchNorm path}`` folded into a float conv.
+        maxouts: paths of the Maxouts now run by the compiled kernel (:class:`InferenceMaxout`).
         kept: ``{path: reason}`` binary layers left fake-quantized (not packable).
         state_bytes: bytes of the deployed model's parameters and buffers.
         float_state_bytes: bytes of the source model's parameters and buffers as float32.
@@ -41,6 +44,8 @@ class DeploySummary:
 
     packed: list[str] = field(default_factory=list)
     folded_norms: dict[str, str] = field(default_factory=dict)
+    float_folded_norms: dict[str, str] = field(default_factory=dict)
+    maxouts: list[str] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)
     state_bytes: int = 0
     float_state_bytes: int = 0
@@ -49,7 +54,8 @@ class DeploySummary:
         ratio = self.float_state_bytes / max(1, self.state_bytes)
         lines = [
             f"packed binary layers: {len(self.packed)} (BatchNorm folded into "
-            f"{len(self.folded_norms)}), kernel path: {active_kernel()}",
+            f"{len(self.folded_norms)}), BatchNorm folded into {len(self.float_folded_norms)} "
+            f"float convs, {len(self.maxouts)} Maxouts compiled; kernel path: {active_kernel()}",
             f"parameter and buffer bytes: {self.state_bytes:,} deployed vs "
             f"{self.float_state_bytes:,} float32 ({ratio:.1f}x smaller)",
         ]
@@ -84,12 +90,14 @@ def _foldable_norm(norm: nn.Module) -> bool:
     )
 
 
-def _fold_norms(root: nn.Module) -> dict[str, nn.Module]:
-    """Remove every eval BatchNorm2d that only follows a packable binary conv in an fx graph.
+def _fold_norms(root: nn.Module, summary: DeploySummary) -> dict[str, tuple[nn.Module, str]]:
+    """Remove every eval BatchNorm2d that only follows a conv in an fx graph.
 
-    Returns ``{conv path: norm module}``; the graphs then pass the conv output on directly.
+    A float conv absorbs it at once (``fuse_conv_bn_eval``); for a packable binary conv it is
+    returned as ``{conv path: (norm, norm path)}`` for the packed layer. The graphs then pass
+    the conv output on directly.
     """
-    folded: dict[str, nn.Module] = {}
+    folded: dict[str, tuple[nn.Module, str]] = {}
     for prefix, gm in list(root.named_modules()):
         if not isinstance(gm, fx.GraphModule):
             continue
@@ -102,7 +110,9 @@ def _fold_norms(root: nn.Module) -> dict[str, nn.Module]:
             if node.op != "call_module" or len(node.users) != 1:
                 continue
             conv = gm.get_submodule(node.target)
-            if not isinstance(conv, BinaryConv2d) or unsupported_reason(conv) is not None:
+            is_float = type(conv) is nn.Conv2d and conv.padding_mode == "zeros"
+            packable = isinstance(conv, BinaryConv2d) and unsupported_reason(conv) is None
+            if not (is_float or packable):
                 continue
             if calls[node.target] != 1:
                 continue
@@ -114,7 +124,12 @@ def _fold_norms(root: nn.Module) -> dict[str, nn.Module]:
                 continue
             user.replace_all_uses_with(node)
             gm.graph.erase_node(user)
-            folded[_join(prefix, node.target)] = (norm, _join(prefix, user.target))
+            conv_path, norm_path = _join(prefix, node.target), _join(prefix, user.target)
+            if is_float:
+                _set_module(gm, node.target, fuse_conv_bn_eval(conv, norm))
+                summary.float_folded_norms[conv_path] = norm_path
+            else:
+                folded[conv_path] = (norm, norm_path)
             _set_module(gm, user.target, nn.Identity())
             changed = True
         if changed:
@@ -192,8 +207,9 @@ def deploy(
     :class:`PackedConv2d` / :class:`PackedLinear`: weights bit-packed once, inputs binarized
     and packed along channels at run time, outputs from XOR/popcount plus the AdaBin correction
     terms. In fx-traced models (what :func:`autobin.binarize` returns) a BatchNorm2d that only
-    follows a binary conv is folded into it. The float parts (stem, classifier, shortcuts,
-    Maxout, ...) run as before. ``model`` is not modified.
+    follows a conv is folded into it (binary or float). Maxouts run a one-pass compiled kernel
+    with the same values; the other float parts (stem, classifier, shortcuts, ...) run as
+    before. ``model`` is not modified.
 
     Args:
         model: a binarized model in eval mode.
@@ -232,7 +248,7 @@ def deploy(
     if FLOAT_MODEL_ATTR in work.__dict__:
         object.__delattr__(work, FLOAT_MODEL_ATTR)
     summary = DeploySummary(float_state_bytes=_state_bytes(model, as_float32=True))
-    folded = _fold_norms(work) if fold_norms else {}
+    folded = _fold_norms(work, summary) if fold_norms else {}
     for name, layer in [(n, m) for n, m in work.named_modules() if isinstance(m, BinaryLayer)]:
         reason = unsupported_reason(layer)
         if reason is not None:
@@ -249,6 +265,9 @@ def deploy(
         summary.packed.append(name)
         if norm_path is not None:
             summary.folded_norms[name] = norm_path
+    for name, m in [(n, m) for n, m in work.named_modules() if isinstance(m, Maxout)]:
+        _set_module(work, name, InferenceMaxout(m))
+        summary.maxouts.append(name)
     for p in work.parameters():
         p.requires_grad_(False)
     work.eval()

@@ -120,6 +120,11 @@ def test_deploy_folds_every_resnet_batchnorm_and_shrinks_the_state():
     bnn = _binarized("resnet18", "adabin", 32, num_classes=10)
     fast = autobin.deploy(bnn)
     assert len(fast.summary.packed) == 16 and len(fast.summary.folded_norms) == 16
+    # the stem's and the three downsample BatchNorms fold into their float convs
+    assert sorted(fast.summary.float_folded_norms) == [
+        "conv1", "layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"
+    ]  # fmt: skip
+    assert len(fast.summary.maxouts) == 17
     assert fast.summary.float_state_bytes > 15 * fast.summary.state_bytes
     assert not hasattr(fast.model, "_autobin_float_model")  # the teacher is not deployed
     assert hasattr(bnn, "_autobin_float_model")  # and the source model is untouched

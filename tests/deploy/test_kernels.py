@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from autobin.deploy import PackedConv2d, PackedLinear, use_kernel
+from autobin.deploy.layers import InferenceMaxout
 from autobin.deploy.packing import pack_weight_signs, unpack_weight_signs
 from autobin.deploy.reference import integer_terms, packed_conv_reference
+from autobin.nn import Maxout
 
 from .conftest import (
     PATHS,
@@ -179,3 +181,25 @@ def test_packed_layer_holds_bits_not_float_weights():
     assert packed.wbits.numel() * 8 == 256 * 256 * 9 // 8
     assert not any(b.dtype.is_floating_point and b.numel() > 10 * 256 for b in packed.buffers())
     assert packed.packed_bytes() * 20 < float_bytes
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "tokens"])
+def test_inference_maxout_equals_maxout_bit_for_bit(layout, kernel_path):
+    gen = torch.Generator().manual_seed(0)
+    maxout = Maxout(37)
+    with torch.no_grad():
+        maxout.gamma_pos.copy_(torch.rand(37, generator=gen) + 0.5)
+        maxout.gamma_neg.copy_(torch.randn(37, generator=gen))
+    fast = InferenceMaxout(maxout)
+    if layout == "tokens":
+        x = torch.randn(2, 9, 37, generator=gen)
+    else:
+        x = torch.randn(2, 37, 5, 6, generator=gen)
+        x[0, :, 0, 0] = 0.0
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), use_kernel(kernel_path):
+        y = fast(x)
+        ref = maxout(x)
+    assert torch.equal(y, ref)
+    assert y.stride() == ref.stride() or layout == "channels_last"
