@@ -24,6 +24,7 @@ from .recipes import Recipe, RecipeError, list_recipes, load_recipe
 __version__ = "0.1.0"
 
 _LAZY = {
+    "compat": ("autobin.compat", None),
     "deploy": ("autobin.deploy", None),  # a callable package: autobin.deploy(model)
     "finetune": ("autobin.train", "finetune"),
     "zoo": ("autobin.zoo", None),
@@ -46,6 +47,7 @@ __all__ = [
     "RecipeError",
     "__version__",
     "binarize",
+    "compat",
     "deploy",
     "explain",
     "finetune",

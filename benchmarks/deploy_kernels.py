@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from autobin.deploy import PackedConv2d, available_kernels, use_kernel
-from autobin.nn import BinaryConv2d
+from autobin.nn import AdaBinConv2d
 
 # (in channels, out channels, input size, stride) of ResNet-18's 3x3 convs at 224x224
 SHAPES = [
@@ -46,7 +46,7 @@ GOALS = {"avx512": {"fp32": 10.0, "bf16": 2.0}, "avx2": {"fp32": 3.0}}
 
 def _packed_layer(cin: int, cout: int, stride: int) -> PackedConv2d:
     torch.manual_seed(0)
-    layer = BinaryConv2d(cin, cout, 3, stride, 1, bias=False).eval()
+    layer = AdaBinConv2d(cin, cout, 3, stride, 1, bias=False).eval()
     with torch.no_grad():
         layer.act_beta.fill_(0.05)
     norm = torch.nn.BatchNorm2d(cout).eval()

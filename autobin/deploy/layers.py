@@ -60,8 +60,23 @@ def _norm_affine(norm: nn.Module | None, out: int) -> tuple[torch.Tensor, ...]:
     return scale, shift, mean.abs()
 
 
+def input_threshold(layer: BinaryLayer) -> float | None:
+    """``t`` with ``layer.input_signs(x) == (x >= t)``, or ``None`` for an unknown method.
+
+    AdaBin compares with ``beta_a`` in both activation forms; the sign baselines (BNN, XNOR)
+    take ``sgn(x) > 0``, i.e. ``x >= 0`` (``-0.0`` included).
+    """
+    if layer.method == "adabin":
+        return float(layer.act_beta.detach().float())
+    if layer.method in ("sign", "xnor"):
+        return 0.0
+    return None
+
+
 def unsupported_reason(layer: BinaryLayer) -> str | None:
     """Why ``layer`` cannot become a packed layer (``None`` if it can)."""
+    if input_threshold(layer) is None:
+        return f"no packed kernel for method {layer.method!r}"
     if not layer.binarize_weights and not layer.frozen:
         return "weight binarization is switched off (the weight is float)"
     if not layer.binarize_activations:
@@ -99,11 +114,7 @@ class _PackedLayer(nn.Module):
         self.register_buffer("wbits", pack_weight_signs(signs, self.groups))
         self.register_buffer("pcw", tap_popcounts(signs))
         alpha_w, beta_w = (t.detach().double().cpu().reshape(-1) for t in weight_set)
-        if layer.method == "adabin":
-            # the threshold is beta_a itself in both forms (input_signs: x >= beta_a)
-            self.threshold = float(layer.act_beta.detach().float())
-        else:
-            self.threshold = 0.0
+        self.threshold = float(input_threshold(layer))  # type: ignore[arg-type]
         alpha_a, c_a = layer.activation_binary_set()
         bias = layer.bias.detach().double().cpu() if layer.bias is not None else None
         scale, shift, mean_abs = _norm_affine(norm, out)
@@ -357,4 +368,10 @@ class InferenceMaxout(nn.Module):
         return f"{self.num_channels}"
 
 
-__all__ = ["InferenceMaxout", "PackedConv2d", "PackedLinear", "unsupported_reason"]
+__all__ = [
+    "InferenceMaxout",
+    "PackedConv2d",
+    "PackedLinear",
+    "input_threshold",
+    "unsupported_reason",
+]

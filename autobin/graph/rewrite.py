@@ -20,7 +20,7 @@ import operator
 
 from torch import fx, nn
 
-from ..nn import BinaryConv2d, BinaryLinear, Maxout
+from ..nn import Maxout, method_spec
 from .annotate import NORM_TYPES, Entry, Plan
 
 TIMM_ATTRIBUTES = (
@@ -44,11 +44,12 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
 
 def _binary_layer(module: nn.Module, entry: Entry) -> nn.Module:
     options = dict(entry.options)
+    spec = method_spec(entry.method)
     if isinstance(module, nn.Conv2d):
         if type(module).__name__.endswith("Same"):  # timm's Conv2dSame family: dynamic padding
             options["dynamic_same_padding"] = True
-        return BinaryConv2d.from_float(module, method=entry.method, **options)
-    return BinaryLinear.from_float(module, method=entry.method, **options)
+        return spec.conv.from_float(module, **options)
+    return spec.linear.from_float(module, **options)
 
 
 def _maxout(entry: Entry, training: bool, device) -> Maxout:

@@ -11,22 +11,16 @@ from typing import Literal
 
 import torch
 
+from ..errors import check_choice
 from .sign import sgn, sign_clipped_ste
 
 ActForm = Literal["paper", "code"]
-ACT_FORMS: tuple[str, ...] = ("paper", "code")
+#: The activation forms, each with what it computes.
+ACT_FORMS: dict[str, str] = {
+    "paper": "alpha*sgn(u)+beta, the paper's form and the default",
+    "code": "alpha*(sgn(u)+beta), the released code's form, to reproduce its checkpoints",
+}
 MIN_ALPHA = 1e-4
-
-
-def check_act_form(form: str) -> str:
-    """Return ``form`` if valid, else raise a ValueError listing the valid forms."""
-    if form not in ACT_FORMS:
-        raise ValueError(
-            f"unknown activation form {form!r}; valid choices are {list(ACT_FORMS)} "
-            "('paper': alpha*sgn(u)+beta, the default; 'code': alpha*(sgn(u)+beta), the form of "
-            "the authors' released code, for reproducing their checkpoints)"
-        )
-    return form
 
 
 def activation_center(alpha: torch.Tensor, beta: torch.Tensor, form: str) -> torch.Tensor:
@@ -109,7 +103,7 @@ def adabin_activation(
         beta: scalar tensor ``beta_a``.
         form: ``"paper"`` or ``"code"``.
     """
-    check_act_form(form)
+    check_choice(form, ACT_FORMS, "activation form")
     return _AdaBinActivation.apply(x, alpha, beta, form == "code")
 
 
@@ -124,7 +118,6 @@ __all__ = [
     "ActForm",
     "activation_center",
     "adabin_activation",
-    "check_act_form",
     "effective_alpha",
     "sgn",
     "sign_activation",

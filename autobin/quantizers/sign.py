@@ -20,7 +20,11 @@ from typing import Literal
 import torch
 
 WeightEstimator = Literal["ste", "ede"]
-WEIGHT_ESTIMATORS: tuple[str, ...] = ("ste", "ede")
+#: The weight estimators (backward of sgn for weights), each with what it is.
+WEIGHT_ESTIMATORS: dict[str, str] = {
+    "ste": "identity straight-through",
+    "ede": "IR-Net error-decay estimator, as in the released AdaBin code",
+}
 
 
 def sgn(x: torch.Tensor) -> torch.Tensor:
@@ -88,13 +92,3 @@ def sign_ede(u: torch.Tensor, t: float, k: float) -> torch.Tensor:
 def sign_bireal(u: torch.Tensor) -> torch.Tensor:
     """``sgn(u)`` forward; backward ``d/du = max(0, 2 - 2|u|)`` (Bi-Real Net)."""
     return _SurrogateSign.apply(u, bireal_derivative)
-
-
-def check_weight_estimator(name: str) -> str:
-    """Return ``name`` if it is a known weight estimator, else raise a ValueError listing them."""
-    if name not in WEIGHT_ESTIMATORS:
-        raise ValueError(
-            f"unknown weight estimator {name!r}; valid choices are {list(WEIGHT_ESTIMATORS)} "
-            "('ste': identity straight-through, 'ede': IR-Net error-decay estimator)"
-        )
-    return name

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from autobin.deploy import available_kernels
-from autobin.nn import BinaryConv2d, BinaryLinear
+from autobin.nn import METHODS
 
 PATHS = available_kernels()  # builds the kernels once per test process (cached on disk)
 COMPILED = [p for p in PATHS if p != "reference"]
@@ -26,7 +26,7 @@ def integer_conv(cin, cout, k, s, p, d, g, *, seed, bias=True, form="paper"):
     path must equal the reference bit for bit.
     """
     gen = torch.Generator().manual_seed(seed)
-    layer = BinaryConv2d(cin, cout, k, s, p, d, g, bias=bias, act_form=form).eval()
+    layer = METHODS["adabin"].conv(cin, cout, k, s, p, d, g, bias=bias, act_form=form).eval()
     signs = torch.rand(layer.weight.shape, generator=gen) > 0.5
     beta = torch.randint(-1, 2, (cout,), generator=gen).float()
     with torch.no_grad():
@@ -41,7 +41,7 @@ def integer_conv(cin, cout, k, s, p, d, g, *, seed, bias=True, form="paper"):
 def random_conv(cin, cout, k, s, p, d, g, *, seed, form="paper", method="adabin"):
     """Binary conv with random latent weights and a random activation set (not frozen)."""
     gen = torch.Generator().manual_seed(seed)
-    layer = BinaryConv2d(cin, cout, k, s, p, d, g, bias=True, act_form=form, method=method)
+    layer = METHODS[method].conv(cin, cout, k, s, p, d, g, bias=True, act_form=form)
     with torch.no_grad():
         layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 0.1 + 0.02)
         layer.bias.copy_(torch.randn(cout, generator=gen))
@@ -53,7 +53,7 @@ def random_conv(cin, cout, k, s, p, d, g, *, seed, form="paper", method="adabin"
 
 def random_linear(fin, fout, *, seed, form="paper", method="adabin"):
     gen = torch.Generator().manual_seed(seed)
-    layer = BinaryLinear(fin, fout, act_form=form, method=method)
+    layer = METHODS[method].linear(fin, fout, act_form=form)
     with torch.no_grad():
         layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 0.1 - 0.03)
         layer.bias.copy_(torch.randn(fout, generator=gen))

@@ -136,8 +136,8 @@ _CHILD = textwrap.dedent(
     import warnings, torch
     from autobin.deploy import PackedConv2d, available_kernels, active_kernel
     from autobin.deploy.reference import packed_conv_reference
-    from autobin.nn import BinaryConv2d
-    layer = BinaryConv2d(20, 8, 3, padding=1).eval()
+    from autobin.nn import AdaBinConv2d
+    layer = AdaBinConv2d(20, 8, 3, padding=1).eval()
     packed = PackedConv2d(layer)
     x = torch.randn(2, 20, 6, 6)
     with warnings.catch_warnings(record=True) as caught:

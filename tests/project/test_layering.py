@@ -10,6 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "autobin"
 LAYER = {
     "atomic": 0,
+    "errors": 0,
     "quantizers": 1,
     "nn": 2,
     "recipes": 3,
@@ -17,6 +18,7 @@ LAYER = {
     "data": 5,
     "train": 5,
     "zoo": 6,
+    "compat": 6,
     "pipelines": 7,
     "cli": 8,
 }
