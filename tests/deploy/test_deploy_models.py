@@ -85,7 +85,7 @@ def _trained_looking_(model: torch.nn.Module) -> None:
             if m.weight is not None:
                 m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
                 m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
-        if isinstance(m, BinaryLayer) and m.act_beta is not None:
+        if isinstance(m, BinaryLayer) and getattr(m, "act_beta", None) is not None:
             m.act_beta.fill_(float(torch.randn((), generator=gen)) * 0.05)
 
 
