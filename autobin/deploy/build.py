@@ -107,7 +107,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.autobin_maxout.restype = None
     lib.autobin_maxout.argtypes = [ptr, i64, i64, ptr, ptr, i32, ptr]
     lib.autobin_conv.restype = None
-    lib.autobin_conv.argtypes = [ptr, ptr, *[i64] * 5, ptr, ptr, *[i64] * 11, *[ptr] * 6,
+    lib.autobin_conv.argtypes = [ptr, ptr, *[i64] * 5, ptr, ptr, *[i64] * 11, *[ptr] * 7,
                                  i32, i32, ptr]  # fmt: skip
 
 

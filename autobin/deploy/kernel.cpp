@@ -122,6 +122,7 @@ struct Block {
   const float* base[kPixBlock];
   float sa[kPixBlock];
   float* out[kPixBlock];
+  const float* res[kPixBlock];  // added to the output (a fused residual), or null
   int npix;
 };
 
@@ -139,7 +140,9 @@ void block_portable(const Block& b) {
       const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
       for (int64_t j = 0; j < n; ++j) {
         const int64_t o = o0 + j;
-        b.out[p][o] = b.m[o] * static_cast<float>(acc[j]) + b.base[p][o] + b.csa[o] * b.sa[p];
+        float y = b.m[o] * static_cast<float>(acc[j]) + b.base[p][o] + b.csa[o] * b.sa[p];
+        if (b.res[p]) y += b.res[p][o];
+        b.out[p][o] = y;
       }
     }
   }
@@ -183,7 +186,9 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
       const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
       for (int64_t j = 0; j < n; ++j) {
         const int64_t o = o0 + j;
-        b.out[p][o] = b.m[o] * static_cast<float>(counts[j]) + b.base[p][o] + b.csa[o] * b.sa[p];
+        float y = b.m[o] * static_cast<float>(counts[j]) + b.base[p][o] + b.csa[o] * b.sa[p];
+        if (b.res[p]) y += b.res[p][o];
+        b.out[p][o] = y;
       }
     }
   }
@@ -234,6 +239,7 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block
         const __m512 base = _mm512_maskz_loadu_ps(live, b.base[p] + oh);
         __m512 y = _mm512_fmadd_ps(m, _mm512_cvtepi32_ps(counts), base);
         y = _mm512_fmadd_ps(csa, _mm512_set1_ps(b.sa[p]), y);
+        if (b.res[p]) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(live, b.res[p] + oh));
         _mm512_mask_storeu_ps(b.out[p] + oh, live, y);
       }
     }
@@ -310,13 +316,15 @@ void autobin_pack(const float* x, int64_t npix, int64_t channels, int64_t groups
 //   geometry: kernel (kh, kw), stride, dilation, top/left zero padding, output (oh, ow)
 //   wt, pcw: packed weights and per-tap popcounts (layouts above); og = O / groups
 //   cdot, csw, cn, bias: per-channel coefficients (double); m = -2*cdot and csa (float)
+//   residual: null, or (n, oh, ow, O) float32 added to the output (a fused shortcut)
 //   out: (n, oh, ow, O) float32
 void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, int64_t w,
                   int64_t groups, int64_t cg, const uint64_t* wt, const int32_t* pcw, int64_t og,
                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
                   int64_t pt, int64_t pl, int64_t oh_size, int64_t ow_size, const double* cdot,
                   const double* csw, const double* cn, const double* bias, const float* m,
-                  const float* csa, int path, int nthreads, float* out) {
+                  const float* csa, const float* residual, int path, int nthreads,
+                  float* out) {
   const int64_t k_words = (cg + 63) / 64;
   const int64_t taps = kh * kw;
   const int64_t L = taps * k_words;
@@ -438,7 +446,9 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
             for (int64_t t = 0; t < taps; ++t) s_sum += sp[tap_pix[t] * groups];
             blk.base[p] = base + g * og;
             blk.sa[p] = static_cast<float>(s_sum);
-            blk.out[p] = out + ((b * oh_size + oy) * ow_size + ox0 + p) * O + g * og;
+            const int64_t at = ((b * oh_size + oy) * ow_size + ox0 + p) * O + g * og;
+            blk.out[p] = out + at;
+            blk.res[p] = residual ? residual + at : nullptr;
           }
           block_fn(blk);
         }
@@ -493,7 +503,9 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
           blk.base[p] = base_ptr[p] + g * og;
           blk.sa[p] = static_cast<float>(sa_acc[g * kPixBlock + p]);
           const int64_t ox = ox0 + std::min(p, npix - 1);
-          blk.out[p] = out + ((b * oh_size + oy) * ow_size + ox) * O + g * og;
+          const int64_t at = ((b * oh_size + oy) * ow_size + ox) * O + g * og;
+          blk.out[p] = out + at;
+          blk.res[p] = residual ? residual + at : nullptr;
         }
         block_fn(blk);
       }

@@ -109,6 +109,7 @@ class _PackedLayer(nn.Module):
             raise DeployError(f"{type(layer).__name__} cannot be packed: {reason}")
         self.method, self.act_form = layer.method, layer.act_form
         self.folded_norm = norm is not None
+        self.residual = False
         out = self.out_channels
         signs = signs.detach().cpu().to(torch.bool).reshape(out, -1, *self.kernel_size)
         self.register_buffer("wbits", pack_weight_signs(signs, self.groups))
@@ -192,7 +193,10 @@ class _PackedLayer(nn.Module):
         n, c, h, w = x.shape
         g = self.groups
         cg = c // g
-        act, sa = self.pack_input(x, path)
+        xl = x.permute(0, 2, 3, 1)
+        if not xl.is_contiguous():
+            xl = xl.contiguous()
+        act, sa = self.pack_input(xl.permute(0, 3, 1, 2), path)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         pt, pb, pl, pr = self.paddings(h, w)
         oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
@@ -203,20 +207,27 @@ class _PackedLayer(nn.Module):
                 f"{(pt, pb, pl, pr)} and dilation {self.dilation}"
             )
         o = self.out_channels
+        if self.residual and (oh, ow, o) != (h, w, c):
+            raise DeployError(
+                f"fused residual needs an output shaped like the input, got {(o, oh, ow)} "
+                f"for input {(c, h, w)}"
+            )
         out = torch.empty((n, oh, ow, o), dtype=torch.float32)
         coef, kcoef = self.coefficients, self.kernel_coefficients
         lib.autobin_conv(
             act.data_ptr(), sa.data_ptr(), n, h, w, g, cg, self.wbits.data_ptr(),
             self.pcw.data_ptr(), o // g, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow,
             coef[0].data_ptr(), coef[1].data_ptr(), coef[3].data_ptr(), coef[4].data_ptr(),
-            kcoef[0].data_ptr(), kcoef[1].data_ptr(), code, threads, out.data_ptr(),
+            kcoef[0].data_ptr(), kcoef[1].data_ptr(), xl.data_ptr() if self.residual else None,
+            code, threads, out.data_ptr(),
         )  # fmt: skip
         return out.permute(0, 3, 1, 2)
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         path = active_kernel()
         if path == "reference" or x.dtype != torch.float32 or x.device.type != "cpu":
-            return packed_conv_reference(self, x)
+            y = packed_conv_reference(self, x)
+            return y + x if self.residual else y
         return self._kernel_conv(x, path)
 
     def packed_bytes(self) -> int:
@@ -225,7 +236,8 @@ class _PackedLayer(nn.Module):
 
     def _packed_repr(self) -> str:
         bn = ", bn folded" if self.folded_norm else ""
-        return f"method={self.method}, threshold={self.threshold:.4g}{bn}"
+        res = ", + input" if self.residual else ""
+        return f"method={self.method}, threshold={self.threshold:.4g}{bn}{res}"
 
 
 class PackedConv2d(_PackedLayer):
@@ -242,12 +254,15 @@ class PackedConv2d(_PackedLayer):
         norm: nn.Module | None = None,
         signs: torch.Tensor | None = None,
         weight_set: tuple[torch.Tensor, torch.Tensor] | None = None,
+        residual: bool = False,
     ) -> None:
         """Pack ``layer``.
 
         Args:
             layer: the binary conv (frozen or not).
             norm: an eval-mode ``BatchNorm2d`` applied right after the layer, folded in.
+            residual: add the layer's input to its output (a fused Bi-Real shortcut; the output
+                must have the input's shape); adds one float rounding to :attr:`error_bound`.
             signs: boolean weight signs (default ``layer.weight_signs()``), e.g. a zoo's.
             weight_set: ``(alpha_w, beta_w)`` (default ``layer.weight_binary_set()``).
         """
@@ -263,6 +278,7 @@ class PackedConv2d(_PackedLayer):
             layer.weight_binary_set() if weight_set is None else weight_set,
             norm,
         )
+        self.residual = bool(residual)
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

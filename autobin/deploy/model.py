@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import operator
 import sys
 import warnings
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ class DeploySummary:
         folded_norms: ``{packed layer path: BatchNorm path}`` folded into the packed layer.
         float_folded_norms: ``{float conv path: BatchNorm path}`` folded into a float conv.
         maxouts: paths of the Maxouts now run by the compiled kernel (:class:`InferenceMaxout`).
+        residuals: packed convs that add their input (fused Bi-Real shortcuts).
         kept: ``{path: reason}`` binary layers left fake-quantized (not packable).
         state_bytes: bytes of the deployed model's parameters and buffers.
         float_state_bytes: bytes of the source model's parameters and buffers as float32.
@@ -46,6 +48,7 @@ class DeploySummary:
     folded_norms: dict[str, str] = field(default_factory=dict)
     float_folded_norms: dict[str, str] = field(default_factory=dict)
     maxouts: list[str] = field(default_factory=list)
+    residuals: list[str] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)
     state_bytes: int = 0
     float_state_bytes: int = 0
@@ -54,8 +57,9 @@ class DeploySummary:
         ratio = self.float_state_bytes / max(1, self.state_bytes)
         lines = [
             f"packed binary layers: {len(self.packed)} (BatchNorm folded into "
-            f"{len(self.folded_norms)}), BatchNorm folded into {len(self.float_folded_norms)} "
-            f"float convs, {len(self.maxouts)} Maxouts compiled; kernel path: {active_kernel()}",
+            f"{len(self.folded_norms)}, shortcut fused into {len(self.residuals)}), BatchNorm "
+            f"folded into {len(self.float_folded_norms)} float convs, {len(self.maxouts)} Maxouts "
+            f"compiled; kernel path: {active_kernel()}",
             f"parameter and buffer bytes: {self.state_bytes:,} deployed vs "
             f"{self.float_state_bytes:,} float32 ({ratio:.1f}x smaller)",
         ]
@@ -138,6 +142,66 @@ def _fold_norms(root: nn.Module, summary: DeploySummary) -> dict[str, tuple[nn.M
     return folded
 
 
+_ADDS = (operator.add, torch.add, operator.iadd)
+
+
+def _keeps_shape(conv: BinaryConv2d) -> bool:
+    """Whether the conv's output always has its input's shape (stride 1, "same" zero padding)."""
+    if conv.in_channels != conv.out_channels or tuple(conv.stride) != (1, 1):
+        return False
+    if getattr(conv, "dynamic_same_padding", False):
+        return True
+    pads = _padding_of(conv)
+    return pads is not None and all(
+        before + after == d * (k - 1)
+        for (before, after), k, d in zip(pads, conv.kernel_size, conv.dilation)
+    )
+
+
+def _padding_of(conv: BinaryConv2d) -> list[tuple[int, int]] | None:
+    if conv.padding == "valid":
+        return [(0, 0), (0, 0)]
+    if conv.padding == "same":
+        return [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
+                for k, d in zip(conv.kernel_size, conv.dilation)]  # fmt: skip
+    if isinstance(conv.padding, str):
+        return None
+    return [(p, p) for p in conv.padding]
+
+
+def _fuse_residuals(root: nn.Module) -> set[str]:
+    """Find ``conv(x) + x`` (the Bi-Real shortcut after a folded BatchNorm) in the fx graphs.
+
+    The add is removed and the conv's path returned: its packed layer adds its input itself.
+    """
+    fused: set[str] = set()
+    for prefix, gm in list(root.named_modules()):
+        if not isinstance(gm, fx.GraphModule):
+            continue
+        changed = False
+        for node in list(gm.graph.nodes):
+            if node.op != "call_module" or len(node.users) != 1 or not node.args:
+                continue
+            conv = gm.get_submodule(node.target)
+            if not isinstance(conv, BinaryConv2d) or unsupported_reason(conv) is not None:
+                continue
+            (user,) = node.users
+            if user.op != "call_function" or user.target not in _ADDS or user.kwargs:
+                continue
+            if sorted(map(id, user.args)) != sorted((id(node), id(node.args[0]))):
+                continue
+            if not _keeps_shape(conv):
+                continue
+            user.replace_all_uses_with(node)
+            gm.graph.erase_node(user)
+            fused.add(_join(prefix, node.target))
+            changed = True
+        if changed:
+            gm.graph.lint()
+            gm.recompile()
+    return fused
+
+
 class DeployedModel(nn.Module):
     """Inference-only model whose binary layers run packed XNOR/popcount kernels.
 
@@ -199,6 +263,7 @@ def deploy(
     model: nn.Module,
     *,
     fold_norms: bool = True,
+    fuse_residuals: bool = True,
     weight_signs: WeightSigns | None = None,
 ) -> nn.Module:
     """Inference-only copy of a binarized model with packed binary layers.
@@ -214,6 +279,8 @@ def deploy(
     Args:
         model: a binarized model in eval mode.
         fold_norms: fold BatchNorms into the packed layers where the graph allows.
+        fuse_residuals: let a packed conv add its own input where the graph adds it right
+            after the conv (and its folded BatchNorm): the Bi-Real shortcut.
         weight_signs: binary weights by layer path, used instead of the layers' own (the zoo
             passes its stored packed signs, so they are packed without a float detour).
 
@@ -249,6 +316,7 @@ def deploy(
         object.__delattr__(work, FLOAT_MODEL_ATTR)
     summary = DeploySummary(float_state_bytes=_state_bytes(model, as_float32=True))
     folded = _fold_norms(work, summary) if fold_norms else {}
+    residuals = _fuse_residuals(work) if fuse_residuals else set()
     for name, layer in [(n, m) for n, m in work.named_modules() if isinstance(m, BinaryLayer)]:
         reason = unsupported_reason(layer)
         if reason is not None:
@@ -259,9 +327,14 @@ def deploy(
             signs, alpha, beta = weight_signs[name]
             options = {"signs": signs, "weight_set": (alpha, beta)}
         norm, norm_path = folded.get(name, (None, None))
-        cls = PackedConv2d if isinstance(layer, BinaryConv2d) else PackedLinear
-        assert isinstance(layer, (BinaryConv2d, BinaryLinear))
-        _set_module(work, name, cls(layer, norm=norm, **options))
+        if isinstance(layer, BinaryConv2d):
+            packed = PackedConv2d(layer, norm=norm, residual=name in residuals, **options)
+        else:
+            assert isinstance(layer, BinaryLinear)
+            packed = PackedLinear(layer, norm=norm, **options)
+        _set_module(work, name, packed)
+        if name in residuals:
+            summary.residuals.append(name)
         summary.packed.append(name)
         if norm_path is not None:
             summary.folded_norms[name] = norm_path

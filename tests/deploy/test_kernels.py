@@ -203,3 +203,13 @@ def test_inference_maxout_equals_maxout_bit_for_bit(layout, kernel_path):
         ref = maxout(x)
     assert torch.equal(y, ref)
     assert y.stride() == ref.stride() or layout == "channels_last"
+
+
+def test_fused_residual_adds_the_input(kernel_path):
+    layer = random_conv(40, 40, 3, 1, 1, 1, 1, seed=8)
+    packed = PackedConv2d(layer, residual=True)
+    x = torch.randn(2, 40, 9, 11, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        fake = layer(x) + x
+    bound = packed.error_bound + 2.0**-22 * float(fake.abs().max())
+    assert_within_bound(_run(packed, x, kernel_path), fake, bound)
