@@ -184,7 +184,22 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
           _mm256_store_si256(reinterpret_cast<__m256i*>(counts + half * 16 + 4 * v), acc64[v]);
       }
       const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
-      for (int64_t j = 0; j < n; ++j) {
+      const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+      const __m256 sa = _mm256_set1_ps(b.sa[p]);
+      int64_t j = 0;
+      for (; j + 8 <= n; j += 8) {  // 8 channels: counts fit 32 bits, convert and combine
+        const int64_t o = o0 + j;
+        const __m256i c0 = _mm256_permutevar8x32_epi32(
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(counts + j)), low_halves);
+        const __m256i c1 = _mm256_permutevar8x32_epi32(
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(counts + j + 4)), low_halves);
+        const __m256 cf = _mm256_cvtepi32_ps(_mm256_permute2x128_si256(c0, c1, 0x20));
+        __m256 y = _mm256_fmadd_ps(_mm256_loadu_ps(b.m + o), cf, _mm256_loadu_ps(b.base[p] + o));
+        y = _mm256_fmadd_ps(_mm256_loadu_ps(b.csa + o), sa, y);
+        if (b.res[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res[p] + o));
+        _mm256_storeu_ps(b.out[p] + o, y);
+      }
+      for (; j < n; ++j) {
         const int64_t o = o0 + j;
         float y = b.m[o] * static_cast<float>(counts[j]) + b.base[p][o] + b.csa[o] * b.sa[p];
         if (b.res[p]) y += b.res[p][o];
