@@ -172,7 +172,8 @@ def bench_models(
     """Time ``float_model``, ``bnn`` (fake-quantized) and ``deploy(bnn)`` on ``x``.
 
     All run under ``torch.no_grad()`` on channels-last input (the deployment's layout; the float
-    model gets the same). Per-layer times come from forward hooks in separate runs.
+    model gets the same), end to end in round robin (median of ``reps`` rounds). Per-layer times
+    come from forward hooks in separate runs, so they include the hooks' small overhead.
     """
     float_model, bnn = float_model.eval(), bnn.eval()
     fast = fast if fast is not None else deploy(bnn)
@@ -180,8 +181,15 @@ def bench_models(
     models = {"float": float_model, "fake": bnn, "deployed": fast}
     result = ModelBench(arch, recipe, tuple(x.shape), torch.get_num_threads(), active_kernel())
     with torch.no_grad():
-        for key, m in models.items():
-            result.total[key] = median_time(lambda m=m: m(xl), reps=reps)
+        samples: dict[str, list[float]] = {key: [] for key in models}
+        for m in models.values():
+            m(xl)
+        for _ in range(reps):  # round robin: a change of machine load hits all three alike
+            for key, m in models.items():
+                t = time.perf_counter()
+                m(xl)
+                samples[key].append(time.perf_counter() - t)
+        result.total = {key: statistics.median(s) for key, s in samples.items()}
         for key, m in models.items():
             root = m.model if isinstance(m, DeployedModel) else m
             for name, t in layer_times(root, lambda m=m: m(xl), reps).items():
