@@ -30,10 +30,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument(
+        "--clock", choices=["wall", "thread"], default="wall",
+        help="'thread': CPU time of the calling thread (with --threads 1 only)",
+    )  # fmt: skip
     args = parser.parse_args()
     for threads in args.threads:
         torch.set_num_threads(threads)
-        result = bench_timm(args.arch, recipe=args.recipe, batch=args.batch, reps=args.reps)
+        result = bench_timm(
+            args.arch, recipe=args.recipe, batch=args.batch, reps=args.reps, clock=args.clock
+        )
         print(result.table())
         speedup = result.total["float"] / result.total["deployed"]
         print(f"goal >= {GOAL}x at batch 1, 2 threads: {speedup:.2f}x ({threads} thread(s))\n")

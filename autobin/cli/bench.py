@@ -29,6 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--kernel", default=None, help="force a kernel path: avx512, avx2, portable, reference"
     )
+    p.add_argument(
+        "--clock", choices=["wall", "thread"], default="wall",
+        help="'thread': CPU time of the calling thread (only with --threads 1; a busy machine "
+        "does not inflate it)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the timings as JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -62,6 +67,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             batch=args.batch,
             input_size=tuple(args.input_size) if args.input_size else None,
             reps=args.reps,
+            clock=args.clock,
             **kwargs,
         )
     if args.json:

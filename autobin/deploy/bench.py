@@ -21,16 +21,15 @@ from .model import DeployedModel, deploy
 
 
 def median_time(fn: Callable[[], Any], *, reps: int = 10, warmup: int = 2,
-                min_time: float = 0.0) -> float:  # fmt: skip
-    """Median wall time of ``fn()`` in seconds over at least ``reps`` calls (and ``min_time``)."""
+                clock: Callable[[], float] = time.perf_counter) -> float:  # fmt: skip
+    """Median time of ``fn()`` in seconds over ``reps`` calls, after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < reps or time.perf_counter() - start < min_time:
-        t = time.perf_counter()
+    for _ in range(reps):
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return statistics.median(times)
 
 
@@ -51,7 +50,12 @@ def _leaves(model: nn.Module) -> dict[str, nn.Module]:
     return out
 
 
-def layer_times(model: nn.Module, run: Callable[[], Any], reps: int) -> dict[str, float]:
+def layer_times(
+    model: nn.Module,
+    run: Callable[[], Any],
+    reps: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
     """Median time per leaf module (packed layers count as leaves) over ``reps`` runs."""
     leaves = _leaves(model)
     samples: dict[str, list[float]] = {n: [] for n in leaves}
@@ -60,12 +64,12 @@ def layer_times(model: nn.Module, run: Callable[[], Any], reps: int) -> dict[str
     for name, m in leaves.items():
         hooks.append(
             m.register_forward_pre_hook(
-                lambda mod, args, name=name: starts.__setitem__(name, time.perf_counter())
+                lambda mod, args, name=name: starts.__setitem__(name, clock())
             )
         )
         hooks.append(m.register_forward_hook(
             lambda mod, args, out, name=name: samples[name].append(
-                time.perf_counter() - starts[name])))  # fmt: skip
+                clock() - starts[name])))  # fmt: skip
     try:
         run()
         for s in samples.values():
@@ -92,6 +96,7 @@ class ModelBench:
     layers: dict[str, dict[str, float]] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
     packing: float = 0.0
+    clock: str = "wall"
     state_bytes: dict[str, int] = field(default_factory=dict)
 
     def breakdown(self) -> dict[str, float]:
@@ -117,7 +122,7 @@ class ModelBench:
         head = f"{'layer':34s} {'kind':7s} " + " ".join(f"{c:>9s}" for c in cols) + "  x float"
         lines = [
             f"{self.arch} ({self.recipe}), input {tuple(self.input_shape)}, {self.threads} "
-            f"thread(s), kernel path {self.kernel}",
+            f"thread(s), kernel path {self.kernel}, {self.clock} clock",
             head,
             "-" * len(head),
         ]
@@ -168,35 +173,46 @@ def bench_models(
     recipe: str = "",
     reps: int = 10,
     fast: DeployedModel | None = None,
+    clock: str = "wall",
 ) -> ModelBench:
     """Time ``float_model``, ``bnn`` (fake-quantized) and ``deploy(bnn)`` on ``x``.
 
     All run under ``torch.no_grad()`` on channels-last input (the deployment's layout; the float
     model gets the same), end to end in round robin (median of ``reps`` rounds). Per-layer times
     come from forward hooks in separate runs, so they include the hooks' small overhead.
+    ``clock="thread"`` measures the calling thread's CPU time instead of wall time (meaningful
+    with one thread, where torch and the kernels run on the caller: a busy machine does not
+    inflate it).
     """
+    if clock not in ("wall", "thread"):
+        raise ValueError(f"clock must be 'wall' or 'thread', got {clock!r}")
+    if clock == "thread" and torch.get_num_threads() != 1:
+        raise ValueError("clock='thread' measures one thread: call torch.set_num_threads(1)")
+    now = time.thread_time if clock == "thread" else time.perf_counter
     float_model, bnn = float_model.eval(), bnn.eval()
     fast = fast if fast is not None else deploy(bnn)
     xl = x.contiguous(memory_format=torch.channels_last)
     models = {"float": float_model, "fake": bnn, "deployed": fast}
-    result = ModelBench(arch, recipe, tuple(x.shape), torch.get_num_threads(), active_kernel())
+    result = ModelBench(
+        arch, recipe, tuple(x.shape), torch.get_num_threads(), active_kernel(), clock=clock
+    )
     with torch.no_grad():
         samples: dict[str, list[float]] = {key: [] for key in models}
         for m in models.values():
             m(xl)
         for _ in range(reps):  # round robin: a change of machine load hits all three alike
             for key, m in models.items():
-                t = time.perf_counter()
+                t = now()
                 m(xl)
-                samples[key].append(time.perf_counter() - t)
+                samples[key].append(now() - t)
         result.total = {key: statistics.median(s) for key, s in samples.items()}
         for key, m in models.items():
             root = m.model if isinstance(m, DeployedModel) else m
-            for name, t in layer_times(root, lambda m=m: m(xl), reps).items():
+            for name, t in layer_times(root, lambda m=m: m(xl), reps, now).items():
                 result.layers.setdefault(name, {})[key] = t
                 if key != "float" or name not in result.kinds:
                     result.kinds[name] = _kind(root.get_submodule(name))
-        result.packing = _packing_time(fast, xl, reps)
+        result.packing = _packing_time(fast, xl, reps, now)
     result.state_bytes = {
         "float": fast.summary.float_state_bytes,
         "deployed": fast.summary.state_bytes,
@@ -204,7 +220,9 @@ def bench_models(
     return result
 
 
-def _packing_time(fast: DeployedModel, x: torch.Tensor, reps: int) -> float:
+def _packing_time(
+    fast: DeployedModel, x: torch.Tensor, reps: int, clock: Callable[[], float]
+) -> float:
     """Total time the packed layers spend binarizing and bit-packing their inputs."""
     path = active_kernel()
     if path == "reference":
@@ -223,7 +241,9 @@ def _packing_time(fast: DeployedModel, x: torch.Tensor, reps: int) -> float:
     total = 0.0
     for name, inp in inputs.items():
         layer = fast.model.get_submodule(name)
-        total += median_time(lambda layer=layer, inp=inp: layer.pack_input(inp, path), reps=reps)
+        total += median_time(
+            lambda layer=layer, inp=inp: layer.pack_input(inp, path), reps=reps, clock=clock
+        )
     return total
 
 
@@ -234,6 +254,7 @@ def bench_timm(
     batch: int = 1,
     input_size: tuple[int, int] | None = None,
     reps: int = 10,
+    clock: str = "wall",
     **create_kwargs: Any,
 ) -> ModelBench:
     """Build ``arch`` with timm (random weights), binarize it with ``recipe``, bench all three."""
@@ -249,7 +270,7 @@ def bench_timm(
     chans = create_kwargs.get("in_chans", chans)
     x = torch.randn(batch, chans, *size)
     bnn = binarize(model, recipe, example_inputs=(x[:1].repeat(2, 1, 1, 1),)).eval()
-    return bench_models(model, bnn, x, arch=arch, recipe=str(recipe), reps=reps)
+    return bench_models(model, bnn, x, arch=arch, recipe=str(recipe), reps=reps, clock=clock)
 
 
 __all__ = ["ModelBench", "bench_models", "bench_timm", "layer_times", "median_time"]
