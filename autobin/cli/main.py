@@ -1,4 +1,4 @@
-"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes.
+"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes, bench.
 
 Every command parses its arguments and calls the public API; heavy imports happen inside the
 command that needs them.
@@ -184,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    from . import bench
+
+    bench.add_parser(sub)
     return parser
 
 
