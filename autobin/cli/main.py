@@ -1,4 +1,4 @@
-"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes.
+"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes, bench.
 
 Every command parses its arguments and calls the public API; heavy imports happen inside the
 command that needs them.
@@ -85,9 +85,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         out_dir=args.output,
         config=args.config,
         resume=args.resume,
+        overwrite=args.overwrite,
         seed=args.seed,
+        compile=args.compile or None,
     )
-    print(result.summary())
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        print(result.summary())
     return 0
 
 
@@ -158,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", default=None, help="training config YAML (autobin.train)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace a run in the directory")
+    p.add_argument("--compile", action="store_true", help="torch.compile the trained models")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="run directory")
     p.set_defaults(func=cmd_train)
@@ -185,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    from . import bench
+
+    bench.add_parser(sub)
 
     from . import mmdet
 

@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import __version__
 from ..graph import binarize
-from ..quantizers.packing import BIT_ORDER
+from ..quantizers.packing import BIT_ORDER, unpack_signs
 from ..recipes import Recipe
 from .card import render_card
 from .config import (
@@ -51,6 +51,9 @@ from .config import (
 )
 from .errors import ModelNotFoundError, ZooError, ZooFormatError, ZooIntegrityError
 from .format import (
+    ALPHA_KEY,
+    BETA_KEY,
+    SIGNS_KEY,
     WEIGHTS_FILE,
     FloatDtype,
     binary_layers,
@@ -561,6 +564,7 @@ def load(
     keep_latent: bool = False,
     verify: bool = True,
     rebuild: Rebuild | None = None,
+    deploy: bool = False,
 ) -> nn.Module:
     """Load a zoo entry as an eval-mode model whose outputs equal the published model's.
 
@@ -574,9 +578,12 @@ def load(
         verify: check every file's sha256 before reading anything (default True).
         rebuild: builds the binarized model from the entry config; default
             :func:`timm_rebuild` (``timm.create_model`` + ``autobin.binarize``).
+        deploy: return the inference-only packed model (:func:`autobin.deploy`), its binary
+            layers packed straight from the stored sign bits and binary sets.
 
     Returns:
-        The model, in eval mode, with the entry config as ``model.autobin_zoo_config``.
+        The model, in eval mode, with the entry config as ``model.autobin_zoo_config``
+        (a :class:`autobin.deploy.DeployedModel` with ``deploy=True``).
 
     Raises:
         ModelNotFoundError, ZooIntegrityError, ZooFormatError: see :func:`verify`.
@@ -591,9 +598,26 @@ def load(
         model, tensors, metadata, keep_latent=keep_latent, source=str(entry_dir / WEIGHTS_FILE)
     )
     model.eval()
+    if deploy:
+        if keep_latent:
+            raise ValueError("deploy=True makes an inference-only model; drop keep_latent=True")
+        model = _deployed(model, tensors, metadata)
     with contextlib.suppress(AttributeError, TypeError):
         model.autobin_zoo_config = config
     return model
+
+
+def _deployed(model: nn.Module, tensors: Mapping[str, torch.Tensor], metadata) -> nn.Module:
+    """The packed model, its binary layers built from the checkpoint's sign bits and sets."""
+    from .. import deploy as deploy_package
+
+    infos = json.loads(metadata["binary_layers"])
+    stored = {}
+    for path, info in infos.items():
+        pre = f"{path}." if path else ""
+        signs = unpack_signs(tensors[pre + SIGNS_KEY], info["shape"])
+        stored[path] = (signs, tensors[pre + ALPHA_KEY], tensors[pre + BETA_KEY])
+    return deploy_package.deploy(model, weight_signs=stored)
 
 
 # --------------------------------------------------------------------------- runs
