@@ -32,6 +32,7 @@ from pathlib import Path
 SSD_VOC = "mmdet::pascal_voc/ssd300_voc0712.py"
 RECIPE = "ssd300-adabin"
 GOAL_RATIO = 0.8
+MEANINGFUL_MAP = 0.05
 DROPPED_TRANSFORMS = ("Expand", "MinIoURandomCrop")
 
 
@@ -170,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['run']:16s} {r['mAP']:8.4f} {r['s_per_iter']:8.2f} "
               f"{100 * r['binary_mac_share']:11.1f}%")  # fmt: skip
     float_map, distill_map, plain_map = (r["mAP"] for r in results)
+    if float_map < MEANINGFUL_MAP:
+        print(
+            f"\nnote: the float model reached mAP {float_map:.4f} < {MEANINGFUL_MAP} at this "
+            "budget: it has not learned yet and the ratios below are noise; raise --iters"
+        )
     ratio = distill_map / float_map if float_map > 0 else math.nan
     print(f"\nbinary+distill / float mAP: {ratio:.3f} (goal >= {GOAL_RATIO})")
     print(f"binary+distill - binary mAP: {distill_map - plain_map:+.4f} (goal > 0)")
