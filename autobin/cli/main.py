@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("arch", help="timm architecture name, e.g. resnet18")
+    p.add_argument(
+        "arch", help="timm architecture name (e.g. resnet18), or an mmdet config for explain"
+    )
     p.add_argument("--recipe", default="adabin", help="recipe name or YAML path (default adabin)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
     p.add_argument("--in-chans", type=int, default=None, help="input channels")
@@ -51,6 +53,10 @@ def _example(model, args: argparse.Namespace):
 def cmd_explain(args: argparse.Namespace) -> int:
     import autobin
 
+    from . import mmdet
+
+    if mmdet.is_mmdet_config(args.arch):
+        return mmdet.cmd_explain(args)
     model = _create(args)
     report = autobin.explain(model, args.recipe, example_inputs=_example(model, args))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
@@ -79,9 +85,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         out_dir=args.output,
         config=args.config,
         resume=args.resume,
+        overwrite=args.overwrite,
         seed=args.seed,
+        compile=args.compile or None,
     )
-    print(result.summary())
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        print(result.summary())
     return 0
 
 
@@ -152,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", default=None, help="training config YAML (autobin.train)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace a run in the directory")
+    p.add_argument("--compile", action="store_true", help="torch.compile the trained models")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="run directory")
     p.set_defaults(func=cmd_train)
@@ -183,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     from . import bench
 
     bench.add_parser(sub)
+
+    from . import mmdet
+
+    mmdet.register(sub)
     return parser
 
 
@@ -192,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
         # user-facing errors (bad names, paths, recipes, configs, non-finite losses): one clear
         # message; AUTOBIN_DEBUG=1 shows the traceback
         if os.environ.get("AUTOBIN_DEBUG"):

@@ -41,6 +41,8 @@ class _AdaBinActivation(torch.autograd.Function):
 
     Written with ``copysign`` and in-place updates rather than ``where`` and temporaries: on
     the CPU, ``where`` and fresh full-size tensors dominate the cost of these elementwise ops.
+    Under ``torch.compile`` the same formula is written without ``out=`` (an ``out=`` tensor in
+    channels-last layout breaks the graph; inductor fuses the whole expression anyway).
     """
 
     @staticmethod
@@ -54,6 +56,8 @@ class _AdaBinActivation(torch.autograd.Function):
         # sgn(u) = sgn(x - beta) for alpha > 0; adding +0.0 turns -0.0 into +0.0 so sgn(0) = +1.
         # copysign(alpha, .) + c is bit-identical to alpha * sgn(u) + c.
         out = torch.sub(x, b).add_(0.0)
+        if torch.compiler.is_compiling():
+            return torch.copysign(a, out).add_(c)
         return torch.copysign(a.expand_as(out), out, out=out).add_(c)
 
     @staticmethod

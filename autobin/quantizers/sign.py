@@ -31,6 +31,8 @@ def sgn(x: torch.Tensor) -> torch.Tensor:
     """Sign with ``sgn(0) = +1``: ``+1`` where ``x >= 0``, ``-1`` elsewhere, in ``x``'s dtype."""
     one = torch.ones((), dtype=x.dtype, device=x.device)
     out = x.add(0.0)  # -0.0 + 0.0 = +0.0, so sgn(-0.0) = +1 too
+    if torch.compiler.is_compiling():  # out= in channels-last layout breaks the graph
+        return torch.copysign(one, out)
     return torch.copysign(one.expand_as(out), out, out=out)
 
 

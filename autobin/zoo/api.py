@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import importlib
 import json
 import os
 import shutil
@@ -79,6 +80,11 @@ from .index import (
 Rebuild = Callable[[Mapping[str, Any]], nn.Module]
 """Builds the binarized, not yet loaded model described by an entry config."""
 
+_REBUILDS: dict[str, Rebuild] = {}
+REBUILD_PLUGINS: dict[str, str] = {"mmdet": "autobin.integrations.mmdet"}
+"""Architecture libraries rebuilt by an integration, and the module that registers it on import
+(:func:`register_rebuild`); the zoo imports it by name the first time such an entry loads."""
+
 REQUIRED_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE)
 
 
@@ -117,8 +123,34 @@ def timm_rebuild(config: Mapping[str, Any]) -> nn.Module:
     return binarize(model, recipe, example_inputs=example_inputs)
 
 
+def register_rebuild(library: str, rebuild: Rebuild) -> None:
+    """Rebuild entries whose ``architecture.library`` is ``library`` with ``rebuild``."""
+    _REBUILDS[library] = rebuild
+
+
+def default_rebuild(config: Mapping[str, Any]) -> Rebuild:
+    """The rebuild for an entry's architecture library (timm, or an integration's)."""
+    library = config["architecture"]["library"]
+    if library == "timm":
+        return timm_rebuild
+    if library not in _REBUILDS and library in REBUILD_PLUGINS:
+        try:
+            importlib.import_module(REBUILD_PLUGINS[library])
+        except ImportError as exc:
+            raise ZooError(
+                f"entry {config.get('name')!r} is an {library} model; rebuilding it needs "
+                f"{REBUILD_PLUGINS[library]} ({exc}); install it with: pip install "
+                f"'autobin[{library}]'"
+            ) from exc
+    if library not in _REBUILDS:
+        raise ZooFormatError(f"cannot rebuild architecture library {library!r}")
+    return _REBUILDS[library]
+
+
 def _default_rebuild_available(config: Mapping[str, Any]) -> bool:
-    return config.get("recipe") is not None and config["architecture"]["library"] == "timm"
+    return config.get("recipe") is not None and (
+        config["architecture"]["library"] in ("timm", *REBUILD_PLUGINS)
+    )
 
 
 def _check_rebuild(model: nn.Module, config: Mapping[str, Any], rebuild: Rebuild) -> None:
@@ -227,6 +259,16 @@ def _build_config(
     schedule: Any,
     license: str,
 ) -> dict[str, Any]:
+    embedded = getattr(model, "autobin_architecture", None)
+    if arch is None and isinstance(embedded, Mapping):
+        architecture = check_json_value(dict(embedded), "autobin_architecture")
+        if recipe is None:
+            recipe = getattr(model, "autobin_recipe", None)
+        recipe_dict, recipe_sha = recipe_to_dict(recipe) if recipe is not None else (None, None)
+        if input_size is None:
+            input_size = _binarized_input_shape(model)
+        return _config_record(name, architecture, input_size, recipe_dict, recipe_sha, metrics,
+                              dataset, teacher, schedule, license, model)  # fmt: skip
     cfg_arch, cfg = _arch_from_model(model)
     if arch is None:
         arch = cfg_arch
@@ -242,6 +284,19 @@ def _build_config(
     recipe_dict, recipe_sha = recipe_to_dict(recipe) if recipe is not None else (None, None)
     if input_size is None:
         input_size = _binarized_input_shape(model) or _default_input_size(cfg, arch_kwargs)
+    architecture = {
+        "library": "timm",
+        "name": arch,
+        "kwargs": check_json_value(dict(arch_kwargs), "arch_kwargs"),
+    }
+    return _config_record(name, architecture, input_size, recipe_dict, recipe_sha, metrics,
+                          dataset, teacher, schedule, license, model)  # fmt: skip
+
+
+def _config_record(
+    name, architecture, input_size, recipe_dict, recipe_sha, metrics, dataset, teacher, schedule,
+    license, model,
+) -> dict[str, Any]:  # fmt: skip
     if input_size is not None:
         input_size = [int(d) for d in input_size]
     return {
@@ -251,11 +306,7 @@ def _build_config(
         "name": name,
         "created": _now(),
         "license": license,
-        "architecture": {
-            "library": "timm",
-            "name": arch,
-            "kwargs": check_json_value(dict(arch_kwargs), "arch_kwargs"),
-        },
+        "architecture": architecture,
         "input_size": input_size,
         "recipe": recipe_dict,
         "recipe_sha256": recipe_sha,
@@ -337,7 +388,7 @@ def publish(
             "autobin.binarize(model, recipe) before publishing"
         )
     if check_rebuild and (rebuild is not None or _default_rebuild_available(config)):
-        _check_rebuild(model, config, rebuild or timm_rebuild)
+        _check_rebuild(model, config, rebuild or default_rebuild(config))
     zoo.mkdir(parents=True, exist_ok=True)
     _check_free(zoo, name, overwrite)
     tmp = Path(tempfile.mkdtemp(dir=zoo, prefix=f".publish-{name}-"))
@@ -542,7 +593,7 @@ def load(
         verify_files(entry_dir, files, source)
     config = read_config(entry_dir / CONFIG_FILE)
     tensors, metadata = read_packed(entry_dir / WEIGHTS_FILE)
-    model = (rebuild or timm_rebuild)(config)
+    model = (rebuild or default_rebuild(config))(config)
     load_packed_state(
         model, tensors, metadata, keep_latent=keep_latent, source=str(entry_dir / WEIGHTS_FILE)
     )
@@ -674,6 +725,8 @@ __all__ = [
     "publish",
     "publish_run",
     "show",
+    "default_rebuild",
+    "register_rebuild",
     "timm_rebuild",
     "verify",
 ]
