@@ -213,3 +213,16 @@ def test_fused_residual_adds_the_input(kernel_path):
         fake = layer(x) + x
     bound = packed.error_bound + 2.0**-22 * float(fake.abs().max())
     assert_within_bound(_run(packed, x, kernel_path), fake, bound)
+
+
+def test_batch_64_and_string_padding_are_exact(kernel_path):
+    """Batch 64 (many pixel blocks and threads) and padding="same" with an even kernel
+    (asymmetric: one more row/column after than before)."""
+    for k, padding in ((3, 1), (4, "same")):
+        layer = integer_conv(20, 12, k, 1, padding, 2 if k == 4 else 1, 1, seed=k)
+        packed = PackedConv2d(layer)
+        x = torch.randn(64, 20, 6, 7, generator=torch.Generator().manual_seed(k))
+        ref = packed_conv_reference(packed, x)
+        with torch.no_grad():
+            assert torch.equal(ref, layer(x))
+        assert torch.equal(_run(packed, x, kernel_path), ref)
