@@ -226,3 +226,19 @@ def test_batch_64_and_string_padding_are_exact(kernel_path):
         with torch.no_grad():
             assert torch.equal(ref, layer(x))
         assert torch.equal(_run(packed, x, kernel_path), ref)
+
+
+def test_thread_counts_give_identical_results():
+    layer = integer_conv(70, 45, 3, 1, 1, 1, 1, seed=11)
+    packed = PackedConv2d(layer)
+    x = torch.randn(5, 70, 13, 9, generator=torch.Generator().manual_seed(0))
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            outs.append([_run(packed, x, p) for p in PATHS])
+    finally:
+        torch.set_num_threads(before)
+    for per_path in outs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(outs[0], per_path))
