@@ -1,4 +1,4 @@
-"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes.
+"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes, bench.
 
 Every command parses its arguments and calls the public API; heavy imports happen inside the
 command that needs them.
@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("arch", help="timm architecture name, e.g. resnet18")
+    p.add_argument(
+        "arch", help="timm architecture name (e.g. resnet18), or an mmdet config for explain"
+    )
     p.add_argument("--recipe", default="adabin", help="recipe name or YAML path (default adabin)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
     p.add_argument("--in-chans", type=int, default=None, help="input channels")
@@ -51,6 +53,10 @@ def _example(model, args: argparse.Namespace):
 def cmd_explain(args: argparse.Namespace) -> int:
     import autobin
 
+    from . import mmdet
+
+    if mmdet.is_mmdet_config(args.arch):
+        return mmdet.cmd_explain(args)
     model = _create(args)
     report = autobin.explain(model, args.recipe, example_inputs=_example(model, args))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
@@ -184,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    from . import bench
+
+    bench.add_parser(sub)
+
+    from . import mmdet
+
+    mmdet.register(sub)
     return parser
 
 
@@ -193,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
         # user-facing errors (bad names, paths, recipes, configs, non-finite losses): one clear
         # message; AUTOBIN_DEBUG=1 shows the traceback
         if os.environ.get("AUTOBIN_DEBUG"):

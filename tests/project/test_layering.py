@@ -20,6 +20,7 @@ LAYER = {
     "zoo": 6,
     "compat": 6,
     "pipelines": 7,
+    "integrations": 7,
     "cli": 8,
 }
 FORBIDDEN_PAIRS = {("train", "graph"), ("data", "graph"), ("zoo", "train"), ("data", "train")}
