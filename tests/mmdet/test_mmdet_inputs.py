@@ -184,3 +184,18 @@ def test_zoo_publish_load_gives_identical_outputs(tmp_path: Path, ssd_float) -> 
         ours, theirs = binary(x), loaded(x)
     for a, b in zip([*ours[0], *ours[1]], [*theirs[0], *theirs[1]]):
         assert torch.equal(a, b)
+
+
+def test_train_with_a_teacher_that_does_not_fit_writes_nothing(tmp_path, mnist_det_root, capsys):
+    bad = tmp_path / "not_this_detector.pth"
+    torch.save({"state_dict": {"conv.weight": torch.zeros(1)}}, bad)
+    cfg = tmp_path / "cfg.py"
+    argv = ["mmdet-config", SSD_VOC, "--recipe", "ssd300-adabin", "--teacher", str(bad),
+            "--data", "mnist-det", "--data-root", str(mnist_det_root), "-o", str(cfg)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    work = tmp_path / "work"
+    assert main(["mmdet-train", str(cfg), "--work-dir", str(work)]) == 2
+    err = capsys.readouterr().err
+    assert "not_this_detector.pth does not fit the detector" in err
+    assert not work.exists()  # the Runner's logs and dumped config were removed again

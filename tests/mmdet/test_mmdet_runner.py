@@ -91,5 +91,6 @@ def test_train_distill_resume_and_test(ssd_config, tmp_path, capsys) -> None:
     argv = ["mmdet-test", str(ssd_config), str(work / "epoch_2.pth"), "--work-dir",
             str(tmp_path / "test"), "--cfg-options", "test_dataloader.num_workers=0"]  # fmt: skip
     assert main(argv) == 0
-    metrics = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out  # mmengine's log, then the metrics as JSON
+    metrics = json.loads(out[out.rindex("\n{\n") + 1 :])
     assert 0.0 <= metrics["pascal_voc/mAP"] <= 1.0

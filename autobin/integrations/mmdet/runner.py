@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,10 @@ def prepare_config(
         cfg.optim_wrapper.loss_scale = "dynamic"
     for root, sub in sorted(_voc_roots(cfg)):
         check_voc_root(root, sub)
+    if cfg.get("visualizer") is not None:
+        # mmengine keeps one visualizer per name for the whole process; a second run in the
+        # same process (train then test, a benchmark) would write into the first run's folder
+        cfg.visualizer.name = f"visualizer-{uuid.uuid4().hex[:12]}"
     return cfg
 
 
