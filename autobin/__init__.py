@@ -17,6 +17,7 @@ import importlib
 from typing import Any
 
 from . import nn
+from .errors import AutobinError
 from .graph import BinarizeReport, binarize, explain
 from .recipes import Recipe, RecipeError, list_recipes, load_recipe
 
@@ -39,6 +40,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AutobinError",
     "BinarizeReport",
     "Recipe",
     "RecipeError",

@@ -10,6 +10,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "autobin"
 LAYER = {
     "atomic": 0,
+    "errors": 0,
+    "float_reference": 0,
     "quantizers": 1,
     "nn": 2,
     "recipes": 3,
