@@ -306,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filter", default="", help="timm.list_models pattern, e.g. 'resnet*'")
     parser.add_argument("--shard", default="", metavar="I/N", help="every N-th model from I")
     parser.add_argument(
-        "--max-params", type=float, default=30e6, help="skip bigger models (default 30M; "
-        "--all: no limit)",
+        "--max-params", type=float, default=None, help="skip bigger models (default 30M; "
+        "--all: no limit unless given)",
     )  # fmt: skip
     parser.add_argument(
         "--recipe",
@@ -326,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-resnet18-time", action="store_true")
     parser.add_argument("--json", metavar="PATH", help="write per-model results here")
     args = parser.parse_args(argv)
-    if args.all:
-        args.max_params = float("inf")
+    if args.max_params is None:
+        args.max_params = float("inf") if args.all else 30e6
 
     warnings.filterwarnings("ignore")
     names = select_models(args)
