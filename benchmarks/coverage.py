@@ -228,6 +228,9 @@ def run_all(names: list[str], args: argparse.Namespace) -> list[Result]:
     if args.jobs <= 1:
         _worker_init(torch.get_num_threads())
         for i, name in enumerate(names, 1):
+            if args.deadline and time.perf_counter() - START > args.deadline:
+                print(f"--deadline reached: {len(names) - len(results)} models not run")
+                break
             report(i, run_model(name, *run_args))
         return results
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
