@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "finetune": ("autobin.train", "finetune"),
+    "load": ("autobin.zoo", "load"),
     "zoo": ("autobin.zoo", None),
 }
 
@@ -49,6 +50,7 @@ __all__ = [
     "explain",
     "finetune",
     "list_recipes",
+    "load",
     "load_recipe",
     "nn",
     "zoo",
