@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..errors import BinarizeError
 from ..atomic import fsync_dir
 from ..graph import binarize
 from ..quantizers.packing import BIT_ORDER
@@ -134,7 +135,7 @@ def _check_rebuild(model: nn.Module, config: Mapping[str, Any], rebuild: Rebuild
     )
     try:
         rebuilt = rebuild(config)
-    except RuntimeError as e:  # e.g. an input size the rebuilt model cannot take
+    except (RuntimeError, BinarizeError) as e:  # e.g. an input the rebuilt model cannot take
         raise ValueError(
             f"the model cannot be rebuilt from architecture {config['architecture']} with input "
             f"size {config.get('input_size')} and its recipe ({e}); {hint}"
