@@ -7,8 +7,9 @@ Quick start::
     print(autobin.explain(model))          # dry run: every layer, its decision and why
     bnn = autobin.binarize(model)          # recipe "adabin"
 
-``import autobin`` stays light: the training loop (:func:`autobin.finetune`) and the zoo
-(:mod:`autobin.zoo`) are imported on first use, and nothing here imports mmdet or mmengine.
+``import autobin`` stays light: the training loop (:func:`autobin.finetune`), the zoo
+(:mod:`autobin.zoo`) and packed inference (:func:`autobin.deploy`) are imported on first use,
+and nothing here imports mmdet or mmengine.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .recipes import Recipe, RecipeError, list_recipes, load_recipe
 __version__ = "0.1.0"
 
 _LAZY = {
+    "compat": ("autobin.compat", None),
+    "deploy": ("autobin.deploy", None),  # a callable package: autobin.deploy(model)
     "finetune": ("autobin.train", "finetune"),
     "load": ("autobin.zoo", "load"),
     "zoo": ("autobin.zoo", None),
@@ -47,6 +50,8 @@ __all__ = [
     "RecipeError",
     "__version__",
     "binarize",
+    "compat",
+    "deploy",
     "explain",
     "finetune",
     "list_recipes",

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import write_json
 from .graph import binarize
 from .recipes import RecipeLike, as_recipe
 
@@ -63,12 +62,24 @@ def save_binarized(
     return save_file(bnn, path, arch_kwargs=arch_kwargs)
 
 
-def _load_teacher_state(path: str | Path) -> dict[str, torch.Tensor]:
+def _teacher_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file a teacher path names (a run directory's best.pt or last.pt)."""
     p = Path(path)
     if p.is_dir():
         p = p / "best.pt" if (p / "best.pt").exists() else p / "last.pt"
-    if not p.exists():
-        raise FileNotFoundError(f"teacher checkpoint {p} does not exist")
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"teacher checkpoint {str(p)!r} does not exist; give a float run directory (with "
+            "best.pt or last.pt) or a checkpoint file, or leave --teacher out to train one"
+        )
+    return p
+
+
+def _load_teacher_state(path: str | Path) -> dict[str, torch.Tensor]:
+    from .train.checkpoint import verify_checkpoint_file
+
+    p = _teacher_checkpoint(path)
+    verify_checkpoint_file(p)  # a damaged file is refused, naming it
     state = torch.load(p, map_location="cpu", weights_only=True)
     return state["model"] if isinstance(state, dict) and "model" in state else state
 
@@ -115,57 +126,61 @@ def train_binary(
     config: Any = None,
     teacher_config: Any = None,
     resume: bool = False,
+    overwrite: bool = False,
     seed: int = 0,
+    compile: bool | None = None,
 ) -> RunResult:
     """Train (or load) a float teacher, binarize it, and finetune the student by distillation.
 
     Writes ``out_dir/teacher/`` (unless ``teacher`` is given), the student run in ``out_dir``
     (``best.pt``, ``last.pt``, ``metrics.json``, plots) and ``out_dir/run.json`` with everything
     the zoo needs to rebuild the model (architecture, arguments, recipe, data, schedule).
+
+    Every argument (recipe, data, configs, teacher path, run directory) is checked before any
+    training starts. Under ``torchrun`` the whole workflow runs on every process with one
+    process group (see :mod:`autobin.train.distributed`); rank 0 writes the files.
+
+    Args:
+        compile: ``torch.compile`` the models being trained (overrides both configs).
+        overwrite: replace earlier runs in ``out_dir`` (and ``out_dir/teacher``).
     """
     from .data import load_dataset
-    from .train import evaluate, finetune, load_train_config, train_float
+    from .train import distributed_session, evaluate, finetune, load_train_config, train_float
+    from .train.outputs import prepare_run_dir
 
     out = Path(out_dir)
+    # --- everything is checked before any work starts
     recipe = as_recipe(recipe)
     train_set, test_set = load_dataset(data, "train"), load_dataset(data, "test")
+    teacher_path = _teacher_checkpoint(teacher) if teacher is not None else None
+    cfg = load_train_config(config, epochs=epochs, seed=seed, compile=compile)
+    float_objective = {"kd_weight": 0.0, "ce_weight": 1.0}
+    if teacher_config is None or isinstance(teacher_config, dict):
+        teacher_config = {**float_objective, **(teacher_config or {})}
+    teacher_cfg = load_train_config(
+        teacher_config, epochs=teacher_epochs or epochs, seed=seed, compile=compile
+    )
     image, _ = train_set[0]
     arch_kwargs = {"num_classes": train_set.num_classes, "in_chans": int(image.shape[0])}
     float_model = create_float_model(arch, **arch_kwargs)
-    torch.manual_seed(seed)
-    if teacher is not None:
-        float_model.load_state_dict(_load_teacher_state(teacher))
-        teacher_source = str(teacher)
-    else:
-        train_float(
-            float_model,
-            train_set,
-            test_set,
-            epochs=teacher_epochs or epochs,
-            config=teacher_config,
-            out_dir=out / "teacher",
-            resume=resume,
-            seed=seed,
-        )
-        float_model.load_state_dict(_load_teacher_state(out / "teacher"))
-        teacher_source = str(out / "teacher")
-    float_model.eval()
-    example = (torch.zeros(2, *image.shape),)
-    student = binarize(float_model, recipe, example_inputs=example)
-    cfg = load_train_config(config, epochs=epochs, seed=seed)
-    run = {
-        "arch": arch,
-        "arch_kwargs": arch_kwargs,
-        "input_size": list(image.shape),
-        "recipe": recipe.to_dict(),
-        "dataset": data,
-        "teacher": {"arch": arch, "source": teacher_source},
-        "schedule": dataclasses.asdict(cfg),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "run.json", run)
-    result = finetune(student, float_model, train_set, test_set, config=cfg, out_dir=out,
-                      resume=resume)  # fmt: skip
+    if not resume and not overwrite:  # refuse now rather than after training a teacher
+        prepare_run_dir(out, resume=False, overwrite=False)
+        if teacher is None:
+            prepare_run_dir(out / "teacher", resume=False, overwrite=False)
+    # --- the work
+    with distributed_session(cfg.device):
+        torch.manual_seed(seed)
+        if teacher_path is not None:
+            float_model.load_state_dict(_load_teacher_state(teacher_path))
+        else:
+            train_float(float_model, train_set, test_set, config=teacher_cfg,
+                        out_dir=out / "teacher", resume=resume, overwrite=overwrite)  # fmt: skip
+            float_model.load_state_dict(_load_teacher_state(out / "teacher"))
+        float_model.eval()
+        example = (torch.zeros(2, *image.shape),)
+        student = binarize(float_model, recipe, example_inputs=example)
+        result = finetune(student, float_model, train_set, test_set, config=cfg, out_dir=out,
+                          resume=resume, overwrite=overwrite)  # fmt: skip
     if result.best_checkpoint is not None:
         student.load_state_dict(_load_teacher_state(result.best_checkpoint))
     teacher_acc = evaluate(float_model, test_set)["acc"]

@@ -1,4 +1,4 @@
-"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes.
+"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes, bench.
 
 Every command parses its arguments and calls the public API; heavy imports happen inside the
 command that needs them.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +16,9 @@ from .errors import existing_dir, output_dir, output_file, positive_int, run_com
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("arch", help="timm architecture name, e.g. resnet18")
+    p.add_argument(
+        "arch", help="timm architecture name (e.g. resnet18), or an mmdet config for explain"
+    )
     p.add_argument("--recipe", default="adabin", help="recipe name or YAML path (default adabin)")
     p.add_argument("--num-classes", type=positive_int, default=None, help="classifier outputs")
     p.add_argument("--in-chans", type=positive_int, default=None, help="input channels")
@@ -54,6 +57,10 @@ def _example(model, args: argparse.Namespace):
 def cmd_explain(args: argparse.Namespace) -> int:
     import autobin
 
+    from . import mmdet
+
+    if mmdet.is_mmdet_config(args.arch):
+        return mmdet.cmd_explain(args)
     model = _create(args)
     report = autobin.explain(model, args.recipe, example_inputs=_example(model, args))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
@@ -85,9 +92,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         out_dir=args.output,
         config=args.config,
         resume=args.resume,
+        overwrite=args.overwrite,
         seed=args.seed,
+        compile=args.compile or None,
     )
-    print(result.summary())
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        print(result.summary())
     return 0
 
 
@@ -173,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", default=None, help="training config YAML (autobin.train)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace a run in the directory")
+    p.add_argument("--compile", action="store_true", help="torch.compile the trained models")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, type=output_dir, help="run directory")
     p.set_defaults(func=cmd_train)
@@ -203,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    from . import bench
+
+    bench.add_parser(sub)
+
+    from . import mmdet
+
+    mmdet.register(sub)
     return parser
 
 

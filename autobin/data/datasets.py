@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 Split = Literal["train", "test"]
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -31,6 +32,9 @@ SPLIT_SEED = 20220817
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 IMAGEFOLDER_PREFIX = "imagefolder:"
+
+#: ``NAME[:N]`` or ``NAME[A:B]``: items ``A`` (default 0) to ``B`` of each split of ``NAME``.
+_SLICE_RE = re.compile(r"^(?P<base>.+)\[(?P<start>\d*):(?P<stop>\d*)\]$")
 
 
 class DatasetNotFoundError(ValueError):
@@ -202,6 +206,23 @@ def _normalize_size(image_size: int | Sequence[int] | None) -> tuple[int, int] |
     return size  # type: ignore[return-value]
 
 
+def _split_slice(name: str) -> tuple[str, slice | None]:
+    """``("mnist5k", slice(0, 512))`` from ``"mnist5k[:512]"``; ``(name, None)`` without one."""
+    match = _SLICE_RE.match(name) if isinstance(name, str) else None
+    if match is None:
+        if isinstance(name, str) and name.endswith("]") and "[" in name:
+            raise ValueError(
+                f"dataset {name!r}: a slice is written NAME[:N] or NAME[A:B] with non-negative "
+                "integers, e.g. 'mnist5k[:512]' (the first 512 items of each split)"
+            )
+        return name, None
+    start = int(match["start"]) if match["start"] else 0
+    stop = int(match["stop"]) if match["stop"] else None
+    if stop is not None and stop <= start:
+        raise ValueError(f"dataset {name!r}: the slice is empty (stop {stop} <= start {start})")
+    return match["base"], slice(start, stop)
+
+
 def load_dataset(
     name: str,
     split: Split,
@@ -212,7 +233,9 @@ def load_dataset(
     """Load a dataset by name; items are ``(image CxHxW float tensor, int label)``.
 
     Args:
-        name: ``"mnist5k"``, ``"digits"`` or ``"imagefolder:PATH"`` (see :func:`list_datasets`).
+        name: ``"mnist5k"``, ``"digits"`` or ``"imagefolder:PATH"`` (see :func:`list_datasets`),
+            optionally with a slice ``NAME[:N]`` / ``NAME[A:B]`` taking items ``A`` to ``B`` of
+            the split (e.g. ``"mnist5k[:512]"`` for quick runs).
         split: ``"train"`` or ``"test"``.
         image_size: resize images to this size (int or ``(H, W)``); ``None`` keeps the native
             size (28 for mnist5k, 8 for digits, 224 for image folders).
@@ -235,8 +258,16 @@ def load_dataset(
     if in_chans is not None and in_chans not in (1, 3):
         raise ValueError(f"in_chans must be 1, 3 or None (native), got {in_chans!r}")
     size = _normalize_size(image_size)
+    full_name = name
+    name, part = _split_slice(name)
     if isinstance(name, str) and name.startswith(IMAGEFOLDER_PREFIX):
-        return _load_imagefolder(name[len(IMAGEFOLDER_PREFIX) :], split, size, in_chans)
+        folder = _load_imagefolder(name[len(IMAGEFOLDER_PREFIX) :], split, size, in_chans)
+        if part is None:
+            return folder
+        subset = Subset(folder, range(len(folder))[part])
+        subset.num_classes = folder.num_classes  # type: ignore[attr-defined]
+        subset.name = full_name  # type: ignore[attr-defined]
+        return subset
     if name not in _BUILTINS:
         available = "\n".join(
             f"  {key}: {spec.description}" for key, spec in sorted(_BUILTINS.items())
@@ -247,10 +278,12 @@ def load_dataset(
             "PATH/test/<class>/ (or PATH/val/<class>/)"
         )
     images, labels = _builtin_tensors(name, split)
+    if part is not None:
+        images, labels = images[part], labels[part]
     return TensorImageDataset(
         images,
         labels,
-        name=name,
+        name=full_name,
         split=split,
         classes=[str(i) for i in range(10)],
         image_size=size,

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..nn import method_spec
 from .annotate import Entry, Plan
 
 FP32_BYTES = 4
@@ -172,15 +173,15 @@ def _packed_bytes(kept_bytes: int, binary: list[Entry], maxouts: list[Entry]) ->
 
     Starts from the state the rewrite keeps and swaps each replaced module's state for its
     replacement's: a binary layer saves its weight signs (``ceil(n / 8)`` bytes), fp32
-    ``alpha_w`` and ``beta_w`` per output channel, its bias as it was and, for AdaBin, the fp32
-    ``act_alpha``/``act_beta``; a Maxout saves fp32 ``gamma_pos``/``gamma_neg`` per channel.
+    ``alpha_w`` and ``beta_w`` per output channel, its bias as it was and its method's fp32
+    learned scalars (AdaBin: ``act_alpha``/``act_beta``); a Maxout saves fp32
+    ``gamma_pos``/``gamma_neg`` per channel.
     """
     packed = kept_bytes
     for e in binary:
         packed += e.bias_bytes - e.state_bytes
         packed += math.ceil(e.weight_numel / 8) + 2 * FP32_BYTES * e.out_channels
-        if e.method == "adabin":
-            packed += 2 * FP32_BYTES  # act_alpha, act_beta
+        packed += FP32_BYTES * len(method_spec(e.method).scalar_params)
     for e in maxouts:
         packed += 2 * FP32_BYTES * (e.channels or 0) - e.state_bytes
     return packed

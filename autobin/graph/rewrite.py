@@ -21,7 +21,7 @@ import operator
 from torch import fx, nn
 
 from ..float_reference import keep_attribute
-from ..nn import BinaryConv2d, BinaryLinear, Maxout
+from ..nn import Maxout, method_spec
 from .annotate import NORM_TYPES, Entry, Plan
 from .conv_variants import as_plain_layer
 
@@ -47,9 +47,10 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
 def _binary_layer(module: nn.Module, entry: Entry) -> nn.Module:
     plain, extra = as_plain_layer(module)  # timm's conv variants: same padding, standardization
     options = {**entry.options, **extra}
+    spec = method_spec(entry.method)
     if isinstance(plain, nn.Conv2d):
-        return BinaryConv2d.from_float(plain, method=entry.method, **options)
-    return BinaryLinear.from_float(plain, method=entry.method, **options)
+        return spec.conv.from_float(plain, **options)
+    return spec.linear.from_float(plain, **options)
 
 
 def _maxout(entry: Entry, training: bool, device) -> Maxout:

@@ -1,26 +1,26 @@
 """Layer 2 of autobin: binary layers, Maxout and the Bi-Real shortcut.
 
-Public: :class:`AdaBinConv2d`, :class:`AdaBinLinear`, :class:`Maxout`, the baselines
+One class per method and layer kind, each an ordinary subclass of ``nn.Conv2d`` / ``nn.Linear``
+registered in :data:`METHODS`: :class:`AdaBinConv2d`/:class:`AdaBinLinear` (AdaBin),
 :class:`SignConv2d`/:class:`SignLinear` (BNN) and :class:`XnorConv2d`/:class:`XnorLinear`
-(XNOR-Net), their common bases :class:`BinaryConv2d`/:class:`BinaryLinear`/:class:`BinaryLayer`,
-and :class:`BiRealShortcut`.
+(XNOR-Net), with their abstract bases :class:`BinaryConv2d`/:class:`BinaryLinear`/
+:class:`BinaryLayer`; :class:`Maxout` and :class:`BiRealShortcut`.
 """
 
-from .binary import (
-    METHODS,
-    AdaBinConv2d,
-    AdaBinLinear,
-    BinaryConv2d,
-    BinaryLayer,
-    BinaryLinear,
-    SignConv2d,
-    SignLinear,
-    XnorConv2d,
-    XnorLinear,
-    check_method,
-)
+from .adabin import AdaBinConv2d, AdaBinLinear
+from .binary import BinaryConv2d, BinaryLayer, BinaryLinear
 from .maxout import Maxout
+from .registry import (
+    METHODS,
+    Method,
+    MethodSpec,
+    method_descriptions,
+    method_spec,
+    register_method,
+)
 from .shortcut import BiRealShortcut
+from .sign import SignConv2d, SignLinear
+from .xnor import XnorConv2d, XnorLinear
 
 __all__ = [
     "METHODS",
@@ -31,9 +31,13 @@ __all__ = [
     "BinaryLayer",
     "BinaryLinear",
     "Maxout",
+    "Method",
+    "MethodSpec",
     "SignConv2d",
     "SignLinear",
     "XnorConv2d",
     "XnorLinear",
-    "check_method",
+    "method_descriptions",
+    "method_spec",
+    "register_method",
 ]

@@ -1,73 +1,48 @@
-"""Binary convolution and linear layers (1-bit weights and 1-bit activations).
+"""The method-independent base of the binary convolution and linear layers.
 
 :class:`BinaryConv2d` and :class:`BinaryLinear` subclass ``nn.Conv2d`` / ``nn.Linear`` and keep
-their constructor signatures, adding keyword-only binarizer options. The method decides how the
-latent float weight and the layer input are binarized:
+their constructor signatures, adding keyword-only binarizer options. They are abstract: each
+binarization method is one module of this package that subclasses them with a mixin owning the
+method's binarizers, and registers the pair in :mod:`autobin.nn.registry`:
 
-================  =====================================  ===================================
-method            weights                                activations (layer input)
-================  =====================================  ===================================
-``adabin``        ``alpha_w * sgn(u) + beta_w`` (AdaBin)  ``alpha_a * sgn(u) + beta_a`` (AdaBin)
-``sign`` (BNN)    ``sgn(W)``                             ``sgn(x)``, clipped STE
-``xnor``          ``mean|W[o]| * sgn(W)`` (XNOR-Net)       ``sgn(x)``, clipped STE
-================  =====================================  ===================================
+================  =============================  ========================================
+method (module)   weights                        activations (layer input)
+================  =============================  ========================================
+``adabin``        ``alpha_w * sgn(u) + beta_w``  ``alpha_a * sgn(u) + beta_a`` (learned)
+``sign`` (BNN)    ``sgn(W)``                     ``sgn(x)``, clipped STE
+``xnor``          ``mean|W[o]| * sgn(W)``        ``sgn(x)``, clipped STE
+================  =============================  ========================================
 
-The public classes :class:`AdaBinConv2d`, :class:`AdaBinLinear`, :class:`SignConv2d`,
-:class:`SignLinear`, :class:`XnorConv2d` and :class:`XnorLinear` fix the method.
+A method mixin provides ``method`` (its registry name), ``scalar_params`` (names of the learned
+scalars it adds), ``_init_method``, ``_binarize_weight``, ``binarize_input``,
+``_latent_weight_set``, ``_latent_weight_signs``, ``activation_binary_set``, ``input_signs`` and
+``_describe``.
 
 Deployment view: every layer exposes its binary sets and signs, so a packed XNOR/popcount kernel
 can reproduce it exactly (ADABIN.md section 6)::
 
     Wb = alpha_w[o] * s_w + beta_w[o]         weight_binary_set(), weight_signs()
     ab = alpha_a * s_a + c_a                  activation_binary_set(), input_signs(x)
-
-Reference: Z. Tu, X. Chen, P. Ren, Y. Wang, "AdaBin: Improving Binary Neural Networks with
-Adaptive Binary Sets", ECCV 2022.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..quantizers import (
-    activation_center,
-    adabin_activation,
-    adabin_weight,
-    adabin_weight_set,
-    adabin_weight_signs,
-    check_act_form,
-    check_weight_estimator,
-    effective_alpha,
-    sgn,
-    sign_activation,
-    sign_weight,
-    xnor_weight,
-    xnor_weight_set,
-)
-
-Method = Literal["adabin", "sign", "xnor"]
-METHODS: tuple[str, ...] = ("adabin", "sign", "xnor")
-
-
-def check_method(method: str) -> str:
-    """Return ``method`` if it is a known binarization method, else raise a ValueError."""
-    if method not in METHODS:
-        raise ValueError(
-            f"unknown binarization method {method!r}; valid choices are {list(METHODS)} "
-            "('adabin': AdaBin adaptive sets, 'sign': BNN {-1,+1}, 'xnor': XNOR-Net scaling)"
-        )
-    return method
+from ..errors import check_choice
+from ..quantizers import ACT_FORMS, WEIGHT_ESTIMATORS
 
 
 class BinaryLayer:
     """Mixin shared by the binary conv and linear layers.
 
     Attributes:
-        method: ``"adabin"``, ``"sign"`` or ``"xnor"``.
+        method: the registry name of the layer's method (a class attribute).
+        scalar_params: names of the learned scalars the method adds (a class attribute).
         weight_estimator: backward estimator of the AdaBin weight sign, ``"ste"`` or ``"ede"``.
         act_form: ``"paper"`` (``alpha_a*sgn(u)+beta_a``) or ``"code"``
             (``alpha_a*(sgn(u)+beta_a)``, the released code's form).
@@ -76,17 +51,15 @@ class BinaryLayer:
         binarize_activations: runtime switch; ``False`` feeds the float input.
         ede_t, ede_k: temperature and scale of the ``ede`` estimator (see
             :func:`autobin.quantizers.ede_schedule`); defaults ``t=0.1, k=10``.
-        act_alpha, act_beta: learnable scalars of the AdaBin activation set (method adabin only).
     """
 
+    method: ClassVar[str] = ""
+    scalar_params: ClassVar[tuple[str, ...]] = ()
     weight: nn.Parameter
-    act_alpha: nn.Parameter | None
-    act_beta: nn.Parameter | None
 
     def _init_binary(
         self,
         *,
-        method: str,
         weight_estimator: str,
         act_form: str,
         act_alpha_init: float,
@@ -95,14 +68,16 @@ class BinaryLayer:
         binarize_activations: bool,
         eps: float,
     ) -> None:
-        self.method = check_method(method)
-        self.weight_estimator = check_weight_estimator(weight_estimator)
-        self.act_form = check_act_form(act_form)
-        if not act_alpha_init > 0:
-            raise ValueError(
-                f"act_alpha_init must be > 0 (it is the half-distance of the activation binary "
-                f"set), got {act_alpha_init}; use a positive value such as 1.0"
+        if not getattr(type(self), "method", None):
+            raise TypeError(
+                f"{type(self).__name__} is the abstract base of the binary layers; build a "
+                "method's class instead (autobin.nn.AdaBinConv2d, SignConv2d, XnorConv2d, ... or "
+                "autobin.nn.method_spec(name).conv / .linear)"
             )
+        self.weight_estimator = check_choice(
+            weight_estimator, WEIGHT_ESTIMATORS, "weight estimator"
+        )
+        self.act_form = check_choice(act_form, ACT_FORMS, "activation form")
         if not eps > 0:
             raise ValueError(f"eps must be > 0 so alpha_w stays positive, got {eps}")
         self.binarize_weights = bool(binarize_weights)
@@ -110,13 +85,7 @@ class BinaryLayer:
         self.eps = float(eps)
         self.ede_t, self.ede_k = 0.1, 10.0
         self.frozen = False
-        if self.method == "adabin":
-            kw = {"device": self.weight.device, "dtype": torch.float32}
-            self.act_alpha = nn.Parameter(torch.tensor(float(act_alpha_init), **kw))
-            self.act_beta = nn.Parameter(torch.tensor(float(act_beta_init), **kw))
-        else:
-            self.register_parameter("act_alpha", None)
-            self.register_parameter("act_beta", None)
+        self._init_method(act_alpha_init=act_alpha_init, act_beta_init=act_beta_init)
 
     # ----------------------------------------------------------------- training-time math
     def set_ede(self, t: float, k: float) -> None:
@@ -125,21 +94,7 @@ class BinaryLayer:
 
     def binary_weight(self) -> torch.Tensor:
         """The effective (fake-quantized) weight used in the forward pass, differentiable."""
-        if self.frozen:
-            return self.weight
-        if self.method == "adabin":
-            return adabin_weight(
-                self.weight, self.weight_estimator, t=self.ede_t, k=self.ede_k, eps=self.eps
-            )
-        if self.method == "sign":
-            return sign_weight(self.weight)
-        return xnor_weight(self.weight)
-
-    def binarize_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Binarize the layer input (the fake-quantized activation), differentiable."""
-        if self.method == "adabin":
-            return adabin_activation(x, self.act_alpha, self.act_beta, self.act_form)
-        return sign_activation(x)
+        return self.weight if self.frozen else self._binarize_weight()
 
     def _effective_weight(self) -> torch.Tensor:
         if self.binarize_weights or self.frozen:
@@ -158,14 +113,7 @@ class BinaryLayer:
         """
         if self.frozen:
             return self.frozen_alpha_w.clone(), self.frozen_beta_w.clone()
-        w = self.weight
-        if self.method == "adabin":
-            alpha, beta = adabin_weight_set(w, self.eps)
-        elif self.method == "xnor":
-            alpha, beta = xnor_weight_set(w)
-        else:
-            alpha = torch.ones((w.shape[0],), dtype=w.dtype, device=w.device)
-            beta = torch.zeros_like(alpha)
+        alpha, beta = self._latent_weight_set()
         return alpha.reshape(-1), beta.reshape(-1)
 
     @torch.no_grad()
@@ -178,29 +126,7 @@ class BinaryLayer:
         if self.frozen:
             beta = self.frozen_beta_w.reshape((-1,) + (1,) * (self.weight.dim() - 1))
             return self.weight > beta
-        if self.method == "adabin":
-            return adabin_weight_signs(self.weight, self.eps)
-        return self.weight >= 0
-
-    @torch.no_grad()
-    def activation_binary_set(self) -> tuple[float, float]:
-        """``(alpha_a, c_a)``: the input takes the values ``{c_a - alpha_a, c_a + alpha_a}``.
-
-        ``c_a = beta_a`` in the paper form and ``alpha_a * beta_a`` in the code form; the sign
-        baselines use ``(1, 0)``.
-        """
-        if self.method != "adabin":
-            return 1.0, 0.0
-        alpha = effective_alpha(self.act_alpha)
-        center = activation_center(alpha, self.act_beta.detach(), self.act_form)
-        return float(alpha), float(center)
-
-    @torch.no_grad()
-    def input_signs(self, x: torch.Tensor) -> torch.Tensor:
-        """Boolean tensor shaped like ``x``: ``True`` where the binarized input is ``+1``."""
-        if self.method != "adabin":
-            return sgn(x) > 0
-        return x >= self.act_beta.detach().to(x.dtype)
+        return self._latent_weight_signs()
 
     @torch.no_grad()
     def freeze(self) -> None:
@@ -248,12 +174,8 @@ class BinaryLayer:
         self.frozen = True
 
     def _binary_repr(self) -> str:
-        if self.method == "adabin":
-            w = f"weights=adabin({self.weight_estimator})"
-            a = f"activations=adabin({self.act_form})"
-        else:
-            w = f"weights={self.method}"
-            a = "activations=sign"
+        w, a = self._describe()
+        w, a = f"weights={w}", f"activations={a}"
         if not self.binarize_weights and not self.frozen:
             w = "weights=float"
         if not self.binarize_activations:
@@ -270,8 +192,6 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
     than ``zeros`` pads with binary values.
     """
 
-    method_default: str = "adabin"
-
     def __init__(
         self,
         in_channels: int,
@@ -286,7 +206,6 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
         device: Any = None,
         dtype: Any = None,
         *,
-        method: str | None = None,
         weight_estimator: str = "ste",
         act_form: str = "paper",
         act_alpha_init: float = 1.0,
@@ -301,7 +220,6 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
             bias, padding_mode, device, dtype,
         )  # fmt: skip
         self._init_binary(
-            method=method or self.method_default,
             weight_estimator=weight_estimator,
             act_form=act_form,
             act_alpha_init=act_alpha_init,
@@ -324,8 +242,7 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
 
         Args:
             module: a float ``nn.Conv2d`` (not already binary).
-            **options: binarizer options (``weight_estimator``, ``act_form``, ...); ``method``
-                only on :class:`BinaryConv2d` itself.
+            **options: binarizer options (``weight_estimator``, ``act_form``, ...).
         """
         _check_float_source(module, nn.Conv2d, cls)
         layer = cls(
@@ -349,8 +266,6 @@ class BinaryLinear(BinaryLayer, nn.Linear):
     Forward: ``y = B_a(x) @ B_w(W)^T + bias``; each output row of ``W`` has its own binary set.
     """
 
-    method_default: str = "adabin"
-
     def __init__(
         self,
         in_features: int,
@@ -359,7 +274,6 @@ class BinaryLinear(BinaryLayer, nn.Linear):
         device: Any = None,
         dtype: Any = None,
         *,
-        method: str | None = None,
         weight_estimator: str = "ste",
         act_form: str = "paper",
         act_alpha_init: float = 1.0,
@@ -370,7 +284,6 @@ class BinaryLinear(BinaryLayer, nn.Linear):
     ) -> None:
         nn.Linear.__init__(self, in_features, out_features, bias, device, dtype)
         self._init_binary(
-            method=method or self.method_default,
             weight_estimator=weight_estimator,
             act_form=act_form,
             act_alpha_init=act_alpha_init,
@@ -437,85 +350,3 @@ def _copy_params(src: nn.Module, dst: nn.Module) -> None:
     dst.weight.copy_(src.weight)
     if src.bias is not None:
         dst.bias.copy_(src.bias)
-
-
-def _fixed_method(base: type, method: str, name: str, doc: str) -> type:
-    """Make a public subclass of ``base`` whose method is fixed to ``method``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if kwargs.get("method", method) != method:
-            raise ValueError(
-                f"{name} always uses method {method!r}; use {base.__name__}(method=...) to choose"
-            )
-        kwargs["method"] = method
-        base.__init__(self, *args, **kwargs)
-
-    return type(name, (base,), {"__init__": __init__, "method_default": method, "__doc__": doc})
-
-
-AdaBinConv2d = _fixed_method(
-    BinaryConv2d,
-    "adabin",
-    "AdaBinConv2d",
-    """AdaBin binary convolution (Tu et al., ECCV 2022).
-
-    Same constructor as ``nn.Conv2d`` plus keyword-only options ``weight_estimator`` (``ste`` |
-    ``ede``), ``act_form`` (``paper`` | ``code``), ``act_alpha_init`` (> 0, default 1),
-    ``act_beta_init`` (default 0), ``binarize_weights``, ``binarize_activations``, ``eps``.
-
-    Forward, per output channel ``o`` over ``n = (C_in/groups)*kh*kw`` weights::
-
-        Wb = alpha_w * sgn((W - beta_w)/alpha_w) + beta_w,  beta_w = mean W[o],
-             alpha_w = sqrt(var_pop W[o] + eps)
-        ab = alpha_a * sgn((x - beta_a)/alpha_a) + beta_a      (learned scalars alpha_a, beta_a)
-        y  = conv2d(ab, Wb) + bias
-
-    Backward: weights through ``ste`` (identity) or ``ede`` (``k t (1 - tanh(t u)^2)``) and
-    through ``alpha_w``/``beta_w``; activations through Bi-Real's ``max(0, 2 - 2|u|)``.
-    """,
-)
-AdaBinLinear = _fixed_method(
-    BinaryLinear,
-    "adabin",
-    "AdaBinLinear",
-    """AdaBin binary linear layer (Tu et al., ECCV 2022).
-
-    Same constructor as ``nn.Linear`` plus the options of :class:`AdaBinConv2d`; each output
-    row is one channel of the weight binarizer. Forward ``y = ab @ Wb^T + bias`` with ``Wb`` and
-    ``ab`` as in :class:`AdaBinConv2d`; same backward estimators.
-    """,
-)
-SignConv2d = _fixed_method(
-    BinaryConv2d,
-    "sign",
-    "SignConv2d",
-    """BNN baseline conv (Hubara et al., NeurIPS 2016): ``conv2d(sgn(x), sgn(W))``.
-
-    Backward: clipped straight-through ``1{|.| <= 1}`` for both weights and activations.
-    """,
-)
-SignLinear = _fixed_method(
-    BinaryLinear,
-    "sign",
-    "SignLinear",
-    """BNN baseline linear: ``sgn(x) @ sgn(W)^T``, clipped straight-through backward.""",
-)
-XnorConv2d = _fixed_method(
-    BinaryConv2d,
-    "xnor",
-    "XnorConv2d",
-    """XNOR-Net baseline conv (Rastegari et al., ECCV 2016).
-
-    Forward ``conv2d(sgn(x), mean|W[o]| * sgn(W))``; clipped straight-through backward, with the
-    weight gradient also flowing through the per-channel scale.
-    """,
-)
-XnorLinear = _fixed_method(
-    BinaryLinear,
-    "xnor",
-    "XnorLinear",
-    """XNOR-Net baseline linear: ``sgn(x) @ (mean|W[o]| * sgn(W))^T``.""",
-)
-
-for _cls in (AdaBinConv2d, AdaBinLinear, SignConv2d, SignLinear, XnorConv2d, XnorLinear):
-    _cls.__module__ = __name__

@@ -34,7 +34,10 @@ class _MaxoutFn(torch.autograd.Function):
             acc = torch.promote_types(grad.dtype, torch.float32)  # float64 stays float64
             part = torch.clamp_min(x, 0).mul_(grad)
             grad_gp = part.sum(dim=dims, dtype=acc).to(ctx.param_dtype)
-            torch.clamp_max(x, 0, out=part).mul_(grad)
+            if torch.compiler.is_compiling():  # out= in channels-last layout breaks the graph
+                part = torch.clamp_max(x, 0).mul_(grad)
+            else:
+                torch.clamp_max(x, 0, out=part).mul_(grad)
             grad_gn = part.sum(dim=dims, dtype=acc).to(ctx.param_dtype)
         return grad_x, grad_gp, grad_gn, None
 

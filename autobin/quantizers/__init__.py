@@ -8,7 +8,6 @@ from .activation import (
     MIN_ALPHA,
     activation_center,
     adabin_activation,
-    check_act_form,
     effective_alpha,
     sign_activation,
 )
@@ -17,7 +16,6 @@ from .schedule import ede_schedule
 from .sign import (
     WEIGHT_ESTIMATORS,
     bireal_derivative,
-    check_weight_estimator,
     ede_derivative,
     sgn,
     sign_bireal,
@@ -45,8 +43,6 @@ __all__ = [
     "adabin_weight_set",
     "adabin_weight_signs",
     "bireal_derivative",
-    "check_act_form",
-    "check_weight_estimator",
     "ede_derivative",
     "ede_schedule",
     "effective_alpha",

@@ -11,22 +11,16 @@ from typing import Literal
 
 import torch
 
+from ..errors import check_choice
 from .sign import sgn, sign_clipped_ste
 
 ActForm = Literal["paper", "code"]
-ACT_FORMS: tuple[str, ...] = ("paper", "code")
+#: The activation forms, each with what it computes.
+ACT_FORMS: dict[str, str] = {
+    "paper": "alpha*sgn(u)+beta, the paper's form and the default",
+    "code": "alpha*(sgn(u)+beta), the released code's form, to reproduce its checkpoints",
+}
 MIN_ALPHA = 1e-4
-
-
-def check_act_form(form: str) -> str:
-    """Return ``form`` if valid, else raise a ValueError listing the valid forms."""
-    if form not in ACT_FORMS:
-        raise ValueError(
-            f"unknown activation form {form!r}; valid choices are {list(ACT_FORMS)} "
-            "('paper': alpha*sgn(u)+beta, the default; 'code': alpha*(sgn(u)+beta), the form of "
-            "the authors' released code, for reproducing their checkpoints)"
-        )
-    return form
 
 
 def activation_center(alpha: torch.Tensor, beta: torch.Tensor, form: str) -> torch.Tensor:
@@ -47,6 +41,8 @@ class _AdaBinActivation(torch.autograd.Function):
 
     Written with ``copysign`` and in-place updates rather than ``where`` and temporaries: on
     the CPU, ``where`` and fresh full-size tensors dominate the cost of these elementwise ops.
+    Under ``torch.compile`` the same formula is written without ``out=`` (an ``out=`` tensor in
+    channels-last layout breaks the graph; inductor fuses the whole expression anyway).
     """
 
     @staticmethod
@@ -60,6 +56,8 @@ class _AdaBinActivation(torch.autograd.Function):
         # sgn(u) = sgn(x - beta) for alpha > 0; adding +0.0 turns -0.0 into +0.0 so sgn(0) = +1.
         # copysign(alpha, .) + c is bit-identical to alpha * sgn(u) + c.
         out = torch.sub(x, b).add_(0.0)
+        if torch.compiler.is_compiling():
+            return torch.copysign(a, out).add_(c)
         return torch.copysign(a.expand_as(out), out, out=out).add_(c)
 
     @staticmethod
@@ -109,7 +107,7 @@ def adabin_activation(
         beta: scalar tensor ``beta_a``.
         form: ``"paper"`` or ``"code"``.
     """
-    check_act_form(form)
+    check_choice(form, ACT_FORMS, "activation form")
     return _AdaBinActivation.apply(x, alpha, beta, form == "code")
 
 
@@ -124,7 +122,6 @@ __all__ = [
     "ActForm",
     "activation_center",
     "adabin_activation",
-    "check_act_form",
     "effective_alpha",
     "sgn",
     "sign_activation",

@@ -20,13 +20,19 @@ from typing import Literal
 import torch
 
 WeightEstimator = Literal["ste", "ede"]
-WEIGHT_ESTIMATORS: tuple[str, ...] = ("ste", "ede")
+#: The weight estimators (backward of sgn for weights), each with what it is.
+WEIGHT_ESTIMATORS: dict[str, str] = {
+    "ste": "identity straight-through",
+    "ede": "IR-Net error-decay estimator, as in the released AdaBin code",
+}
 
 
 def sgn(x: torch.Tensor) -> torch.Tensor:
     """Sign with ``sgn(0) = +1``: ``+1`` where ``x >= 0``, ``-1`` elsewhere, in ``x``'s dtype."""
     one = torch.ones((), dtype=x.dtype, device=x.device)
     out = x.add(0.0)  # -0.0 + 0.0 = +0.0, so sgn(-0.0) = +1 too
+    if torch.compiler.is_compiling():  # out= in channels-last layout breaks the graph
+        return torch.copysign(one, out)
     return torch.copysign(one.expand_as(out), out, out=out)
 
 
@@ -88,13 +94,3 @@ def sign_ede(u: torch.Tensor, t: float, k: float) -> torch.Tensor:
 def sign_bireal(u: torch.Tensor) -> torch.Tensor:
     """``sgn(u)`` forward; backward ``d/du = max(0, 2 - 2|u|)`` (Bi-Real Net)."""
     return _SurrogateSign.apply(u, bireal_derivative)
-
-
-def check_weight_estimator(name: str) -> str:
-    """Return ``name`` if it is a known weight estimator, else raise a ValueError listing them."""
-    if name not in WEIGHT_ESTIMATORS:
-        raise ValueError(
-            f"unknown weight estimator {name!r}; valid choices are {list(WEIGHT_ESTIMATORS)} "
-            "('ste': identity straight-through, 'ede': IR-Net error-decay estimator)"
-        )
-    return name

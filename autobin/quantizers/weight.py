@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .sign import check_weight_estimator, sign_clipped_ste
+from ..errors import check_choice
+from .sign import WEIGHT_ESTIMATORS, sign_clipped_ste
 
 
 def _channel_dims(w: torch.Tensor) -> tuple[int, ...]:
@@ -20,22 +21,25 @@ def _centered_stats(w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Te
     """Per-row ``(alpha, beta, centered)`` of ``w`` viewed as ``(O, n)``; rows keep dim 1.
 
     ``centered = W - beta`` with ``-0.0`` turned into ``+0.0`` (so the sign of ``centered`` is
-    ``sgn(u)`` with ``sgn(0) = +1``), ``alpha = sqrt(sum(centered^2)/n + eps)``. The one place
-    these statistics are computed, so training, freezing and packing agree bit for bit.
+    ``sgn(u)`` with ``sgn(0) = +1``), ``alpha = max(sqrt(sum(centered^2)/n), eps)``: the
+    population standard deviation, floored at ``eps`` only for degenerate channels (ADABIN.md
+    section 2; an added ``+ eps`` under the root would shift well-conditioned channels). The one
+    place these statistics are computed, so training, freezing and packing agree bit for bit.
     """
     w2 = w.reshape(w.shape[0], -1)
     beta = w2.mean(dim=1, keepdim=True)
     centered = (w2 - beta).add_(0.0)
     norm = torch.linalg.vector_norm(centered, dim=1, keepdim=True)
-    alpha = torch.sqrt(norm.square() / w2.shape[1] + eps)
+    alpha = torch.sqrt(norm.square() / w2.shape[1]).clamp_min(eps)
     return alpha, beta, centered
 
 
 def adabin_weight_set(w: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     """AdaBin's per-channel binary set of a weight, ``(alpha_w, beta_w)``, kept broadcastable.
 
-    ``beta_w[o] = mean(W[o])`` and ``alpha_w[o] = sqrt(mean((W[o] - beta_w[o])^2) + eps)`` (the
-    population standard deviation, divisor ``n``). Not detached: gradients flow through both.
+    ``beta_w[o] = mean(W[o])`` and ``alpha_w[o] = max(sqrt(mean((W[o] - beta_w[o])^2)), eps)``
+    (the population standard deviation, divisor ``n``; ``eps`` is a floor for degenerate
+    channels, never an added term). Not detached: gradients flow through both.
     The binary values of channel ``o`` are ``{beta_w - alpha_w, beta_w + alpha_w}``.
     """
     alpha, beta, _ = _centered_stats(w, eps)
@@ -49,22 +53,28 @@ def adabin_weight_signs(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (centered >= 0).reshape(w.shape)
 
 
+def _off_floor(g_alpha: torch.Tensor, alpha: torch.Tensor, eps: float) -> torch.Tensor:
+    """``g_alpha`` with the channels whose ``alpha`` is the constant ``eps`` floor zeroed."""
+    return g_alpha.masked_fill_(alpha <= eps, 0.0)
+
+
 class _AdaBinWeight(torch.autograd.Function):
     """Fused AdaBin weight binarizer: a few passes forward, closed-form backward.
 
     With ``g = dL/dWb``, ``D = d sgn/du`` (1 for ste), ``s = sgn(u)`` and ``n`` entries per
     channel, the chain rule through ``Wb = alpha*s + beta``, ``u = (W - beta)/alpha``,
-    ``beta = mean(W)`` and ``alpha = sqrt(var_pop(W) + eps)`` gives per channel
+    ``beta = mean(W)`` and ``alpha = max(sqrt(var_pop(W)), eps)`` gives per channel
     ``g_alpha = sum(g*(s - D*u))``, ``g_beta = sum(g*(1 - D))`` and
     ``dL/dW = g*D + (g_beta + g_alpha*u)/n`` (``d alpha/dW = u/n``: the path through beta
-    cancels because ``sum(W - beta) = 0``).
+    cancels because ``sum(W - beta) = 0``). Where ``alpha`` sits on its ``eps`` floor it is a
+    constant, so ``g_alpha`` does not reach ``W`` there.
     """
 
     @staticmethod
     def forward(ctx, w, ede: bool, t: float, k: float, eps: float):
         alpha, beta, centered = _centered_stats(w, eps)
         ctx.save_for_backward(centered, alpha)
-        ctx.ede, ctx.t, ctx.k = ede, t, k
+        ctx.ede, ctx.t, ctx.k, ctx.eps = ede, t, k, eps
         # alpha*sgn(u) + beta, bit-identical: alpha*(+-1) + beta == beta +- alpha
         out = torch.copysign(alpha.expand_as(centered), centered).add_(beta)
         return out.reshape(w.shape)
@@ -83,11 +93,13 @@ class _AdaBinWeight(torch.autograd.Function):
             gd = torch.mul(u, 2.0 * ctx.t).sigmoid_()
             gd.addcmul_(gd, gd, value=-1.0).mul_(4.0 * ctx.k * ctx.t).mul_(g)
             g_alpha = torch.linalg.vecdot(g, s, dim=1) - torch.linalg.vecdot(gd, u, dim=1)
+            g_alpha = _off_floor(g_alpha, alpha[:, 0], ctx.eps)
             g_beta = g.sum(dim=1) - gd.sum(dim=1)
             grad_w = gd.addcmul_(u, (g_alpha / n).unsqueeze(1)).add_((g_beta / n).unsqueeze(1))
         else:  # D = 1: g_beta = 0, and sum(g*u) = sum(g*centered)/alpha
             a = alpha[:, 0]
             g_alpha = torch.linalg.vecdot(g, s, dim=1) - torch.linalg.vecdot(g, centered, dim=1) / a
+            g_alpha = _off_floor(g_alpha, a, ctx.eps)
             grad_w = torch.addcmul(g, centered, (g_alpha / (n * a)).unsqueeze(1))
         return grad_w.reshape(grad.shape), None, None, None, None
 
@@ -104,7 +116,7 @@ def adabin_weight(
 
     Forward::
 
-        beta_w = mean(W[o]),  alpha_w = sqrt(var_pop(W[o]) + eps)
+        beta_w = mean(W[o]),  alpha_w = max(sqrt(var_pop(W[o])), eps)
         u      = (W - beta_w) / alpha_w
         Wb     = alpha_w * sgn(u) + beta_w            in {beta_w - alpha_w, beta_w + alpha_w}
 
@@ -117,9 +129,9 @@ def adabin_weight(
         estimator: ``"ste"`` or ``"ede"``.
         t: ede temperature (ignored for ste).
         k: ede scale (ignored for ste).
-        eps: added to the variance so ``alpha_w > 0``.
+        eps: floor of ``alpha_w`` (degenerate channels only), so ``alpha_w > 0``.
     """
-    check_weight_estimator(estimator)
+    check_choice(estimator, WEIGHT_ESTIMATORS, "weight estimator")
     return _AdaBinWeight.apply(w, estimator == "ede", float(t), float(k), float(eps))
 
 

@@ -40,7 +40,6 @@ from .recipe import Recipe
 from .schema import (
     ACTIVATION_KINDS,
     LAYER_CLASSES,
-    METHODS,
     NEVER_REPLACEABLE,
     ActivationPolicy,
     BinarizeDefaults,
@@ -54,7 +53,6 @@ from .schema import (
 __all__ = [
     "ACTIVATION_KINDS",
     "LAYER_CLASSES",
-    "METHODS",
     "NEVER_REPLACEABLE",
     "ActivationPolicy",
     "BinarizeDefaults",

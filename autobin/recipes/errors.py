@@ -10,7 +10,6 @@ names three things, so that a user can fix the file without reading autobin's so
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,16 +91,6 @@ def describe_value(value: Any) -> str:
 def choices(values: Iterable[str]) -> str:
     """Format a closed set of choices: ``adabin | sign | xnor``."""
     return " | ".join(str(v) for v in values)
-
-
-def did_you_mean(value: Any, options: Iterable[str]) -> str | None:
-    """Suggest the closest valid choice to a misspelt one, or None."""
-    if not isinstance(value, str):
-        return None
-    close = difflib.get_close_matches(value, list(options), n=1, cutoff=0.6)
-    if not close and value.lower() in {o.lower() for o in options}:
-        close = [o for o in options if o.lower() == value.lower()]
-    return f"did you mean {close[0]!r}?" if close else None
 
 
 def key_path(parent: str, key: str | int) -> str:

@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from .errors import RecipeError, Where, choices, did_you_mean, key_path
+from ..errors import did_you_mean
+from .errors import RecipeError, Where, choices, key_path
 from .recipe import Recipe, assemble
 from .validate import parse_document
 

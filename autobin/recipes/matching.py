@@ -22,6 +22,7 @@ import functools
 import re
 from collections.abc import Sequence
 
+from ..nn import method_spec
 from .schema import NO_RULE, NO_RULE_REASON, BinarizeDefaults, Decision, LayerInfo, Match, Rule
 
 REGEX_PREFIX = "re:"
@@ -130,7 +131,7 @@ def resolve_options(rule: Rule, defaults: BinarizeDefaults) -> tuple[str, dict[s
     merged.update(dict(rule.options))
     method = rule.method or defaults.method
     del merged["method"]
-    if method != "adabin":
+    if not method_spec(method).uses_act_form:
         del merged["act_form"]
     return method, merged
 

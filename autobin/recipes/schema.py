@@ -9,19 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..nn import Method
+from ..quantizers.activation import ActForm
+from ..quantizers.sign import WeightEstimator
+
 SCHEMA_VERSION = 1
 
 Action = Literal["binarize", "float"]
-Method = Literal["adabin", "sign", "xnor"]
-WeightEstimator = Literal["ste", "ede"]
-ActForm = Literal["paper", "code"]
 ActivationScope = Literal["after_binary", "all"]
 LayerKind = Literal["conv", "linear"]
 
+# The method, estimator and activation-form vocabularies are declared once, in autobin.nn's
+# registry (METHODS) and autobin.quantizers (WEIGHT_ESTIMATORS, ACT_FORMS).
 ACTIONS: tuple[str, ...] = ("binarize", "float")
-METHODS: tuple[str, ...] = ("adabin", "sign", "xnor")
-WEIGHT_ESTIMATORS: tuple[str, ...] = ("ste", "ede")
-ACT_FORMS: tuple[str, ...] = ("paper", "code")
 ACTIVATION_SCOPES: tuple[str, ...] = ("after_binary", "all")
 ACTIVATION_REPLACEMENTS: tuple[str, ...] = ("maxout",)
 LAYER_KINDS: tuple[str, ...] = ("conv", "linear")
@@ -135,7 +135,8 @@ class Decision:
 
     Attributes:
         action: ``binarize`` or ``float``.
-        method: ``adabin``, ``sign`` or ``xnor`` when binarized, else None.
+        method: a registered method name (``adabin``, ``sign``, ``xnor``) when binarized, else
+            None.
         options: The resolved binarize options (recipe defaults overridden by the rule):
             ``weight_estimator``, ``binarize_activations``, ``binarize_weights`` and, for
             ``adabin`` only, ``act_form``. Empty when the layer stays float.

@@ -8,24 +8,24 @@ changes); ``recipe.py`` fills in the rest.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Where, choices, describe_value, did_you_mean, key_path
+from ..errors import ChoiceError, check_choice, did_you_mean
+from ..nn import METHODS, method_descriptions, method_spec
+from ..quantizers import ACT_FORMS, WEIGHT_ESTIMATORS
+from .errors import Where, choices, describe_value, key_path
 from .matching import REGEX_PREFIX, compile_name_pattern
 from .schema import (
-    ACT_FORMS,
     ACTIONS,
     ACTIVATION_KINDS,
     ACTIVATION_REPLACEMENTS,
     ACTIVATION_SCOPES,
     LAYER_TYPES,
-    METHODS,
     NEVER_REPLACEABLE,
     OPTION_KEYS,
     SCHEMA_VERSION,
-    WEIGHT_ESTIMATORS,
     Match,
     Rule,
 )
@@ -128,15 +128,17 @@ def _text(value: Any, path: str, where: Where, allow_empty: bool = True) -> str:
     return value
 
 
-def _choice(value: Any, path: str, where: Where, options: tuple[str, ...], what: str) -> str:
-    if not isinstance(value, str) or value not in options:
-        hint = did_you_mean(value, options)
+def _choice(value: Any, path: str, where: Where, options: Iterable[str], what: str) -> str:
+    """:func:`autobin.errors.check_choice`, its failure located in the recipe."""
+    try:
+        return check_choice(value, options, what)
+    except ChoiceError as err:
+        hint = did_you_mean(value, err.choices)
         raise where.error(
             path,
             f"unknown {what} {describe_value(value)}" + (f"; {hint}" if hint else ""),
-            allowed=choices(options),
-        )
-    return value
+            allowed=choices(err.choices),
+        ) from None
 
 
 def _one_or_list(value: Any, path: str, where: Where, what: str) -> list[tuple[str, Any]]:
@@ -269,7 +271,7 @@ def parse_match(value: Any, path: str, where: Where) -> Match:
 def parse_option(key: str, value: Any, path: str, where: Where) -> Any:
     """Validate one binarize option (or ``method``) value."""
     if key == "method":
-        return _choice(value, path, where, METHODS, "binarization method")
+        return _choice(value, path, where, method_descriptions(), "binarization method")
     if key in _BOOL_OPTIONS:
         return _bool(value, path, where)
     return _choice(value, path, where, _CHOICE_OPTIONS[key], key.replace("_", " "))
@@ -309,11 +311,12 @@ def parse_rule(value: Any, path: str, where: Where) -> Rule:
         opt_path = key_path(path, "options")
         raw_opts = _mapping(raw["options"], opt_path, where, OPTION_KEYS)
         options = {k: parse_option(k, v, key_path(opt_path, k), where) for k, v in raw_opts.items()}
-        if "act_form" in options and method is not None and method != "adabin":
+        if "act_form" in options and method is not None and not method_spec(method).uses_act_form:
+            users = [name for name, spec in METHODS.items() if spec.uses_act_form]
             raise where.error(
                 key_path(opt_path, "act_form"),
-                f"act_form only applies to method adabin, this rule uses method {method!r}",
-                allowed="act_form with method: adabin",
+                f"act_form does not apply to method {method!r}, which this rule uses",
+                allowed=f"act_form with method: {choices(users)}",
                 fix="remove act_form from this rule",
             )
         if options.get("binarize_activations") is False and not options.get(

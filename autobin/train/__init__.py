@@ -12,9 +12,19 @@ the graph pass; it drives binary layers through their public toggles only.
 """
 
 from .api import finetune, train_float
+from .callbacks import Callback, LoopState
 from .checkpoint import load_checkpoint
 from .config import TrainConfig, TrainConfigError, load_train_config
-from .loop import Callback, FinetuneResult, LoopState, NonFiniteLossError, evaluate
+from .distributed import Ranks, distributed_session
+from .errors import (
+    CheckpointError,
+    DataFormatError,
+    NonFiniteLossError,
+    RankFailedError,
+    RunDirectoryError,
+    TrainError,
+)
+from .loop import evaluate
 from .losses import (
     DistillationLoss,
     FeatureTaps,
@@ -23,6 +33,7 @@ from .losses import (
     match_module_names,
     normalized_mse,
 )
+from .outputs import FinetuneResult
 from .schedules import (
     apply_epoch_schedule,
     build_optimizer,
@@ -33,17 +44,24 @@ from .schedules import (
 
 __all__ = [
     "Callback",
+    "CheckpointError",
+    "DataFormatError",
     "DistillationLoss",
     "FeatureTaps",
     "FinetuneResult",
     "LoopState",
     "LossTerms",
     "NonFiniteLossError",
+    "RankFailedError",
+    "Ranks",
+    "RunDirectoryError",
     "TrainConfig",
     "TrainConfigError",
+    "TrainError",
     "apply_epoch_schedule",
     "build_optimizer",
     "build_scheduler",
+    "distributed_session",
     "distribution_loss",
     "evaluate",
     "finetune",

@@ -8,24 +8,29 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset
 
 from ..float_reference import FLOAT_MODEL_ATTR, float_model_of
+from .callbacks import Callback
 from .config import TrainConfig, load_train_config
-from .loop import Callback, FinetuneResult, run_training
+from .loop import run_training
+from .outputs import FinetuneResult, describe_run
 from .schedules import unwrap_model
+
+Data = Dataset | DataLoader | str
 
 
 def finetune(
     student: nn.Module,
     teacher: nn.Module | None = None,
-    train_data: Dataset | str | None = None,
-    val_data: Dataset | str | None = None,
+    train_data: Data | None = None,
+    val_data: Data | None = None,
     *,
     epochs: int | None = None,
     config: TrainConfig | Mapping[str, Any] | str | Path | None = None,
     out_dir: str | Path = "runs/finetune",
     resume: bool | str | Path = False,
+    overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
     **overrides: Any,
 ) -> FinetuneResult:
@@ -36,24 +41,42 @@ def finetune(
     distillation at named blocks (``feature_weight``, ``feature_layers``) can be added. The
     teacher is frozen (``requires_grad=False``) and kept in eval mode for the whole run.
 
-    Outputs in ``out_dir``: ``last.pt`` (every epoch, atomic), ``best.pt`` (best val
-    accuracy), ``metrics.json``, ``curves.png`` and ``binary_sets.png``. The student is
-    trained in place and ends in its final (not best) state.
+    Outputs in ``out_dir``: ``last.pt`` (every epoch, atomic, checksummed), ``best.pt`` (best
+    val accuracy; the latest epoch without val data), ``metrics.json``, ``run.json`` (what
+    ``autobin zoo publish OUT_DIR NAME`` needs: architecture, arguments, input size, recipe,
+    data, teacher, schedule), ``curves.png`` and ``binary_sets.png``. The student is trained in
+    place and ends in its final (not best) state.
+
+    Under ``torchrun`` the run is distributed over its processes (DistributedDataParallel, NCCL
+    on GPUs, gloo on CPUs; see :mod:`autobin.train.distributed`); the same call works in one
+    process without torchrun.
+
+    Data. A dataset yields ``(image, label)`` pairs. A ``DataLoader`` is accepted too: over a
+    map-style dataset with the default sampler (``shuffle=True`` or ``False``) the loop keeps
+    its batch size, collate function, workers and pinning but draws the order itself (seeded
+    per epoch, sharded per process), so ``resume=True`` continues exactly as an uninterrupted
+    run. A DataLoader with its own sampler or over an iterable dataset is used as given
+    (``set_epoch`` is called each epoch where the sampler has it); resume then restores
+    model, optimizer, scheduler and random generators at the epoch boundary, and is exact only
+    if that loader's order depends on the epoch alone (see :mod:`autobin.train.sampling`).
 
     Args:
         student: the binary model, e.g. from :func:`autobin.binarize` (may be wrapped in
             ``DistributedDataParallel``).
         teacher: the float model; ``None`` uses the float model :func:`autobin.binarize`
             attached to the student.
-        train_data: training dataset yielding ``(image, label)``, or a dataset name for
-            :func:`autobin.data.load_dataset` (its ``"train"`` split).
-        val_data: validation dataset or name; ``None`` with a named ``train_data`` uses that
-            dataset's ``"test"`` split, otherwise no validation.
+        train_data: training dataset yielding ``(image, label)``, a DataLoader of such
+            batches, or a dataset name for :func:`autobin.data.load_dataset` (its ``"train"``
+            split).
+        val_data: validation dataset, DataLoader or name; ``None`` with a named
+            ``train_data`` uses that dataset's ``"test"`` split, otherwise no validation.
         epochs: number of epochs (overrides the config's).
         config: a :class:`TrainConfig`, a mapping or a YAML file path.
         out_dir: output directory.
         resume: ``True`` to continue from ``out_dir/last.pt`` (a fresh run if absent), or a
             checkpoint path.
+        overwrite: start a new run in an ``out_dir`` that holds one, deleting its files.
+            Without it (and without ``resume``) such a directory is refused.
         callbacks: objects with any of ``on_epoch_start``, ``on_step_end``, ``on_epoch_end``.
         **overrides: any :class:`TrainConfig` field, e.g. ``lr=5e-4, two_step=True``.
 
@@ -61,18 +84,23 @@ def finetune(
         A :class:`FinetuneResult`.
 
     Raises:
-        ValueError: no teacher is available for a distillation loss, bad data, or a bad config
+        ValueError: no teacher is available for a distillation loss, or a bad config
             (:class:`~autobin.train.config.TrainConfigError`).
+        DataFormatError: empty data or an item of the wrong form (names the item).
+        RunDirectoryError: ``out_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+        CheckpointError: the checkpoint to resume from is damaged.
         NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
+        RankFailedError: another process of a distributed run failed.
     """
     cfg = load_train_config(config, epochs=epochs, **overrides)
     train_set, val_set = _resolve_data(train_data, val_data)
     if cfg.kd_weight > 0 or cfg.feature_weight > 0:
         teacher = _resolve_teacher(student, teacher)
+    net = unwrap_model(student)
     metadata = {
-        "student": type(unwrap_model(student)).__name__,
+        "student": type(net).__name__,
         "teacher": _describe(teacher),
-        "report": _plain(getattr(unwrap_model(student), "autobin_report", None)),
+        "report": _plain(getattr(net, "autobin_report", None)),
     }
     return run_training(
         student,
@@ -83,20 +111,23 @@ def finetune(
         kind="finetune",
         out_dir=out_dir,
         resume=resume,
+        overwrite=overwrite,
         callbacks=callbacks,
         metadata=metadata,
+        run_info=describe_run(net, teacher, train_data, cfg.to_dict()),
     )
 
 
 def train_float(
     model: nn.Module,
-    train_data: Dataset | str,
-    val_data: Dataset | str | None = None,
+    train_data: Data,
+    val_data: Data | None = None,
     *,
     epochs: int | None = None,
     config: TrainConfig | Mapping[str, Any] | str | Path | None = None,
     out_dir: str | Path = "runs/float",
     resume: bool | str | Path = False,
+    overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
     **overrides: Any,
 ) -> FinetuneResult:
@@ -113,6 +144,7 @@ def train_float(
             ``ce_weight=1, kd_weight=0``.
         out_dir: output directory.
         resume: see :func:`finetune`.
+        overwrite: see :func:`finetune`.
         callbacks: see :func:`finetune`.
         **overrides: any :class:`TrainConfig` field.
 
@@ -141,6 +173,7 @@ def train_float(
         kind="float",
         out_dir=out_dir,
         resume=resume,
+        overwrite=overwrite,
         callbacks=callbacks,
         metadata=metadata,
     )
@@ -163,27 +196,20 @@ def _resolve_teacher(student: nn.Module, teacher: nn.Module | None) -> nn.Module
 
 
 def _resolve_data(
-    train_data: Dataset | str | None, val_data: Dataset | str | None
-) -> tuple[Dataset, Dataset | None]:
+    train_data: Data | None, val_data: Data | None
+) -> tuple[Dataset | DataLoader, Dataset | DataLoader | None]:
     from ..data import load_dataset
 
     if train_data is None:
-        raise ValueError("train_data is required (a Dataset or a name such as 'mnist5k')")
+        raise ValueError(
+            "train_data is required (a Dataset, a DataLoader or a name such as 'mnist5k')"
+        )
     if isinstance(val_data, str):
         val_data = load_dataset(val_data, "test")
     if isinstance(train_data, str):
         if val_data is None:
             val_data = load_dataset(train_data, "test")
         train_data = load_dataset(train_data, "train")
-    for name, data in (("train_data", train_data), ("val_data", val_data)):
-        if data is not None and (
-            isinstance(data, IterableDataset) or not hasattr(data, "__getitem__")
-        ):
-            raise TypeError(
-                f"{name} must be a map-style Dataset of (image, label) pairs or a dataset "
-                f"name, got {type(data).__name__} (pass the dataset, not a DataLoader: the loop "
-                "builds its own loaders to make the data order reproducible)"
-            )
     return train_data, val_data
 
 

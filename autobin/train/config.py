@@ -67,7 +67,13 @@ class TrainConfig:
             ``"cuda:N"`` or ``"mps"``.
         precision: ``"auto"`` (bf16 autocast on CUDA when supported, else fp16 with a
             gradient scaler; fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
-        progress: show tqdm progress bars (rank 0 only).
+        channels_last: train in the channels-last memory layout (``None``: on CUDA yes,
+            elsewhere no).
+        compile: run the student through ``torch.compile`` (the teacher stays eager).
+        sync_bn: under several processes on CUDA, convert the student's BatchNorm layers to
+            ``SyncBatchNorm`` (statistics over the global batch).
+        progress: progress bars on a terminal (rank 0 only); with output redirected to a file
+            or pipe, one line per epoch instead.
         plots: write ``curves.png`` and ``binary_sets.png`` at the end.
     """
 
@@ -94,6 +100,9 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"
     precision: Precision = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    sync_bn: bool = False
     progress: bool = True
     plots: bool = True
 

@@ -7,7 +7,18 @@ errors (:class:`ZooError` and subclasses). See :mod:`autobin.zoo.api` for the di
 and :mod:`autobin.zoo.format` for the tensor naming of ``model.safetensors``.
 """
 
-from .api import Rebuild, list_models, load, publish, publish_run, show, timm_rebuild, verify
+from .api import (
+    Rebuild,
+    default_rebuild,
+    list_models,
+    load,
+    publish,
+    publish_run,
+    register_rebuild,
+    show,
+    timm_rebuild,
+    verify,
+)
 from .card import render_card
 from .config import read_config, validate_config
 from .errors import ModelNotFoundError, ZooError, ZooFormatError, ZooIntegrityError
@@ -38,6 +49,7 @@ __all__ = [
     "ZooIntegrityError",
     "binary_layers",
     "clean_interrupted",
+    "default_rebuild",
     "list_models",
     "load",
     "load_file",
@@ -49,6 +61,7 @@ __all__ = [
     "read_index",
     "read_packed",
     "rebuild_index",
+    "register_rebuild",
     "render_card",
     "save_file",
     "save_packed",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import importlib
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ from .. import __version__
 from ..errors import BinarizeError
 from ..atomic import fsync_dir
 from ..graph import binarize
-from ..quantizers.packing import BIT_ORDER
+from ..quantizers.packing import BIT_ORDER, unpack_signs
 from ..recipes import Recipe
 from .card import render_card
 from .config import (
@@ -52,6 +53,9 @@ from .config import (
 )
 from .errors import ModelNotFoundError, ZooError, ZooFormatError, ZooIntegrityError
 from .format import (
+    ALPHA_KEY,
+    BETA_KEY,
+    SIGNS_KEY,
     WEIGHTS_FILE,
     FloatDtype,
     binary_layers,
@@ -84,6 +88,11 @@ from .maintenance import (
 
 Rebuild = Callable[[Mapping[str, Any]], nn.Module]
 """Builds the binarized, not yet loaded model described by an entry config."""
+
+_REBUILDS: dict[str, Rebuild] = {}
+REBUILD_PLUGINS: dict[str, str] = {"mmdet": "autobin.integrations.mmdet"}
+"""Architecture libraries rebuilt by an integration, and the module that registers it on import
+(:func:`register_rebuild`); the zoo imports it by name the first time such an entry loads."""
 
 REQUIRED_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE)
 
@@ -123,8 +132,34 @@ def timm_rebuild(config: Mapping[str, Any]) -> nn.Module:
     return binarize(model, recipe, example_inputs=example_inputs)
 
 
+def register_rebuild(library: str, rebuild: Rebuild) -> None:
+    """Rebuild entries whose ``architecture.library`` is ``library`` with ``rebuild``."""
+    _REBUILDS[library] = rebuild
+
+
+def default_rebuild(config: Mapping[str, Any]) -> Rebuild:
+    """The rebuild for an entry's architecture library (timm, or an integration's)."""
+    library = config["architecture"]["library"]
+    if library == "timm":
+        return timm_rebuild
+    if library not in _REBUILDS and library in REBUILD_PLUGINS:
+        try:
+            importlib.import_module(REBUILD_PLUGINS[library])
+        except ImportError as exc:
+            raise ZooError(
+                f"entry {config.get('name')!r} is an {library} model; rebuilding it needs "
+                f"{REBUILD_PLUGINS[library]} ({exc}); install it with: pip install "
+                f"'autobin[{library}]'"
+            ) from exc
+    if library not in _REBUILDS:
+        raise ZooFormatError(f"cannot rebuild architecture library {library!r}")
+    return _REBUILDS[library]
+
+
 def _default_rebuild_available(config: Mapping[str, Any]) -> bool:
-    return config.get("recipe") is not None and config["architecture"]["library"] == "timm"
+    return config.get("recipe") is not None and (
+        config["architecture"]["library"] in ("timm", *REBUILD_PLUGINS)
+    )
 
 
 def _check_rebuild(model: nn.Module, config: Mapping[str, Any], rebuild: Rebuild) -> None:
@@ -233,6 +268,16 @@ def _build_config(
     schedule: Any,
     license: str,
 ) -> dict[str, Any]:
+    embedded = getattr(model, "autobin_architecture", None)
+    if arch is None and isinstance(embedded, Mapping):
+        architecture = check_json_value(dict(embedded), "autobin_architecture")
+        if recipe is None:
+            recipe = getattr(model, "autobin_recipe", None)
+        recipe_dict, recipe_sha = recipe_to_dict(recipe) if recipe is not None else (None, None)
+        if input_size is None:
+            input_size = _binarized_input_shape(model)
+        return _config_record(name, architecture, input_size, recipe_dict, recipe_sha, metrics,
+                              dataset, teacher, schedule, license, model)  # fmt: skip
     cfg_arch, cfg = _arch_from_model(model)
     if arch is None:
         arch = cfg_arch
@@ -248,6 +293,19 @@ def _build_config(
     recipe_dict, recipe_sha = recipe_to_dict(recipe) if recipe is not None else (None, None)
     if input_size is None:
         input_size = _binarized_input_shape(model) or _default_input_size(cfg, arch_kwargs)
+    architecture = {
+        "library": "timm",
+        "name": arch,
+        "kwargs": check_json_value(dict(arch_kwargs), "arch_kwargs"),
+    }
+    return _config_record(name, architecture, input_size, recipe_dict, recipe_sha, metrics,
+                          dataset, teacher, schedule, license, model)  # fmt: skip
+
+
+def _config_record(
+    name, architecture, input_size, recipe_dict, recipe_sha, metrics, dataset, teacher, schedule,
+    license, model,
+) -> dict[str, Any]:  # fmt: skip
     if input_size is not None:
         input_size = [int(d) for d in input_size]
     return {
@@ -257,11 +315,7 @@ def _build_config(
         "name": name,
         "created": _now(),
         "license": license,
-        "architecture": {
-            "library": "timm",
-            "name": arch,
-            "kwargs": check_json_value(dict(arch_kwargs), "arch_kwargs"),
-        },
+        "architecture": architecture,
         "input_size": input_size,
         "recipe": recipe_dict,
         "recipe_sha256": recipe_sha,
@@ -343,7 +397,7 @@ def publish(
             "autobin.binarize(model, recipe) before publishing"
         )
     if check_rebuild and (rebuild is not None or _default_rebuild_available(config)):
-        _check_rebuild(model, config, rebuild or timm_rebuild)
+        _check_rebuild(model, config, rebuild or default_rebuild(config))
     check_zoo_dir(zoo)
     zoo.mkdir(parents=True, exist_ok=True)
     clean_interrupted(zoo)
@@ -535,6 +589,7 @@ def load(
     keep_latent: bool = False,
     verify: bool = True,
     rebuild: Rebuild | None = None,
+    deploy: bool = False,
 ) -> nn.Module:
     """Load a zoo entry as an eval-mode model whose outputs equal the published model's.
 
@@ -548,31 +603,52 @@ def load(
             every binary layer with its packed binary weight.
         verify: check every file's sha256 before reading anything (default True).
         rebuild: builds the binarized model from the entry config; default
-            :func:`timm_rebuild` (``timm.create_model`` + ``autobin.binarize``).
+            :func:`default_rebuild` (timm: ``timm.create_model`` + ``autobin.binarize``).
+        deploy: return the inference-only packed model (:func:`autobin.deploy`), its binary
+            layers packed straight from the stored sign bits and binary sets.
 
     Returns:
-        The model, in eval mode, with the entry config as ``model.autobin_zoo_config``.
+        The model, in eval mode, with the entry config as ``model.autobin_zoo_config``
+        (a :class:`autobin.deploy.DeployedModel` with ``deploy=True``).
 
     Raises:
         ModelNotFoundError, ZooIntegrityError, ZooFormatError: see :func:`verify`.
     """
     if Path(os.fspath(name_or_path)).is_file():  # a one-file checkpoint (autobin binarize -o)
-        from .single_file import load_file
+        from .single_file import read_file_config
 
-        return load_file(name_or_path, keep_latent=keep_latent, rebuild=rebuild)
-    entry_dir, files, source = _resolve(name_or_path, zoo_dir)
-    if verify:
-        verify_files(entry_dir, files, source)
-    config = read_config(entry_dir / CONFIG_FILE)
-    tensors, metadata = read_packed(entry_dir / WEIGHTS_FILE)
-    model = (rebuild or timm_rebuild)(config)
-    load_packed_state(
-        model, tensors, metadata, keep_latent=keep_latent, source=str(entry_dir / WEIGHTS_FILE)
-    )
+        config, tensors, metadata = read_file_config(name_or_path)
+        source = os.fspath(name_or_path)
+    else:
+        entry_dir, files, hashes = _resolve(name_or_path, zoo_dir)
+        if verify:
+            verify_files(entry_dir, files, hashes)
+        config = read_config(entry_dir / CONFIG_FILE)
+        tensors, metadata = read_packed(entry_dir / WEIGHTS_FILE)
+        source = str(entry_dir / WEIGHTS_FILE)
+    model = (rebuild or default_rebuild(config))(config)
+    load_packed_state(model, tensors, metadata, keep_latent=keep_latent, source=source)
     model.eval()
+    if deploy:
+        if keep_latent:
+            raise ValueError("deploy=True makes an inference-only model; drop keep_latent=True")
+        model = _deployed(model, tensors, metadata)
     with contextlib.suppress(AttributeError, TypeError):
         model.autobin_zoo_config = config
     return model
+
+
+def _deployed(model: nn.Module, tensors: Mapping[str, torch.Tensor], metadata) -> nn.Module:
+    """The packed model, its binary layers built from the checkpoint's sign bits and sets."""
+    from .. import deploy as deploy_package
+
+    infos = json.loads(metadata["binary_layers"])
+    stored = {}
+    for path, info in infos.items():
+        pre = f"{path}." if path else ""
+        signs = unpack_signs(tensors[pre + SIGNS_KEY], info["shape"])
+        stored[path] = (signs, tensors[pre + ALPHA_KEY], tensors[pre + BETA_KEY])
+    return deploy_package.deploy(model, weight_signs=stored)
 
 
 # --------------------------------------------------------------------------- runs
@@ -680,6 +756,8 @@ __all__ = [
     "publish",
     "publish_run",
     "show",
+    "default_rebuild",
+    "register_rebuild",
     "timm_rebuild",
     "verify",
 ]

@@ -40,7 +40,9 @@ CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 CONFIG_FORMAT = "autobin.zoo.entry"
 CONFIG_VERSION = 1
-ARCH_LIBRARIES: tuple[str, ...] = ("timm",)
+ARCH_LIBRARIES: tuple[str, ...] = ("timm", "mmdet")
+"""``timm``: rebuilt by name; ``mmdet``: the detector's model config (Python config text) is
+under ``config``."""
 
 
 def recipe_to_dict(recipe: Any) -> tuple[dict[str, Any], str]:
@@ -141,6 +143,8 @@ def validate_config(config: Any, path: str | Path = CONFIG_FILE) -> dict[str, An
         )
     _get(config, "architecture.name", str, path)
     _get(config, "architecture.kwargs", dict, path)
+    if library == "mmdet":
+        _get(config, "architecture.config", str, path)
     try:
         check_metrics(config.get("metrics"), f"{path}: 'metrics'")
     except ValueError as e:

@@ -47,12 +47,17 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from ..nn import BinaryLayer
+from ..errors import ChoiceError, check_choice
+from ..nn import BinaryLayer, method_spec
 from ..quantizers.packing import BIT_ORDER, pack_signs, packed_nbytes, unpack_signs
 from .errors import ZooFormatError
 
 FloatDtype = Literal["float32", "float16"]
-FLOAT_DTYPES: tuple[str, ...] = ("float32", "float16")
+#: Storage dtypes of the float parts (the binary sets stay float32).
+FLOAT_DTYPES: dict[str, str] = {
+    "float32": "full precision",
+    "float16": "half the bytes; values beyond float16 range are refused",
+}
 FORMAT_NAME = "autobin.packed"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -60,17 +65,11 @@ WEIGHTS_FILE = "model.safetensors"
 SIGNS_KEY = "weight.signs_packed"
 ALPHA_KEY = "weight.alpha_w"
 BETA_KEY = "weight.beta_w"
-_ACT_SCALARS = ("act_alpha", "act_beta")
 
 
 def check_float_dtype(float_dtype: str) -> str:
-    """Return ``float_dtype`` if it is a supported storage dtype, else raise a ValueError."""
-    if float_dtype not in FLOAT_DTYPES:
-        raise ValueError(
-            f"unknown float_dtype {float_dtype!r}; valid choices are {list(FLOAT_DTYPES)} "
-            "(the storage dtype of the float parts; the binary sets stay float32)"
-        )
-    return float_dtype
+    """Return ``float_dtype`` if it is a supported storage dtype, else raise a ChoiceError."""
+    return check_choice(float_dtype, FLOAT_DTYPES, "float_dtype")
 
 
 def binary_layers(model: nn.Module) -> dict[str, BinaryLayer]:
@@ -139,7 +138,7 @@ def packed_state(
         tensors[f"{pre}{ALPHA_KEY}"] = alpha.detach().to("cpu", sdt).contiguous()
         tensors[f"{pre}{BETA_KEY}"] = beta.detach().to("cpu", sdt).contiguous()
         infos[path] = _layer_info(layer)
-        keep_float32.update(f"{pre}{name}" for name in _ACT_SCALARS)
+        keep_float32.update(f"{pre}{name}" for name in layer.scalar_params)
     latent_keys = {f"{_prefix(p)}weight" for p in layers}
     for key, value in model.state_dict().items():
         if key in latent_keys and not keep_latent:
@@ -355,6 +354,10 @@ def _check_layer_sets(
         )
     for path, layer in layers.items():
         info = infos[path]
+        try:
+            method_spec(info.get("method", layer.method))
+        except ChoiceError as err:
+            raise ZooFormatError(f"{source}: binary layer {path!r}: {err}") from None
         stored = info.get("shape")
         if not isinstance(stored, list) or tuple(stored) != tuple(layer.weight.shape):
             raise ZooFormatError(

@@ -14,7 +14,6 @@ model is usually trained next, and its latent weights are the float model's.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +25,13 @@ from torch import nn
 
 from ..atomic import atomic_write
 from ..quantizers.packing import BIT_ORDER
-from .api import Rebuild, _build_config, _check_rebuild, _default_rebuild_available, timm_rebuild
+from .api import (
+    Rebuild,
+    _build_config,
+    _check_rebuild,
+    _default_rebuild_available,
+    default_rebuild,
+)
 from .config import validate_config
 from .errors import ZooFormatError, ZooIntegrityError
 from .format import (
@@ -93,7 +98,7 @@ def save_file(
         metrics=None, dataset=None, teacher=None, schedule=None, license="apache-2.0",
     )  # fmt: skip
     if check_rebuild and (rebuild is not None or _default_rebuild_available(config)):
-        _check_rebuild(model, config, rebuild or timm_rebuild)
+        _check_rebuild(model, config, rebuild or default_rebuild(config))
     tensors, metadata = packed_state(model, float_dtype=float_dtype, keep_latent=keep_latent)
     config["weights"] = {
         "file": WEIGHTS_FILE,  # the tensors of this very file
@@ -135,27 +140,32 @@ def read_file_config(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any,
 
 
 def load_file(
-    path: str | os.PathLike[str], *, keep_latent: bool = False, rebuild: Rebuild | None = None
+    path: str | os.PathLike[str],
+    *,
+    keep_latent: bool = False,
+    rebuild: Rebuild | None = None,
+    deploy: bool = False,
 ) -> nn.Module:
     """Load a one-file checkpoint written by :func:`save_file` (or ``autobin binarize -o``).
+
+    The same as :func:`autobin.zoo.load` (and :func:`autobin.load`) given the file's path.
 
     Args:
         path: the file.
         keep_latent: restore the latent float weights and keep the model trainable (the file
             must hold them); default freezes every binary layer with its packed binary weight.
         rebuild: builds the binarized model from the embedded config (default
-            :func:`autobin.zoo.timm_rebuild`).
+            :func:`autobin.zoo.default_rebuild`).
+        deploy: return the inference-only packed model.
 
     Returns:
         The model in eval mode, with the embedded config as ``model.autobin_zoo_config``.
     """
-    config, tensors, metadata = read_file_config(path)
-    model = (rebuild or timm_rebuild)(config)
-    load_packed_state(model, tensors, metadata, keep_latent=keep_latent, source=str(path))
-    model.eval()
-    with contextlib.suppress(AttributeError, TypeError):
-        model.autobin_zoo_config = config
-    return model
+    from .api import load
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "no such file", os.fspath(path))
+    return load(path, keep_latent=keep_latent, rebuild=rebuild, deploy=deploy)
 
 
 __all__ = ["CONFIG_KEY", "DIGEST_KEY", "load_file", "read_file_config", "save_file"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autobin.nn import AdaBinConv2d, AdaBinLinear, BinaryConv2d, BinaryLinear, Maxout
+from autobin.errors import AutobinError
+from autobin.nn import AdaBinConv2d, AdaBinLinear, BinaryConv2d, BinaryLinear, Maxout, method_spec
 from autobin.quantizers import adabin_activation, adabin_weight, ede_schedule
 
 
@@ -43,19 +44,22 @@ def test_unknown_act_form():
 
 
 def test_unknown_method():
-    for make in (
-        lambda: BinaryConv2d(2, 2, 1, method="dorefa"),
-        lambda: BinaryLinear(2, 2, method="dorefa"),
-    ):
-        with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError) as err:
+        method_spec("dorefa")
+    msg = str(err.value)
+    assert isinstance(err.value, AutobinError)
+    assert "'dorefa'" in msg
+    assert all(f"'{m}'" in msg for m in ("adabin", "sign", "xnor"))
+
+
+def test_abstract_bases_refuse_construction():
+    for make in (lambda: BinaryConv2d(2, 2, 1), lambda: BinaryLinear(2, 2)):
+        with pytest.raises(TypeError, match=r"abstract base.*AdaBinConv2d"):
             make()
-        msg = str(err.value)
-        assert "'dorefa'" in msg
-        assert all(f"'{m}'" in msg for m in ("adabin", "sign", "xnor"))
 
 
-def test_fixed_method_class_rejects_other_method():
-    with pytest.raises(ValueError, match="always uses method 'adabin'"):
+def test_method_class_takes_no_method_argument():
+    with pytest.raises(TypeError, match="method"):
         AdaBinConv2d(2, 2, 1, method="sign")
 
 

@@ -12,11 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 
 import autobin.nn
-from autobin.nn import AdaBinConv2d, AdaBinLinear, BinaryConv2d, Maxout, SignConv2d, XnorLinear
+from autobin.nn import (
+    AdaBinConv2d,
+    AdaBinLinear,
+    Maxout,
+    SignConv2d,
+    XnorLinear,
+    method_spec,
+)
 
 
 def _hand_weight(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per output channel: beta = mean, alpha = sqrt(population var + eps), alpha*sgn(u)+beta.
+    """Per output channel: beta = mean, alpha = max(population std, eps), alpha*sgn(u)+beta.
 
     Uses the same reductions as the library (row mean, then the population variance as the
     squared L2 norm of the centered row over n) so results are bitwise comparable; the float64
@@ -25,7 +32,7 @@ def _hand_weight(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     flat = w.reshape(w.shape[0], -1)
     beta = flat.mean(dim=1, keepdim=True)
     norm = torch.linalg.vector_norm(flat - beta, dim=1, keepdim=True)
-    alpha = torch.sqrt(norm.square() / flat.shape[1] + eps)
+    alpha = torch.sqrt(norm.square() / flat.shape[1]).clamp_min(eps)
     shape = (-1,) + (1,) * (w.dim() - 1)
     alpha, beta = alpha.reshape(shape), beta.reshape(shape)
     return torch.where((w - beta) / alpha >= 0, alpha * 1.0 + beta, alpha * -1.0 + beta)
@@ -50,7 +57,7 @@ def test_public_names_exist():
     for name in ("AdaBinConv2d", "AdaBinLinear", "Maxout"):
         assert hasattr(autobin.nn, name) and name in autobin.nn.__all__
     assert issubclass(AdaBinConv2d, nn.Conv2d) and issubclass(AdaBinLinear, nn.Linear)
-    assert AdaBinConv2d.__module__ == "autobin.nn.binary"
+    assert AdaBinConv2d.__module__ == "autobin.nn.adabin"
 
 
 def test_constructor_accepts_float_layer_positional_args():
@@ -64,10 +71,9 @@ def test_constructor_accepts_float_layer_positional_args():
     assert lin.bias is None and lin.weight.shape == (3, 5) and lin.weight.dtype == torch.float64
     # same positional parameter names as torch's layers
     for ours, theirs in ((AdaBinConv2d, nn.Conv2d), (AdaBinLinear, nn.Linear)):
-        base = ours.__mro__[1]
         p_ours = [
             p.name
-            for p in inspect.signature(base.__init__).parameters.values()
+            for p in inspect.signature(ours.__init__).parameters.values()
             if p.kind is p.POSITIONAL_OR_KEYWORD
         ]
         p_theirs = list(inspect.signature(theirs.__init__).parameters)
@@ -141,7 +147,7 @@ def test_grouped_conv_equals_per_group_reference():
         wg = w[gi * 3 : (gi + 1) * 3].double()
         flat = wg.reshape(3, -1)
         beta = flat.sum(1) / n
-        alpha = torch.sqrt(((flat - beta[:, None]) ** 2).sum(1) / n + 1e-5)
+        alpha = torch.sqrt(((flat - beta[:, None]) ** 2).sum(1) / n).clamp_min(1e-5)
         s = torch.where(flat >= beta[:, None], 1.0, -1.0).double()
         wbg = (alpha[:, None] * s + beta[:, None]).reshape(wg.shape)
         outs.append(F.conv2d(xb[:, gi * 2 : (gi + 1) * 2].double(), wbg, padding=1))
@@ -152,7 +158,7 @@ def test_grouped_conv_equals_per_group_reference():
     flat = w.double().reshape(cout, -1)
     torch.testing.assert_close(beta_w.double(), flat.mean(1), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(
-        alpha_w.double(), torch.sqrt(flat.var(1, correction=0) + 1e-5), rtol=1e-6, atol=1e-7
+        alpha_w.double(), flat.std(1, correction=0).clamp_min(1e-5), rtol=1e-6, atol=1e-7
     )
 
 
@@ -165,7 +171,7 @@ def test_depthwise_conv_uses_kh_kw_entries_per_channel():
     flat = w.reshape(4, 9).double()
     torch.testing.assert_close(beta.double(), flat.mean(1), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(
-        alpha.double(), torch.sqrt(flat.var(1, correction=0) + 1e-5), rtol=1e-6, atol=1e-7
+        alpha.double(), flat.std(1, correction=0).clamp_min(1e-5), rtol=1e-6, atol=1e-7
     )
     x = torch.randn(1, 4, 5, 5)
     ref = torch.cat(
@@ -200,7 +206,7 @@ def test_baseline_layers_forward():
     w = lin.weight.detach()
     wb = w.abs().mean(1, keepdim=True) * torch.where(w >= 0, 1.0, -1.0)
     assert torch.equal(lin(xl), F.linear(torch.where(xl >= 0, 1.0, -1.0), wb))
-    assert lin.act_alpha is None and conv.act_beta is None
+    assert "act_alpha" not in dict(lin.named_parameters()) and not hasattr(conv, "act_beta")
 
 
 # ----------------------------------------------------------------------------- switches
@@ -272,7 +278,7 @@ def test_from_float_rejects_binary_and_wrong_type():
     with pytest.raises(ValueError, match="already binary"):
         AdaBinLinear.from_float(AdaBinLinear(2, 2))
     with pytest.raises(ValueError, match="already binary"):
-        BinaryConv2d.from_float(SignConv2d(2, 2, 1), method="adabin")
+        AdaBinConv2d.from_float(SignConv2d(2, 2, 1))
     with pytest.raises(TypeError, match=r"expects an nn\.Linear"):
         AdaBinLinear.from_float(nn.Conv2d(2, 2, 1))
 
@@ -281,7 +287,7 @@ def test_from_float_rejects_binary_and_wrong_type():
 @pytest.mark.parametrize("method", ["adabin", "sign", "xnor"])
 def test_signs_and_sets_reproduce_binary_weight(method):
     torch.manual_seed(7)
-    layer = BinaryConv2d(4, 6, 3, groups=2, method=method)
+    layer = method_spec(method).conv(4, 6, 3, groups=2)
     with torch.no_grad():
         layer.weight[0, 0, 0, 0] = layer.weight[0].mean()  # a tie with beta_w (adabin)
     signs = layer.weight_signs()
@@ -318,7 +324,7 @@ def test_input_signs_and_activation_set_reproduce_binarized_input(form):
 @pytest.mark.parametrize("estimator", ["ste", "ede"])
 def test_freeze_is_bit_identical(method, estimator):
     torch.manual_seed(9)
-    layer = BinaryConv2d(4, 6, 3, padding=1, groups=2, method=method, weight_estimator=estimator)
+    layer = method_spec(method).conv(4, 6, 3, padding=1, groups=2, weight_estimator=estimator)
     if method == "adabin":
         _randomize_act(layer)
     x = torch.randn(2, 4, 6, 6)

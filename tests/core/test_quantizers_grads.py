@@ -81,13 +81,34 @@ def _closed_form_weight_grad(w, g, estimator, t=0.1, k=10.0, eps=1e-5):
     dims = tuple(range(1, w.dim()))
     n = w[0].numel()
     b = w.mean(dim=dims, keepdim=True)
-    a = torch.sqrt(((w - b) ** 2).mean(dim=dims, keepdim=True) + eps)
+    a = torch.sqrt(((w - b) ** 2).mean(dim=dims, keepdim=True)).clamp_min(eps)
     u = (w - b) / a
     s = sgn(u)
     D = torch.ones_like(u) if estimator == "ste" else k * t * (1 - torch.tanh(t * u) ** 2)
     ga = (g * (s - D * u)).sum(dim=dims).reshape(shape)
     gb = (g * (1 - D)).sum(dim=dims).reshape(shape)
     return g * D + gb / n + ga * u / n
+
+
+@pytest.mark.parametrize("estimator", ["ste", "ede"])
+def test_adabin_weight_gradient_on_the_eps_floor(estimator):
+    # Channel 0 has a std below eps: alpha_w is the constant floor there, so no gradient flows
+    # through it (autograd on the literal max(std, eps) formula agrees).
+    torch.manual_seed(4)
+    w = torch.randn(3, 6, dtype=F64)
+    w[0] = 0.3 + 1e-7 * torch.randn(6, dtype=F64)
+    w.requires_grad_()
+    g = torch.randn(3, 6, dtype=F64)
+    (gw,) = torch.autograd.grad(adabin_weight(w, estimator, t=0.7, k=1.5, eps=1e-5), w, g)
+    expected = _closed_form_weight_grad(w.detach(), g, estimator, t=0.7, k=1.5, eps=1e-5)
+    a = w.detach().std(dim=1, correction=0)
+    assert a[0] < 1e-5 < a[1:].min()
+    u0 = (w.detach()[0] - w.detach()[0].mean()) / 1e-5
+    d0 = torch.ones(6, dtype=F64)
+    if estimator == "ede":
+        d0 = 0.7 * 1.5 * (1 - torch.tanh(0.7 * u0) ** 2)
+    expected[0] = g[0] * d0 + (g[0] * (1 - d0)).sum() / 6  # beta path only, alpha constant
+    torch.testing.assert_close(gw, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("estimator", ["ste", "ede"])

@@ -36,7 +36,7 @@ def _hand_adabin_weight(w: torch.Tensor, eps: float = 1e-5):
     w64 = w.double().reshape(w.shape[0], -1)
     n = w64.shape[1]
     beta = w64.sum(dim=1, keepdim=True) / n
-    alpha = torch.sqrt(((w64 - beta) ** 2).sum(dim=1, keepdim=True) / n + eps)
+    alpha = torch.sqrt(((w64 - beta) ** 2).sum(dim=1, keepdim=True) / n).clamp_min(eps)
     s = torch.where(w64 - beta >= 0, 1.0, -1.0).double()
     wb = alpha * s + beta
     return alpha.reshape(-1), beta.reshape(-1), wb.reshape(w.shape)
@@ -68,8 +68,8 @@ def test_adabin_weight_set_matches_formula_on_small_tensor():
     alpha, beta = adabin_weight_set(w, eps)
     assert alpha.shape == beta.shape == (2, 1)
     assert torch.equal(beta.reshape(-1), torch.tensor([3.0, 0.0]))
-    # sqrt(var + eps): float32 rounding of the reduction can differ in the last ulp.
-    expected_alpha = torch.tensor([math.sqrt(3.5 + eps), math.sqrt(1.0 + eps)])
+    # sqrt(var) (eps is only a floor): float32 rounding of the reduction may differ in one ulp.
+    expected_alpha = torch.tensor([math.sqrt(3.5), 1.0])
     torch.testing.assert_close(alpha.reshape(-1), expected_alpha, rtol=1e-6, atol=0)
     wb = adabin_weight(w, eps=eps)
     # Wb = alpha*sgn(W - beta) + beta; entry 3.0 equals beta exactly and maps to +alpha.
@@ -78,6 +78,30 @@ def test_adabin_weight_set_matches_formula_on_small_tensor():
         [[3.0 - a0, 3.0 - a0, 3.0 + a0, 3.0 + a0], [-a1, -a1, a1, a1]], dtype=torch.float32
     )
     torch.testing.assert_close(wb, expected, rtol=1e-6, atol=0)
+
+
+def test_alpha_w_is_the_population_std_exactly_on_trained_layer_scales():
+    # ADABIN.md section 2: eps is a floor, never an added term. On weights with the variance of
+    # trained layers (1e-3 to 6e-3) alpha_w must equal the population std; the former
+    # sqrt(var + 1e-5) was off by up to 0.5 %, far outside this float64 tolerance.
+    torch.manual_seed(3)
+    for var in (1e-3, 6e-3):
+        w = torch.randn(16, 64, 3, 3, dtype=torch.float64) * math.sqrt(var)
+        alpha, _ = adabin_weight_set(w, 1e-5)
+        std = w.reshape(16, -1).std(dim=1, correction=0)
+        torch.testing.assert_close(alpha.reshape(-1), std, rtol=1e-14, atol=0)
+        added = torch.sqrt(std.square() + 1e-5)
+        assert ((added - std) / std).min() > 5e-4  # what the added term would have cost
+
+
+def test_alpha_w_floor_only_for_degenerate_channels():
+    w = torch.tensor([[0.5, 0.5, 0.5, 0.5], [1.0, 1.0, 1.0, 1.0 + 1e-7], [0.0, 1.0, 0.0, 1.0]])
+    alpha, _ = adabin_weight_set(w.double(), 1e-5)
+    assert alpha.reshape(-1).tolist()[:2] == [1e-5, 1e-5]  # constant / near-constant rows
+    assert alpha.reshape(-1).tolist()[2] == 0.5
+    wb = adabin_weight(w.double(), eps=1e-5)
+    # the all-equal channel binarizes to {beta + eps} everywhere (sgn(0) = +1)
+    assert torch.equal(wb[0], torch.full((4,), 0.5 + 1e-5, dtype=torch.float64))
 
 
 def test_adabin_weight_exact_against_same_arithmetic():
@@ -100,7 +124,7 @@ def test_adabin_weight_population_std_float64_reference():
     torch.testing.assert_close(beta.reshape(-1).double(), hb, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(adabin_weight(w).double(), hwb, rtol=1e-5, atol=1e-6)
     # The population (divisor n), not the sample, standard deviation:
-    sample = torch.sqrt(w.reshape(6, -1).var(dim=1, correction=1) + 1e-5)
+    sample = w.reshape(6, -1).std(dim=1, correction=1)
     assert not torch.allclose(alpha.reshape(-1), sample)
 
 
@@ -119,10 +143,10 @@ def test_adabin_weight_two_values_per_channel_including_ties_with_beta():
     # middle entries equal beta -> +alpha side
     assert wb[1, 0, 0, 1] == (beta[1] + alpha[1]).reshape(())
     assert wb[2, 0, 0, 1] == (beta[2] + alpha[2]).reshape(())
-    # constant channels: every entry equals beta -> all +alpha (alpha = sqrt(eps) > 0)
+    # constant channels: every entry equals beta -> all +alpha (alpha = the eps floor > 0)
     assert torch.equal(wb[0].unique(), (beta[0] + alpha[0]).reshape(1))
     assert torch.equal(wb[3].unique(), (beta[3] + alpha[3]).reshape(1))
-    assert alpha[0].item() == pytest.approx(math.sqrt(1e-5), rel=1e-6)
+    assert alpha[0].item() == pytest.approx(1e-5, rel=1e-6)
 
 
 def test_adabin_weight_random_has_exactly_two_values_per_channel():

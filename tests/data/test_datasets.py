@@ -75,3 +75,14 @@ def test_imagefolder_missing_path_and_tiny_folder(tmp_path: Path) -> None:
     assert data.classes == ["cat", "dog"]
     gray = load_dataset(f"imagefolder:{tmp_path}", "train", image_size=16, in_chans=1)
     assert gray[0][0].shape == (1, 16, 16)
+
+
+def test_slice_of_a_builtin_takes_the_first_items_of_each_split() -> None:
+    full, part = load_dataset("digits", "train"), load_dataset("digits[:100]", "train")
+    assert len(part) == 100 and part.name == "digits[:100]"
+    assert torch.equal(part[99][0], full[99][0]) and part[99][1] == full[99][1]
+    middle = load_dataset("digits[10:20]", "test")
+    assert len(middle) == 10 and torch.equal(middle[0][0], load_dataset("digits", "test")[10][0])
+    for bad in ("digits[a:]", "digits[5:5]"):
+        with pytest.raises(ValueError, match="slice"):
+            load_dataset(bad, "train")

@@ -19,7 +19,9 @@ LAYER = {
     "data": 5,
     "train": 5,
     "zoo": 6,
+    "compat": 6,
     "pipelines": 7,
+    "integrations": 7,
     "cli": 8,
 }
 FORBIDDEN_PAIRS = {("train", "graph"), ("data", "graph"), ("zoo", "train"), ("data", "train")}

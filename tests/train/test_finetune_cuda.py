@@ -92,3 +92,17 @@ def test_resume_exact_on_cuda(digits, tmp_path: Path, precision: str) -> None:
         assert state["scaler"]["scale"] > 0
     for key, value in full.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_compiled_channels_last_bf16_finetune(digits, tmp_path: Path) -> None:
+    train, val = digits
+    teacher = _float_net()
+    student = _student(teacher)
+    result = finetune(student, teacher, train, val, epochs=2, lr=5e-3, compile=True,
+                      precision="bf16", out_dir=tmp_path, **FAST)  # fmt: skip
+    conv = student[3].weight
+    assert conv.is_cuda and conv.is_contiguous(memory_format=torch.channels_last)  # the default
+    assert all(math.isfinite(r["train_loss"]) for r in result.history)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["config"]["compile"] and not any("_orig_mod" in k for k in state["model"])

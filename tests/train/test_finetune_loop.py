@@ -241,7 +241,8 @@ def test_non_finite_in_first_epoch_says_no_checkpoint(digits, tmp_path: Path) ->
 
 
 def test_data_order_depends_only_on_seed_and_epoch() -> None:
-    from autobin.train.loop import _Dist, epoch_indices
+    from autobin.train.distributed import Ranks as _Dist
+    from autobin.train.sampling import epoch_indices
 
     one = _Dist()
     assert epoch_indices(50, 3, 2, one) == epoch_indices(50, 3, 2, one)

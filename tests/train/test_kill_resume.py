@@ -24,7 +24,8 @@ SCRIPT = textwrap.dedent(
     torch.manual_seed(0)
     teacher = timm.create_model("resnet10t", num_classes=10, in_chans=1)
     cfg = {"batch_size": 64, "seed": 3, "progress": False, "plots": False}
-    train_float(teacher, "digits", epochs=1, out_dir=out + "/teacher", config=cfg)
+    # resume=True: the second launch reuses the finished teacher run instead of refusing it
+    train_float(teacher, "digits", epochs=1, out_dir=out + "/teacher", config=cfg, resume=True)
     student = autobin.binarize(teacher, example_inputs=(torch.zeros(2, 1, 8, 8),))
 
     class KillMidEpoch(Callback):

@@ -1,0 +1,79 @@
+"""``autobin bench``: per-layer and end-to-end timings of float, fake-quantized and deployed models.
+
+Heavy imports (timm, the deploy kernels) happen inside the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``autobin bench`` on the top-level subcommand parser."""
+    p = sub.add_parser(
+        "bench",
+        help="time float vs fake-quantized vs deployed (packed) model, per layer and end to end",
+    )
+    p.add_argument("arch", help="timm architecture name, e.g. resnet18")
+    p.add_argument("--recipe", default="adabin", help="recipe name or YAML path (default adabin)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--reps", type=int, default=10, help="timed repetitions (median, default 10)")
+    p.add_argument(
+        "--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+        help="input height and width (default: the model's own, 224x224 for resnet18)",
+    )  # fmt: skip
+    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
+    p.add_argument("--in-chans", type=int, default=None, help="input channels")
+    p.add_argument(
+        "--kernel", default=None, help="force a kernel path: avx512, avx2, portable, reference"
+    )
+    p.add_argument(
+        "--clock", choices=["wall", "thread"], default="wall",
+        help="'thread': CPU time of the calling thread (only with --threads 1; a busy machine "
+        "does not inflate it)",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the timings as JSON")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark and print the table (or JSON)."""
+    import contextlib
+    import dataclasses
+
+    import torch
+
+    from ..deploy import use_kernel
+    from ..deploy.bench import bench_timm
+
+    if args.batch < 1 or args.reps < 1:
+        raise ValueError("--batch and --reps must be at least 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    kwargs = {}
+    if args.num_classes is not None:
+        kwargs["num_classes"] = args.num_classes
+    if args.in_chans is not None:
+        kwargs["in_chans"] = args.in_chans
+    forced = use_kernel(args.kernel) if args.kernel else contextlib.nullcontext()
+    with forced:
+        result = bench_timm(
+            args.arch,
+            recipe=args.recipe,
+            batch=args.batch,
+            input_size=tuple(args.input_size) if args.input_size else None,
+            reps=args.reps,
+            clock=args.clock,
+            **kwargs,
+        )
+    if args.json:
+        data = dataclasses.asdict(result)
+        data["breakdown"] = result.breakdown()
+        print(json.dumps(data, indent=2))
+    else:
+        print(result.table())
+    return 0

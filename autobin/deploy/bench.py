@@ -1,0 +1,276 @@
+"""Side-by-side timings of a float model, its fake-quantized binarization and its deployment.
+
+Used by ``autobin bench`` and ``benchmarks/deploy_end_to_end.py``. All three models run in the
+same process on the same input; every number is a median over repetitions.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .build import active_kernel
+from .layers import InferenceMaxout, PackedConv2d, PackedLinear
+from .model import DeployedModel, deploy
+
+
+def median_time(fn: Callable[[], Any], *, reps: int = 10, warmup: int = 2,
+                clock: Callable[[], float] = time.perf_counter) -> float:  # fmt: skip
+    """Median time of ``fn()`` in seconds over ``reps`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    for _ in range(reps):
+        t = clock()
+        fn()
+        times.append(clock() - t)
+    return statistics.median(times)
+
+
+def _leaves(model: nn.Module) -> dict[str, nn.Module]:
+    """Modules timed as one layer: childless ones and the deploy modules (whose children, such
+    as the original Maxout kept inside an InferenceMaxout, do not run)."""
+    whole = (PackedConv2d, PackedLinear, InferenceMaxout)
+    out: dict[str, nn.Module] = {}
+    inside: list[str] = []
+    for name, m in model.named_modules():
+        if any(name.startswith(p + ".") for p in inside):
+            continue
+        if isinstance(m, whole):
+            inside.append(name)
+            out[name] = m
+        elif not list(m.children()) and not isinstance(m, nn.Identity):
+            out[name] = m
+    return out
+
+
+def layer_times(
+    model: nn.Module,
+    run: Callable[[], Any],
+    reps: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """Median time per leaf module (packed layers count as leaves) over ``reps`` runs."""
+    leaves = _leaves(model)
+    samples: dict[str, list[float]] = {n: [] for n in leaves}
+    starts: dict[str, float] = {}
+    hooks = []
+    for name, m in leaves.items():
+        hooks.append(
+            m.register_forward_pre_hook(
+                lambda mod, args, name=name: starts.__setitem__(name, clock())
+            )
+        )
+        hooks.append(m.register_forward_hook(
+            lambda mod, args, out, name=name: samples[name].append(
+                clock() - starts[name])))  # fmt: skip
+    try:
+        run()
+        for s in samples.values():
+            s.clear()
+        for _ in range(reps):
+            run()
+    finally:
+        for h in hooks:
+            h.remove()
+    # a module called k times per forward contributes k samples per run
+    return {n: statistics.median(s) * len(s) / reps for n, s in samples.items() if s}
+
+
+@dataclass
+class ModelBench:
+    """Timings (seconds per forward) of the float, fake-quantized and deployed models."""
+
+    arch: str
+    recipe: str
+    input_shape: tuple[int, ...]
+    threads: int
+    kernel: str
+    total: dict[str, float] = field(default_factory=dict)
+    layers: dict[str, dict[str, float]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    packing: float = 0.0
+    clock: str = "wall"
+    state_bytes: dict[str, int] = field(default_factory=dict)
+
+    def breakdown(self) -> dict[str, float]:
+        """Where the deployed model's time goes: packed layers (with input packing), float
+        compute layers, other modules, and glue (graph ops outside modules, e.g. shortcuts)."""
+        parts = {"packed binary layers": 0.0, "float conv/linear": 0.0, "other modules": 0.0}
+        for name, t in self.layers.items():
+            d = t.get("deployed", 0.0)
+            kind = self.kinds.get(name, "other")
+            key = {"packed": "packed binary layers", "float": "float conv/linear"}.get(
+                kind, "other modules"
+            )
+            parts[key] += d
+        parts["  of which input packing"] = self.packing
+        parts["glue (outside modules)"] = max(0.0, self.total["deployed"] - sum(
+            v for k, v in parts.items() if not k.startswith("  ")))  # fmt: skip
+        return parts
+
+    def table(self) -> str:
+        """The per-layer and end-to-end table ``autobin bench`` prints."""
+        ms = 1e3
+        cols = ("float ms", "fake ms", "deploy ms")
+        head = f"{'layer':34s} {'kind':7s} " + " ".join(f"{c:>9s}" for c in cols) + "  x float"
+        lines = [
+            f"{self.arch} ({self.recipe}), input {tuple(self.input_shape)}, {self.threads} "
+            f"thread(s), kernel path {self.kernel}, {self.clock} clock",
+            head,
+            "-" * len(head),
+        ]
+        for name, t in self.layers.items():
+            f, q, d = (t.get(k) for k in ("float", "fake", "deployed"))
+            ratio = f"{f / d:8.1f}" if f and d else f"{'':8s}"
+            cells = " ".join(f"{v * ms:9.3f}" if v is not None else f"{'-':>9s}" for v in (f, q, d))
+            lines.append(f"{name[:34]:34s} {self.kinds.get(name, ''):7s} {cells} {ratio}")
+        lines.append("-" * len(head))
+        tot = self.total
+        lines.append(
+            f"{'end to end':34s} {'':7s} {tot['float'] * ms:9.3f} {tot['fake'] * ms:9.3f} "
+            f"{tot['deployed'] * ms:9.3f} {tot['float'] / tot['deployed']:8.1f}"
+        )
+        lines.append(
+            f"deployed vs float: {tot['float'] / tot['deployed']:.2f}x faster; vs fake-quantized: "
+            f"{tot['fake'] / tot['deployed']:.2f}x"
+        )
+        lines.append("deployed time by part:")
+        for k, v in self.breakdown().items():
+            lines.append(f"  {k:34s} {v * ms:9.3f} ms  {100 * v / tot['deployed']:5.1f} %")
+        sb = self.state_bytes
+        lines.append(
+            f"parameter and buffer bytes: float {sb['float']:,}, deployed {sb['deployed']:,} "
+            f"({sb['float'] / sb['deployed']:.1f}x smaller)"
+        )
+        return "\n".join(lines)
+
+
+def _kind(module: nn.Module) -> str:
+    from ..nn import BinaryLayer
+
+    if isinstance(module, (PackedConv2d, PackedLinear)):
+        return "packed"
+    if isinstance(module, BinaryLayer):
+        return "binary"
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        return "float"
+    return "other"
+
+
+def bench_models(
+    float_model: nn.Module,
+    bnn: nn.Module,
+    x: torch.Tensor,
+    *,
+    arch: str = "",
+    recipe: str = "",
+    reps: int = 10,
+    fast: DeployedModel | None = None,
+    clock: str = "wall",
+) -> ModelBench:
+    """Time ``float_model``, ``bnn`` (fake-quantized) and ``deploy(bnn)`` on ``x``.
+
+    All run under ``torch.no_grad()`` on channels-last input (the deployment's layout; the float
+    model gets the same), end to end in round robin (median of ``reps`` rounds). Per-layer times
+    come from forward hooks in separate runs, so they include the hooks' small overhead.
+    ``clock="thread"`` measures the calling thread's CPU time instead of wall time (meaningful
+    with one thread, where torch and the kernels run on the caller: a busy machine does not
+    inflate it).
+    """
+    if clock not in ("wall", "thread"):
+        raise ValueError(f"clock must be 'wall' or 'thread', got {clock!r}")
+    if clock == "thread" and torch.get_num_threads() != 1:
+        raise ValueError("clock='thread' measures one thread: call torch.set_num_threads(1)")
+    now = time.thread_time if clock == "thread" else time.perf_counter
+    float_model, bnn = float_model.eval(), bnn.eval()
+    fast = fast if fast is not None else deploy(bnn)
+    xl = x.contiguous(memory_format=torch.channels_last)
+    models = {"float": float_model, "fake": bnn, "deployed": fast}
+    result = ModelBench(
+        arch, recipe, tuple(x.shape), torch.get_num_threads(), active_kernel(), clock=clock
+    )
+    with torch.no_grad():
+        samples: dict[str, list[float]] = {key: [] for key in models}
+        for m in models.values():
+            m(xl)
+        for _ in range(reps):  # round robin: a change of machine load hits all three alike
+            for key, m in models.items():
+                t = now()
+                m(xl)
+                samples[key].append(now() - t)
+        result.total = {key: statistics.median(s) for key, s in samples.items()}
+        for key, m in models.items():
+            root = m.model if isinstance(m, DeployedModel) else m
+            for name, t in layer_times(root, lambda m=m: m(xl), reps, now).items():
+                result.layers.setdefault(name, {})[key] = t
+                if key != "float" or name not in result.kinds:
+                    result.kinds[name] = _kind(root.get_submodule(name))
+        result.packing = _packing_time(fast, xl, reps, now)
+    result.state_bytes = {
+        "float": fast.summary.float_state_bytes,
+        "deployed": fast.summary.state_bytes,
+    }
+    return result
+
+
+def _packing_time(
+    fast: DeployedModel, x: torch.Tensor, reps: int, clock: Callable[[], float]
+) -> float:
+    """Total time the packed layers spend binarizing and bit-packing their inputs."""
+    path = active_kernel()
+    if path == "reference":
+        return 0.0
+    inputs: dict[str, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, a, n=n: inputs.__setitem__(n, a[0]))
+        for n, m in fast.model.named_modules()
+        if isinstance(m, PackedConv2d)
+    ]
+    try:
+        fast(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    total = 0.0
+    for name, inp in inputs.items():
+        layer = fast.model.get_submodule(name)
+        total += median_time(
+            lambda layer=layer, inp=inp: layer.pack_input(inp, path), reps=reps, clock=clock
+        )
+    return total
+
+
+def bench_timm(
+    arch: str,
+    *,
+    recipe: str = "adabin",
+    batch: int = 1,
+    input_size: tuple[int, int] | None = None,
+    reps: int = 10,
+    clock: str = "wall",
+    **create_kwargs: Any,
+) -> ModelBench:
+    """Build ``arch`` with timm (random weights), binarize it with ``recipe``, bench all three."""
+    import timm
+
+    from ..graph import binarize
+
+    torch.manual_seed(0)
+    model = timm.create_model(arch, pretrained=False, **create_kwargs).eval()
+    chans, *size = model.pretrained_cfg.get("input_size", (3, 224, 224))
+    if input_size is not None:
+        size = list(input_size)
+    chans = create_kwargs.get("in_chans", chans)
+    x = torch.randn(batch, chans, *size)
+    bnn = binarize(model, recipe, example_inputs=(x[:1].repeat(2, 1, 1, 1),)).eval()
+    return bench_models(model, bnn, x, arch=arch, recipe=str(recipe), reps=reps, clock=clock)
+
+
+__all__ = ["ModelBench", "bench_models", "bench_timm", "layer_times", "median_time"]

@@ -1,0 +1,10 @@
+"""Errors of :mod:`autobin.deploy`."""
+
+from __future__ import annotations
+
+
+class DeployError(RuntimeError):
+    """A model or input cannot be deployed or run with the packed kernels (message says why)."""
+
+
+__all__ = ["DeployError"]

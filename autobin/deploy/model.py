@@ -1,0 +1,351 @@
+"""``autobin.deploy``: an inference-only copy of a binarized model with packed binary layers."""
+
+from __future__ import annotations
+
+import copy
+import operator
+import sys
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
+from .build import active_kernel
+from .errors import DeployError
+from .layers import InferenceMaxout, PackedConv2d, PackedLinear, unsupported_reason
+
+FLOAT_MODEL_ATTR = "_autobin_float_model"  # the teacher binarize() keeps; not part of a deployment
+
+WeightSigns = Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+"""Binary weights by layer path: ``(signs (bool, shaped like the weight), alpha_w, beta_w)``."""
+
+
+class NoBinaryLayersWarning(UserWarning):
+    """``deploy`` was given a model without binary layers; it returns the model unchanged."""
+
+
+@dataclass
+class DeploySummary:
+    """What :func:`deploy` did.
+
+    Attributes:
+        packed: paths of the layers now packed.
+        folded_norms: ``{packed layer path: BatchNorm path}`` folded into the packed layer.
+        float_folded_norms: ``{float conv path: BatchNorm path}`` folded into a float conv.
+        maxouts: paths of the Maxouts now run by the compiled kernel (:class:`InferenceMaxout`).
+        residuals: packed convs that add their input (fused Bi-Real shortcuts).
+        kept: ``{path: reason}`` binary layers left fake-quantized (not packable).
+        state_bytes: bytes of the deployed model's parameters and buffers.
+        float_state_bytes: bytes of the source model's parameters and buffers as float32.
+    """
+
+    packed: list[str] = field(default_factory=list)
+    folded_norms: dict[str, str] = field(default_factory=dict)
+    float_folded_norms: dict[str, str] = field(default_factory=dict)
+    maxouts: list[str] = field(default_factory=list)
+    residuals: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+    state_bytes: int = 0
+    float_state_bytes: int = 0
+
+    def __str__(self) -> str:
+        ratio = self.float_state_bytes / max(1, self.state_bytes)
+        lines = [
+            f"packed binary layers: {len(self.packed)} (BatchNorm folded into "
+            f"{len(self.folded_norms)}, shortcut fused into {len(self.residuals)}), BatchNorm "
+            f"folded into {len(self.float_folded_norms)} float convs, {len(self.maxouts)} Maxouts "
+            f"compiled; kernel path: {active_kernel()}",
+            f"parameter and buffer bytes: {self.state_bytes:,} deployed vs "
+            f"{self.float_state_bytes:,} float32 ({ratio:.1f}x smaller)",
+        ]
+        lines += [f"kept fake-quantized: {p} ({why})" for p, why in self.kept.items()]
+        return "\n".join(lines)
+
+
+def _state_bytes(model: nn.Module, as_float32: bool) -> int:
+    total = 0
+    for t in [*model.parameters(), *model.buffers()]:
+        size = 4 if (as_float32 and t.is_floating_point()) else t.element_size()
+        total += t.numel() * size
+    return total
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, module)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _foldable_norm(norm: nn.Module) -> bool:
+    return (
+        type(norm) is nn.BatchNorm2d
+        and not norm.training
+        and norm.running_mean is not None
+        and norm.running_var is not None
+    )
+
+
+def _fold_norms(root: nn.Module, summary: DeploySummary) -> dict[str, tuple[nn.Module, str]]:
+    """Remove every eval BatchNorm2d that only follows a conv in an fx graph.
+
+    A float conv absorbs it at once (``fuse_conv_bn_eval``); for a packable binary conv it is
+    returned as ``{conv path: (norm, norm path)}`` for the packed layer. The graphs then pass
+    the conv output on directly.
+    """
+    folded: dict[str, tuple[nn.Module, str]] = {}
+    for prefix, gm in list(root.named_modules()):
+        if not isinstance(gm, fx.GraphModule):
+            continue
+        calls: dict[str, int] = {}
+        for node in gm.graph.nodes:
+            if node.op == "call_module":
+                calls[node.target] = calls.get(node.target, 0) + 1
+        changed = False
+        for node in list(gm.graph.nodes):
+            if node.op != "call_module" or len(node.users) != 1:
+                continue
+            conv = gm.get_submodule(node.target)
+            is_float = type(conv) is nn.Conv2d and conv.padding_mode == "zeros"
+            packable = isinstance(conv, BinaryConv2d) and unsupported_reason(conv) is None
+            if not (is_float or packable):
+                continue
+            if calls[node.target] != 1:
+                continue
+            (user,) = node.users
+            if user.op != "call_module" or calls.get(user.target) != 1:
+                continue
+            norm = gm.get_submodule(user.target)
+            if not _foldable_norm(norm):
+                continue
+            user.replace_all_uses_with(node)
+            gm.graph.erase_node(user)
+            conv_path, norm_path = _join(prefix, node.target), _join(prefix, user.target)
+            if is_float:
+                _set_module(gm, node.target, fuse_conv_bn_eval(conv, norm))
+                summary.float_folded_norms[conv_path] = norm_path
+            else:
+                folded[conv_path] = (norm, norm_path)
+            _set_module(gm, user.target, nn.Identity())
+            changed = True
+        if changed:
+            gm.graph.lint()
+            gm.recompile()
+    return folded
+
+
+_ADDS = (operator.add, torch.add, operator.iadd)
+
+
+def _keeps_shape(conv: BinaryConv2d) -> bool:
+    """Whether the conv's output always has its input's shape (stride 1, "same" zero padding)."""
+    if conv.in_channels != conv.out_channels or tuple(conv.stride) != (1, 1):
+        return False
+    if getattr(conv, "dynamic_same_padding", False):
+        return True
+    pads = _padding_of(conv)
+    return pads is not None and all(
+        before + after == d * (k - 1)
+        for (before, after), k, d in zip(pads, conv.kernel_size, conv.dilation)
+    )
+
+
+def _padding_of(conv: BinaryConv2d) -> list[tuple[int, int]] | None:
+    if conv.padding == "valid":
+        return [(0, 0), (0, 0)]
+    if conv.padding == "same":
+        return [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
+                for k, d in zip(conv.kernel_size, conv.dilation)]  # fmt: skip
+    if isinstance(conv.padding, str):
+        return None
+    return [(p, p) for p in conv.padding]
+
+
+def _fuse_residuals(root: nn.Module) -> set[str]:
+    """Find ``conv(x) + x`` (the Bi-Real shortcut after a folded BatchNorm) in the fx graphs.
+
+    The add is removed and the conv's path returned: its packed layer adds its input itself.
+    """
+    fused: set[str] = set()
+    for prefix, gm in list(root.named_modules()):
+        if not isinstance(gm, fx.GraphModule):
+            continue
+        changed = False
+        for node in list(gm.graph.nodes):
+            if node.op != "call_module" or len(node.users) != 1 or not node.args:
+                continue
+            conv = gm.get_submodule(node.target)
+            if not isinstance(conv, BinaryConv2d) or unsupported_reason(conv) is not None:
+                continue
+            (user,) = node.users
+            if user.op != "call_function" or user.target not in _ADDS or user.kwargs:
+                continue
+            if sorted(map(id, user.args)) != sorted((id(node), id(node.args[0]))):
+                continue
+            if not _keeps_shape(conv):
+                continue
+            user.replace_all_uses_with(node)
+            gm.graph.erase_node(user)
+            fused.add(_join(prefix, node.target))
+            changed = True
+        if changed:
+            gm.graph.lint()
+            gm.recompile()
+    return fused
+
+
+class DeployedModel(nn.Module):
+    """Inference-only model whose binary layers run packed XNOR/popcount kernels.
+
+    Call it like the source model. Tensor inputs must not require grad; 4-D float inputs are
+    made channels-last (the packed kernels read and write that layout). Outputs equal the
+    source model's eval-mode outputs up to float rounding (see :mod:`autobin.deploy`).
+
+    Attributes:
+        model: the rewritten module.
+        summary: the :class:`DeploySummary`.
+    """
+
+    def __init__(self, model: nn.Module, summary: DeploySummary) -> None:
+        super().__init__()
+        self.model = model
+        self.summary = summary
+        super().train(False)
+
+    def train(self, mode: bool = True) -> DeployedModel:
+        if mode:
+            raise DeployError(
+                "a deployed model is inference only and cannot be put in training mode; train "
+                "the fake-quantized model and call autobin.deploy on it again"
+            )
+        return super().train(False)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        values = [*args, *kwargs.values()]
+        for v in values:
+            if isinstance(v, torch.Tensor) and v.requires_grad:
+                raise DeployError(
+                    "a deployed model is inference only: an input requires grad; pass "
+                    "tensor.detach() (gradients need the fake-quantized model)"
+                )
+        args = tuple(_channels_last(a) for a in args)
+        kwargs = {k: _channels_last(v) for k, v in kwargs.items()}
+        with torch.no_grad():
+            return self.model(*args, **kwargs)
+
+
+def _channels_last(v: Any) -> Any:
+    if isinstance(v, torch.Tensor) and v.dim() == 4 and v.is_floating_point():
+        return v.contiguous(memory_format=torch.channels_last)
+    return v
+
+
+def _deepcopy(model: nn.Module, memo: dict) -> nn.Module:
+    """``copy.deepcopy``; an fx graph copies node by node recursively, so deep networks (e.g.
+    EfficientNets) need more than Python's default recursion limit."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20000))
+    try:
+        return copy.deepcopy(model, memo)
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def deploy(
+    model: nn.Module,
+    *,
+    fold_norms: bool = True,
+    fuse_residuals: bool = True,
+    weight_signs: WeightSigns | None = None,
+) -> nn.Module:
+    """Inference-only copy of a binarized model with packed binary layers.
+
+    Every binary conv/linear (:class:`autobin.nn.BinaryLayer`) becomes a
+    :class:`PackedConv2d` / :class:`PackedLinear`: weights bit-packed once, inputs binarized
+    and packed along channels at run time, outputs from XOR/popcount plus the AdaBin correction
+    terms. In fx-traced models (what :func:`autobin.binarize` returns) a BatchNorm2d that only
+    follows a conv is folded into it (binary or float). Maxouts run a one-pass compiled kernel
+    with the same values; the other float parts (stem, classifier, shortcuts, ...) run as
+    before. ``model`` is not modified.
+
+    Args:
+        model: a binarized model in eval mode.
+        fold_norms: fold BatchNorms into the packed layers where the graph allows.
+        fuse_residuals: let a packed conv add its own input where the graph adds it right
+            after the conv (and its folded BatchNorm): the Bi-Real shortcut.
+        weight_signs: binary weights by layer path, used instead of the layers' own (the zoo
+            passes its stored packed signs, so they are packed without a float detour).
+
+    Returns:
+        A :class:`DeployedModel`; or ``model`` itself, with a :class:`NoBinaryLayersWarning`,
+        when it has no binary layers.
+
+    Raises:
+        DeployError: ``model`` is in training mode.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"deploy expects an nn.Module, got {type(model).__name__}")
+    if isinstance(model, DeployedModel):
+        return model
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, BinaryLayer)}
+    if not layers:
+        warnings.warn(
+            "deploy: the model has no binary layers (binarize it with autobin.binarize first); "
+            "returning it unchanged",
+            NoBinaryLayersWarning,
+            stacklevel=2,
+        )
+        return model
+    if model.training:
+        raise DeployError(
+            "deploy makes an inference-only model, but the model is in training mode (BatchNorm "
+            "would use batch statistics); call model.eval() first"
+        )
+    teacher = getattr(model, FLOAT_MODEL_ATTR, None)
+    memo = {id(teacher): None} if teacher is not None else {}
+    work = _deepcopy(model, memo)
+    if FLOAT_MODEL_ATTR in work.__dict__:
+        object.__delattr__(work, FLOAT_MODEL_ATTR)
+    summary = DeploySummary(float_state_bytes=_state_bytes(model, as_float32=True))
+    folded = _fold_norms(work, summary) if fold_norms else {}
+    residuals = _fuse_residuals(work) if fuse_residuals else set()
+    for name, layer in [(n, m) for n, m in work.named_modules() if isinstance(m, BinaryLayer)]:
+        reason = unsupported_reason(layer)
+        if reason is not None:
+            summary.kept[name] = reason
+            continue
+        options: dict[str, Any] = {}
+        if weight_signs is not None and name in weight_signs:
+            signs, alpha, beta = weight_signs[name]
+            options = {"signs": signs, "weight_set": (alpha, beta)}
+        norm, norm_path = folded.get(name, (None, None))
+        if isinstance(layer, BinaryConv2d):
+            packed = PackedConv2d(layer, norm=norm, residual=name in residuals, **options)
+        else:
+            assert isinstance(layer, BinaryLinear)
+            packed = PackedLinear(layer, norm=norm, **options)
+        _set_module(work, name, packed)
+        if name in residuals:
+            summary.residuals.append(name)
+        summary.packed.append(name)
+        if norm_path is not None:
+            summary.folded_norms[name] = norm_path
+    for name, m in [(n, m) for n, m in work.named_modules() if isinstance(m, Maxout)]:
+        _set_module(work, name, InferenceMaxout(m))
+        summary.maxouts.append(name)
+    for p in work.parameters():
+        p.requires_grad_(False)
+    work.eval()
+    summary.state_bytes = _state_bytes(work, as_float32=False)
+    return DeployedModel(work, summary)
+
+
+__all__ = ["DeploySummary", "DeployedModel", "NoBinaryLayersWarning", "WeightSigns", "deploy"]

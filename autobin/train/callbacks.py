@@ -1,0 +1,37 @@
+"""What user code sees of a running loop: :class:`LoopState` and the :class:`Callback` hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+
+
+@dataclass
+class LoopState:
+    """What callbacks see. ``epoch`` is 0-based; ``step`` counts optimizer steps taken."""
+
+    epoch: int
+    step: int
+    batch_index: int
+    loss: float
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Callback:
+    """Hooks into the loop; override any of them. Raising stops the run (no checkpoint)."""
+
+    def on_epoch_start(self, state: LoopState) -> None:
+        """Before the first batch of an epoch (after the binarization schedule is applied)."""
+
+    def on_step_end(self, state: LoopState) -> None:
+        """After each optimizer step."""
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        """After evaluation and checkpointing; ``state.metrics`` holds the epoch's record."""

@@ -1,0 +1,32 @@
+"""``autobin bench`` prints float, fake-quantized and deployed timings side by side."""
+
+from __future__ import annotations
+
+import json
+
+from autobin.cli.main import main
+
+
+def test_bench_json_has_every_layer_of_all_three_models(capsys):
+    argv = ["bench", "resnet18", "--input-size", "32", "32", "--reps", "1", "--num-classes", "10"]
+    assert main([*argv, "--json", "--threads", "1"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["arch"] == "resnet18" and data["input_shape"] == [1, 3, 32, 32]
+    assert set(data["total"]) == {"float", "fake", "deployed"}
+    assert all(v > 0 for v in data["total"].values())
+    kinds = data["kinds"]
+    packed = [n for n, k in kinds.items() if k == "packed"]
+    assert len(packed) == 16 and "layer1.0.conv1" in packed
+    assert kinds["conv1"] == "float" and kinds["fc"] == "float"
+    assert set(data["layers"]["layer1.0.conv1"]) == {"float", "fake", "deployed"}
+    assert "layer1.0.bn1" not in {n for n, t in data["layers"].items() if "deployed" in t}
+    assert data["state_bytes"]["float"] > 8 * data["state_bytes"]["deployed"]
+
+
+def test_bench_table_and_bad_arguments(capsys):
+    argv = ["bench", "resnet18", "--input-size", "32", "32", "--reps", "1", "--num-classes", "10"]
+    assert main([*argv, "--kernel", "reference"]) == 0
+    out = capsys.readouterr().out
+    assert "kernel path reference" in out and "end to end" in out and "glue" in out
+    assert main([*argv, "--kernel", "avx9"]) == 2
+    assert "unknown kernel path 'avx9'" in capsys.readouterr().err
