@@ -268,6 +268,13 @@ def summarize(results: list[Result], wall: float, r18: float | None) -> float:
         f"success rate (binarize + forward + backward + binary share > 0): {100 * rate:.2f}% "
         f"(goal >= {100 * GOAL_SUCCESS:.1f}%: {'met' if rate >= GOAL_SUCCESS else 'NOT met'})"
     )
+    timeouts = [r for r in failed if r.stage == "timeout"]
+    if timeouts:
+        rest = len(tried) - len(timeouts)
+        print(
+            f"of which time budget ran out: {len(timeouts)}; success rate of the models that "
+            f"finished within it: {100 * len(ok) / rest if rest else 0.0:.2f}% ({len(ok)}/{rest})"
+        )
     if ok:
         shares = [r.binary_mac_share for r in ok]
         print(
