@@ -97,6 +97,7 @@ class ModelBench:
     kinds: dict[str, str] = field(default_factory=dict)
     packing: float = 0.0
     clock: str = "wall"
+    layouts: dict[str, str] = field(default_factory=dict)
     state_bytes: dict[str, int] = field(default_factory=dict)
 
     def breakdown(self) -> dict[str, float]:
@@ -122,7 +123,9 @@ class ModelBench:
         head = f"{'layer':34s} {'kind':7s} " + " ".join(f"{c:>9s}" for c in cols) + "  x float"
         lines = [
             f"{self.arch} ({self.recipe}), input {tuple(self.input_shape)}, {self.threads} "
-            f"thread(s), kernel path {self.kernel}, {self.clock} clock",
+            f"thread(s), kernel path {self.kernel}, {self.clock} clock; input layout: float "
+            f"{self.layouts.get('float')}, fake {self.layouts.get('fake')} (each the faster), "
+            "deployed channels_last",
             head,
             "-" * len(head),
         ]
@@ -177,8 +180,9 @@ def bench_models(
 ) -> ModelBench:
     """Time ``float_model``, ``bnn`` (fake-quantized) and ``deploy(bnn)`` on ``x``.
 
-    All run under ``torch.no_grad()`` on channels-last input (the deployment's layout; the float
-    model gets the same), end to end in round robin (median of ``reps`` rounds). Per-layer times
+    All run under ``torch.no_grad()``; the deployed model on channels-last input (its layout),
+    the float and fake-quantized models on the faster of NCHW and channels-last; end to end in
+    round robin (median of ``reps`` rounds). Per-layer times
     come from forward hooks in separate runs, so they include the hooks' small overhead.
     ``clock="thread"`` measures the calling thread's CPU time instead of wall time (meaningful
     with one thread, where torch and the kernels run on the caller: a busy machine does not
@@ -192,23 +196,31 @@ def bench_models(
     float_model, bnn = float_model.eval(), bnn.eval()
     fast = fast if fast is not None else deploy(bnn)
     xl = x.contiguous(memory_format=torch.channels_last)
+    xc = x.contiguous()
     models = {"float": float_model, "fake": bnn, "deployed": fast}
     result = ModelBench(
         arch, recipe, tuple(x.shape), torch.get_num_threads(), active_kernel(), clock=clock
     )
     with torch.no_grad():
+        # the float and fake-quantized models get the faster of NCHW and channels-last
+        inputs = {"deployed": xl}
+        for key in ("float", "fake"):
+            m = models[key]
+            t_nchw = median_time(lambda m=m: m(xc), reps=3, clock=now)
+            t_cl = median_time(lambda m=m: m(xl), reps=3, clock=now)
+            inputs[key] = xc if t_nchw <= t_cl else xl
+            result.layouts[key] = "nchw" if t_nchw <= t_cl else "channels_last"
         samples: dict[str, list[float]] = {key: [] for key in models}
-        for m in models.values():
-            m(xl)
         for _ in range(reps):  # round robin: a change of machine load hits all three alike
             for key, m in models.items():
                 t = now()
-                m(xl)
+                m(inputs[key])
                 samples[key].append(now() - t)
         result.total = {key: statistics.median(s) for key, s in samples.items()}
         for key, m in models.items():
             root = m.model if isinstance(m, DeployedModel) else m
-            for name, t in layer_times(root, lambda m=m: m(xl), reps, now).items():
+            run = lambda m=m, inp=inputs[key]: m(inp)  # noqa: E731
+            for name, t in layer_times(root, run, reps, now).items():
                 result.layers.setdefault(name, {})[key] = t
                 if key != "float" or name not in result.kinds:
                     result.kinds[name] = _kind(root.get_submodule(name))

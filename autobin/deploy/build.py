@@ -104,6 +104,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.autobin_cpu_features.argtypes = []
     lib.autobin_pack.restype = None
     lib.autobin_pack.argtypes = [ptr, i64, i64, i64, f32, i32, i32, ptr, ptr]
+    lib.autobin_packed_conv.restype = None
+    lib.autobin_packed_conv.argtypes = [ptr, *[i64] * 7, i32, i32, i32, ptr, i64, i64, f32,
+                                        ptr, ptr, *[i64] * 7, *[ptr] * 6]  # fmt: skip
     lib.autobin_maxout.restype = None
     lib.autobin_maxout.argtypes = [ptr, i64, i64, ptr, ptr, i32, ptr]
     lib.autobin_conv.restype = None

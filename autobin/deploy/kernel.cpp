@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -526,6 +527,26 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
       }
     }
   }
+}
+
+// Binarize, pack and convolve in one call: the layer's forward pass.
+//   x: (n, h, w, groups * cg) float32 channels-last input; residual != 0 adds x to the output
+//   (then the output must have the input's shape); other arguments as in autobin_conv.
+void autobin_packed_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t pt,
+                         int64_t pl, int64_t oh_size, int64_t ow_size, int residual, int path,
+                         int nthreads, float* out, int64_t groups, int64_t cg, float thr,
+                         const uint64_t* wt, const int32_t* pcw, int64_t og, int64_t kh,
+                         int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                         const double* cdot, const double* csw, const double* cn,
+                         const double* bias, const float* m, const float* csa) {
+  const int64_t k_words = (cg + 63) / 64;
+  const int64_t npix = n * h * w;
+  std::unique_ptr<uint64_t[]> act(new uint64_t[static_cast<size_t>(npix * groups * k_words)]);
+  std::unique_ptr<int32_t[]> sa(new int32_t[static_cast<size_t>(npix * groups)]);
+  autobin_pack(x, npix, groups * cg, groups, thr, path, nthreads, act.get(), sa.get());
+  autobin_conv(act.get(), sa.get(), n, h, w, groups, cg, wt, pcw, og, kh, kw, sh, sw, dh, dw, pt,
+               pl, oh_size, ow_size, cdot, csw, cn, bias, m, csa, residual ? x : nullptr, path,
+               nthreads, out);
 }
 
 }  // extern "C"

@@ -187,16 +187,27 @@ class _PackedLayer(nn.Module):
                          torch.get_num_threads(), act.data_ptr(), sa.data_ptr())  # fmt: skip
         return act, sa
 
+    def _static_args(self) -> tuple:
+        """The call's per-layer arguments (buffer addresses, geometry), rebuilt if the buffers
+        moved (a copy, ``load_state_dict``)."""
+        key = (self.wbits.data_ptr(), self.coefficients.data_ptr(), self.threshold)
+        if getattr(self, "_static_key", None) != key:
+            (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+            coef, kcoef = self.coefficients, self.kernel_coefficients
+            self._static = (
+                self.groups, self.in_channels // self.groups, self.threshold,
+                self.wbits.data_ptr(), self.pcw.data_ptr(), self.out_channels // self.groups,
+                kh, kw, sh, sw, dh, dw, coef[0].data_ptr(), coef[1].data_ptr(),
+                coef[3].data_ptr(), coef[4].data_ptr(), kcoef[0].data_ptr(), kcoef[1].data_ptr(),
+            )  # fmt: skip
+            self._static_key = key
+        return self._static
+
     def _kernel_conv(self, x: torch.Tensor, path: str) -> torch.Tensor:
-        lib = load_library()
-        code, threads = path_code(path), torch.get_num_threads()
         n, c, h, w = x.shape
-        g = self.groups
-        cg = c // g
         xl = x.permute(0, 2, 3, 1)
         if not xl.is_contiguous():
             xl = xl.contiguous()
-        act, sa = self.pack_input(xl.permute(0, 3, 1, 2), path)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         pt, pb, pl, pr = self.paddings(h, w)
         oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
@@ -213,13 +224,9 @@ class _PackedLayer(nn.Module):
                 f"for input {(c, h, w)}"
             )
         out = torch.empty((n, oh, ow, o), dtype=torch.float32)
-        coef, kcoef = self.coefficients, self.kernel_coefficients
-        lib.autobin_conv(
-            act.data_ptr(), sa.data_ptr(), n, h, w, g, cg, self.wbits.data_ptr(),
-            self.pcw.data_ptr(), o // g, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow,
-            coef[0].data_ptr(), coef[1].data_ptr(), coef[3].data_ptr(), coef[4].data_ptr(),
-            kcoef[0].data_ptr(), kcoef[1].data_ptr(), xl.data_ptr() if self.residual else None,
-            code, threads, out.data_ptr(),
+        load_library().autobin_packed_conv(
+            xl.data_ptr(), n, h, w, pt, pl, oh, ow, int(self.residual), path_code(path),
+            torch.get_num_threads(), out.data_ptr(), *self._static_args(),
         )  # fmt: skip
         return out.permute(0, 3, 1, 2)
 

@@ -42,8 +42,7 @@ def test_integer_outputs_equal_the_reference_exactly_on_every_path(k, s, p, d, g
     38 output channels (not a multiple of the 32-channel blocks), batch 1 (9x10 input) and 3
     (16x21: rows of interior positions, which the kernels read in place instead of gathering).
     """
-    if not _fits(k, d, p, 9):
-        pytest.skip("kernel larger than the padded input")
+    assert _fits(k, d, p, 9)  # the 9x10 input fits every kernel of the grid
     layer = integer_conv(70, 38, k, s, p, d, g, seed=k * 100 + s * 10 + p + d * 7 + g)
     packed = PackedConv2d(layer)
     for batch, (h, w) in ((1, (9, 10)), (3, (16, 21))):
@@ -60,11 +59,9 @@ def test_integer_outputs_equal_the_reference_exactly_on_every_path(k, s, p, d, g
 @pytest.mark.parametrize("form", ["paper", "code"])
 @pytest.mark.parametrize(("k", "s", "p", "d", "g"), GRID[::5])
 def test_random_sets_match_fake_quantization_within_the_bound(k, s, p, d, g, form):
-    if not _fits(k, d, p, 8):
-        pytest.skip("kernel larger than the padded input")
     layer = random_conv(130, 46, k, s, p, d, g, seed=k + 3 * s + 5 * p + 7 * d + g, form=form)
     packed = PackedConv2d(layer)
-    x = torch.randn(3, 130, 8, 11, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(3, 130, 9, 11, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         fake = layer(x)
     for path in PATHS:
@@ -213,3 +210,32 @@ def test_fused_residual_adds_the_input(kernel_path):
         fake = layer(x) + x
     bound = packed.error_bound + 2.0**-22 * float(fake.abs().max())
     assert_within_bound(_run(packed, x, kernel_path), fake, bound)
+
+
+def test_batch_64_and_string_padding_are_exact(kernel_path):
+    """Batch 64 (many pixel blocks and threads) and padding="same" with an even kernel
+    (asymmetric: one more row/column after than before)."""
+    for k, padding in ((3, 1), (4, "same")):
+        layer = integer_conv(20, 12, k, 1, padding, 2 if k == 4 else 1, 1, seed=k)
+        packed = PackedConv2d(layer)
+        x = torch.randn(64, 20, 6, 7, generator=torch.Generator().manual_seed(k))
+        ref = packed_conv_reference(packed, x)
+        with torch.no_grad():
+            assert torch.equal(ref, layer(x))
+        assert torch.equal(_run(packed, x, kernel_path), ref)
+
+
+def test_thread_counts_give_identical_results():
+    layer = integer_conv(70, 45, 3, 1, 1, 1, 1, seed=11)
+    packed = PackedConv2d(layer)
+    x = torch.randn(5, 70, 13, 9, generator=torch.Generator().manual_seed(0))
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            outs.append([_run(packed, x, p) for p in PATHS])
+    finally:
+        torch.set_num_threads(before)
+    for per_path in outs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(outs[0], per_path))

@@ -20,6 +20,7 @@ LAYER = {
     "train": 5,
     "zoo": 6,
     "compat": 6,
+    "deploy": 6,
     "pipelines": 7,
     "integrations": 7,
     "cli": 8,

@@ -9,7 +9,8 @@ import pytest
 
 from autobin.recipes import LayerInfo, Recipe, list_recipes, load_recipe
 
-BUILTINS = ["adabin", "adabin-full", "bnn", "xnor"]
+BUILTINS = ["adabin", "adabin-full", "bnn", "xnor"]  # classification, Bi-Real shortcuts
+ALL_BUILTINS = [*BUILTINS, "adabin-reference", "det-adabin", "ssd300-adabin"]
 
 
 def conv(name, k=3, cin=64, cout=64, groups=1, type_name="Conv2d", **flags) -> LayerInfo:
@@ -38,7 +39,14 @@ def write(tmp_path: Path, body: str, name: str = "r.yaml") -> Path:
 
 
 def test_list_recipes_lists_the_shipped_recipes():
-    assert list_recipes() == sorted(BUILTINS)
+    assert list_recipes() == sorted(ALL_BUILTINS)
+
+
+def test_adabin_reference_is_the_released_code():
+    ref, adabin = load_recipe("adabin-reference"), load_recipe("adabin")
+    assert (ref.defaults.act_form, ref.defaults.weight_estimator) == ("code", "ede")
+    assert ref.shortcuts.bireal is False and ref.activations.scope == "after_binary"
+    assert ref.rules == adabin.rules  # the same layer policy
 
 
 @pytest.mark.parametrize("name", BUILTINS)
@@ -301,7 +309,7 @@ def test_extends_a_local_file_and_builtin(tmp_path):
     assert child.description == adabin.description
 
 
-@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("name", ALL_BUILTINS)
 def test_round_trip_and_stable_sha256(name):
     recipe = load_recipe(name)
     data = recipe.to_dict()
@@ -317,7 +325,7 @@ def test_sha256_changes_with_content():
     data = load_recipe("adabin").to_dict()
     data["shortcuts"]["bireal"] = False
     assert Recipe.from_dict(data).sha256 != load_recipe("adabin").sha256
-    assert len({load_recipe(n).sha256 for n in BUILTINS}) == len(BUILTINS)
+    assert len({load_recipe(n).sha256 for n in ALL_BUILTINS}) == len(ALL_BUILTINS)
 
 
 def test_recipe_modules_import_no_torch():
