@@ -469,10 +469,11 @@ def _fixed_image_size(model: nn.Module) -> tuple[int, int] | None:
 def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
     """The per-sample input shape of ``model``, read from the model itself.
 
-    Channels (or features) come from the first conv/linear layer (the stem or the patch
-    embedding), so ``timm.create_model(..., in_chans=1)`` gives 1; the spatial size is the
-    patch embedding's fixed image size when it has one (``img_size=...``), else timm's
-    ``pretrained_cfg['input_size']``, else 224 x 224.
+    Channels come from the first conv layer (the stem or the patch embedding), so
+    ``timm.create_model(..., in_chans=1)`` gives 1; the spatial size is the patch embedding's
+    fixed image size when it has one (``img_size=...``), else timm's
+    ``pretrained_cfg['input_size']``, else 224 x 224. A model whose first layer is a linear
+    takes timm's input size if it has one (a linear patch embedding), else ``in_features``.
 
     Raises:
         BinarizeError: the model has no conv or linear layer to read the input from.
@@ -488,7 +489,9 @@ def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
             "pretrained_cfg['input_size'] to build an example input from; pass "
             "example_inputs=(torch.randn(1, C, H, W),) with the shape your model expects"
         )
-    if isinstance(first, nn.Linear):
+    if isinstance(first, nn.Linear):  # an MLP, or a linear patch embedding of image models
+        if cfg_size and len(cfg_size) == 3:
+            return tuple(int(d) for d in cfg_size)
         return (first.in_features,)
     channels = first.in_channels
     spatial = len(first.kernel_size)

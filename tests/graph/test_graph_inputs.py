@@ -180,3 +180,28 @@ def test_report_and_model_describe_the_same_shortcuts():
 def test_errors_share_one_base_class():
     assert issubclass(RecipeError, AutobinError) and issubclass(autobin.AutobinError, Exception)
     assert Path(autobin.__file__).exists()
+
+
+class LinearPatchEmbed(nn.Module):
+    """A ViT-like model whose first layer is a linear patch embedding (gemma4_vit style)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pretrained_cfg = {"input_size": (3, 16, 16)}
+        self.embed = nn.Linear(3 * 4 * 4, 8)
+        self.body = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        n = x.shape[0]
+        patches = x.unfold(2, 4, 4).unfold(3, 4, 4).permute(0, 2, 3, 1, 4, 5).reshape(n, 16, -1)
+        return self.head(self.body(self.embed(patches)).mean(1))
+
+
+def test_linear_patch_embedding_takes_the_timm_input_size():
+    from autobin.graph.annotate import infer_input_shape
+
+    assert infer_input_shape(LinearPatchEmbed()) == (3, 16, 16)
+    report = explain(LinearPatchEmbed(), "adabin-full")
+    assert report.input_shape == (3, 16, 16) and report.totals["binarized_layers"] == 1
+    assert infer_input_shape(nn.Sequential(nn.Linear(5, 3), nn.ReLU())) == (5,)
