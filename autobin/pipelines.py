@@ -209,7 +209,7 @@ def run_demo(
     Trains a float timm resnet18 teacher on mnist5k, binarizes it with ``adabin``, finetunes
     with distillation, evaluates both, prints a side-by-side table, publishes the student to
     the zoo (``OUT/zoo`` unless ``zoo_dir`` is given), loads it back and checks that the loaded
-    model gives the same outputs and accuracy.
+    model gives the same outputs and accuracy. A run earlier in ``out_dir`` is replaced.
     """
     from . import zoo
     from .data import load_dataset
@@ -228,6 +228,7 @@ def run_demo(
         config=demo["config"],
         teacher_config=demo["teacher_config"],
         seed=seed,
+        overwrite=True,  # the demo's own output directory: each `make demo` starts afresh
     )
     print()
     print(res.summary())

@@ -9,6 +9,7 @@ Modes:
     finetune  - :func:`autobin.finetune` on a slice of mnist5k, resuming from OUT/run when it
                 holds a checkpoint; ``--stop-after E`` stops every rank after epoch E.
     bad-label - finetune on data where the first item rank 1 of 2 loads has label 10 of 10.
+    sync-bn   - finetune with ``sync_bn: true`` on the CPU (refused: SyncBatchNorm needs CUDA).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _teacher(path: str) -> torch.nn.Module:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["pipeline", "finetune", "bad-label"])
+    ap.add_argument("mode", choices=["pipeline", "finetune", "bad-label", "sync-bn"])
     ap.add_argument("out")
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--batch", type=int, default=32)
@@ -78,6 +79,8 @@ def main() -> None:
     out = Path(args.out)
     config = {"batch_size": args.batch, "lr": 2e-3, "plots": False, "progress": True}
     rank = int(os.environ.get("RANK", "0"))
+    if args.mode == "sync-bn":
+        config["sync_bn"] = True
     if args.mode == "pipeline":
         result = train_binary("resnet10t", data=DATA, epochs=args.epochs, teacher=args.teacher,
                               out_dir=out / "run", config=config)  # fmt: skip

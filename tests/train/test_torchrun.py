@@ -152,3 +152,12 @@ def test_a_failing_rank_stops_the_others_with_a_clear_message(tmp_path, teacher)
     assert f"DataFormatError: train_data item {bad} has label 10" in out
     assert "RankFailedError: rank 1 of 2 failed in training step" in out
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_sync_bn_on_the_cpu_is_refused_on_every_rank_before_work(tmp_path, teacher) -> None:
+    proc = _torchrun(str(WORKER), "sync-bn", str(tmp_path), "--teacher", str(teacher))
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0
+    # each rank finds the problem itself, before any work
+    assert out.count("'sync_bn': got True, but torch's SyncBatchNorm runs on CUDA") >= 2
+    assert not (tmp_path / "run").exists()
