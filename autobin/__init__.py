@@ -18,6 +18,7 @@ import importlib
 from typing import Any
 
 from . import nn
+from .errors import AutobinError
 from .graph import BinarizeReport, binarize, explain
 from .recipes import Recipe, RecipeError, list_recipes, load_recipe
 
@@ -27,6 +28,7 @@ _LAZY = {
     "compat": ("autobin.compat", None),
     "deploy": ("autobin.deploy", None),  # a callable package: autobin.deploy(model)
     "finetune": ("autobin.train", "finetune"),
+    "load": ("autobin.zoo", "load"),
     "zoo": ("autobin.zoo", None),
 }
 
@@ -42,6 +44,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AutobinError",
     "BinarizeReport",
     "Recipe",
     "RecipeError",
@@ -52,6 +55,7 @@ __all__ = [
     "explain",
     "finetune",
     "list_recipes",
+    "load",
     "load_recipe",
     "nn",
     "zoo",

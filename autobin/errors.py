@@ -18,6 +18,14 @@ class AutobinError(Exception):
     """Base class of every error autobin raises on purpose (bad input, damaged files, ...)."""
 
 
+class BinarizeError(AutobinError, ValueError):
+    """The model cannot be binarized as asked (already binarized, example input fails, ...)."""
+
+
+class ModelTypeError(AutobinError, TypeError):
+    """An argument that must be a module is of another type."""
+
+
 class ChoiceError(AutobinError, ValueError):
     """A value is not one of a closed set of choices.
 
@@ -71,4 +79,11 @@ def check_choice(value: Any, choices: Mapping[str, str] | Iterable[str], what: s
     )
 
 
-__all__ = ["AutobinError", "ChoiceError", "check_choice", "did_you_mean"]
+__all__ = [
+    "AutobinError",
+    "BinarizeError",
+    "ChoiceError",
+    "ModelTypeError",
+    "check_choice",
+    "did_you_mean",
+]

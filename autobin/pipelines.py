@@ -14,9 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import atomic_write
 from .graph import binarize
-from .recipes import Recipe, load_recipe
+from .recipes import RecipeLike, as_recipe
 
 DEMO_ARCH = "resnet18"
 DEMO_DATA = "mnist5k"
@@ -45,24 +44,22 @@ def create_float_model(arch: str, *, pretrained: bool = False, **kwargs: Any) ->
 
 def save_binarized(
     model: nn.Module,
-    recipe: str | Recipe,
+    recipe: RecipeLike,
     path: str | Path,
     *,
     example_inputs: Any = None,
+    arch_kwargs: dict[str, Any] | None = None,
 ) -> Path:
-    """Binarize a timm model and save its state dict with what is needed to rebuild it."""
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    """Binarize a timm model and write it as a one-file packed checkpoint.
+
+    The file (:mod:`autobin.zoo.single_file`: packed signs, binary sets, float tensors, latent
+    weights and the config that rebuilds the model; nothing pickled) loads back with
+    ``autobin.load(path)``.
+    """
+    from .zoo import save_file
+
     bnn = binarize(model, recipe, example_inputs=example_inputs)
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    payload = {
-        "format": "autobin-binarized/1",
-        "arch": cfg.get("architecture"),
-        "arch_kwargs": {"num_classes": model.num_classes} if hasattr(model, "num_classes") else {},
-        "recipe": recipe.to_dict(),
-        "report": bnn.autobin_report.to_dict()["totals"],
-        "state_dict": bnn.state_dict(),
-    }
-    return atomic_write(path, lambda fh: torch.save(payload, fh))
+    return save_file(bnn, path, arch_kwargs=arch_kwargs)
 
 
 def _teacher_checkpoint(path: str | Path) -> Path:
@@ -120,7 +117,7 @@ def _mib(n: int) -> str:
 def train_binary(
     arch: str,
     *,
-    recipe: str | Recipe = "adabin",
+    recipe: RecipeLike = "adabin",
     data: str = DEMO_DATA,
     epochs: int = 10,
     teacher_epochs: int | None = None,
@@ -153,7 +150,7 @@ def train_binary(
 
     out = Path(out_dir)
     # --- everything is checked before any work starts
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    recipe = as_recipe(recipe)
     train_set, test_set = load_dataset(data, "train"), load_dataset(data, "test")
     teacher_path = _teacher_checkpoint(teacher) if teacher is not None else None
     cfg = load_train_config(config, epochs=epochs, seed=seed, compile=compile)

@@ -12,17 +12,19 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .errors import existing_dir, output_dir, output_file, positive_int, run_command
+
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "arch", help="timm architecture name (e.g. resnet18), or an mmdet config for explain"
     )
     p.add_argument("--recipe", default="adabin", help="recipe name or YAML path (default adabin)")
-    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
-    p.add_argument("--in-chans", type=int, default=None, help="input channels")
+    p.add_argument("--num-classes", type=positive_int, default=None, help="classifier outputs")
+    p.add_argument("--in-chans", type=positive_int, default=None, help="input channels")
     p.add_argument(
         "--input-size",
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=("H", "W"),
         default=None,
@@ -46,7 +48,9 @@ def _example(model, args: argparse.Namespace):
         return None
     import torch
 
-    chans = args.in_chans or model.pretrained_cfg.get("input_size", (3,))[0]
+    from ..graph.annotate import infer_input_shape
+
+    chans = args.in_chans or infer_input_shape(model)[0]
     return (torch.randn(2, chans, *args.input_size),)
 
 
@@ -67,8 +71,11 @@ def cmd_binarize(args: argparse.Namespace) -> int:
     from ..pipelines import save_binarized
 
     model = _create(args)
-    path = save_binarized(model, args.recipe, args.output, example_inputs=_example(model, args))
-    print(f"wrote {path}")
+    kwargs = {k: v for k in ("num_classes", "in_chans") if (v := getattr(args, k)) is not None}
+    path = save_binarized(
+        model, args.recipe, args.output, example_inputs=_example(model, args), arch_kwargs=kwargs
+    )
+    print(f"wrote {path} (load it with autobin.load({str(path)!r}))")
     return 0
 
 
@@ -107,7 +114,10 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     from .. import zoo
 
     if args.zoo_command == "list":
-        for entry in zoo.list_models(zoo_dir=args.zoo_dir):
+        entries = zoo.list_models(zoo_dir=args.zoo_dir)
+        if not entries:
+            print(f"zoo {args.zoo_dir} has no entries")
+        for entry in entries:
             metrics = ", ".join(f"{k}={v}" for k, v in (entry.get("metrics") or {}).items())
             print(f"{entry['name']:32s} {metrics}")
     elif args.zoo_command == "show":
@@ -118,6 +128,12 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     elif args.zoo_command == "verify":
         zoo.verify(args.name, zoo_dir=args.zoo_dir)
         print(f"{args.name}: all files match their sha256")
+    elif args.zoo_command == "reindex":
+        done = zoo.rebuild_index(args.zoo_dir)
+        print(f"indexed {len(done['indexed'])} entries: {', '.join(done['indexed']) or '-'}")
+        for name, reason in done["skipped"].items():
+            print(f"skipped {name}: {reason}")
+        return 1 if done["skipped"] else 0
     return 0
 
 
@@ -147,31 +163,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("binarize", help="binarize a timm model and save it")
     _add_model_args(p)
-    p.add_argument("-o", "--output", required=True, help="output file (.pt)")
+    p.add_argument(
+        "-o", "--output", required=True, type=output_file,
+        help="output file: packed 1-bit safetensors with its config (autobin.load reads it)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_binarize)
 
     p = sub.add_parser("train", help="train a float teacher, binarize, finetune with distillation")
     p.add_argument("arch", help="timm architecture name, e.g. resnet18")
     p.add_argument("--recipe", default="adabin")
     p.add_argument("--data", default="mnist5k", help="mnist5k | digits | imagefolder:PATH")
-    p.add_argument("--epochs", type=int, default=10, help="finetuning epochs")
+    p.add_argument("--epochs", type=positive_int, default=10, help="finetuning epochs")
     p.add_argument("--teacher", default=None, help="float teacher run dir or checkpoint")
     p.add_argument(
-        "--teacher-epochs", type=int, default=None, help="epochs to train the float teacher"
+        "--teacher-epochs",
+        type=positive_int,
+        default=None,
+        help="epochs to train the float teacher",
     )
     p.add_argument("--config", default=None, help="training config YAML (autobin.train)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace a run in the directory")
     p.add_argument("--compile", action="store_true", help="torch.compile the trained models")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True, help="run directory")
+    p.add_argument("-o", "--output", required=True, type=output_dir, help="run directory")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("recipes", help="list the built-in recipes")
     p.set_defaults(func=cmd_recipes)
 
     p = sub.add_parser("zoo", help="published binary checkpoints")
-    p.add_argument("--zoo-dir", default="zoo")
+    p.add_argument("--zoo-dir", default="zoo", type=existing_dir)
     zsub = p.add_subparsers(dest="zoo_command", required=True)
     zsub.add_parser("list", help="list the entries")
     z = zsub.add_parser("show", help="print an entry's config")
@@ -181,13 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("name")
     z = zsub.add_parser("verify", help="check an entry's files against their sha256")
     z.add_argument("name")
+    zsub.add_parser("reindex", help="rebuild index.json from the entries' own checksums")
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("demo", help="the whole story on mnist5k (the README's main job)")
-    p.add_argument("-o", "--output", default="runs/demo")
-    p.add_argument("--zoo-dir", default=None, help="zoo to publish to (default OUTPUT/zoo)")
-    p.add_argument("--teacher-epochs", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("-o", "--output", default="runs/demo", type=output_dir)
+    p.add_argument(
+        "--zoo-dir", default=None, type=existing_dir, help="zoo to publish to (default OUTPUT/zoo)"
+    )
+    p.add_argument("--teacher-epochs", type=positive_int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 
@@ -205,15 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``autobin`` command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
-        # user-facing errors (bad names, paths, recipes, configs, non-finite losses): one clear
-        # message; AUTOBIN_DEBUG=1 shows the traceback
-        if os.environ.get("AUTOBIN_DEBUG"):
-            raise
-        print(f"autobin {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(args.command, args.func, args)
 
 
 if __name__ == "__main__":

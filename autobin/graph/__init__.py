@@ -1,6 +1,6 @@
 """Layer 4 of autobin: the graph pass (timm-aware tracing, annotate, rewrite, report)."""
 
-from .api import binarize, explain, float_model_of
+from .api import NothingBinarizedWarning, binarize, explain, float_model_of
 from .report import BinarizeReport
 
-__all__ = ["BinarizeReport", "binarize", "explain", "float_model_of"]
+__all__ = ["BinarizeReport", "NothingBinarizedWarning", "binarize", "explain", "float_model_of"]

@@ -23,14 +23,25 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..errors import BinarizeError
 from ..nn import BinaryLayer
 from ..recipes import LayerInfo, Recipe
+from .conv_variants import unsupported_reason
 from .tracer import Region, activation_kind, is_compute_layer, tensor_shape, trace_regions
 
 NORM_TYPES = (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 SHORTCUT_NAME_PARTS = ("downsample", "shortcut", "skip", "res_conv")
 ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
 POOL_TYPES = (nn.AvgPool2d, nn.MaxPool2d, nn.Identity)
+UNSUPPORTED_LAYER_TYPES = (
+    nn.Conv1d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+"""Weight layers the binary layers do not cover: listed in the report, kept float."""
+DEFAULT_IMAGE_SIZE = (224, 224)
 FUNCTIONAL_ACTIVATIONS: dict[Any, str] = {
     F.relu: "relu",
     F.relu_: "relu",
@@ -197,7 +208,8 @@ def record_calls(
                 continue
             seen.add(id(module))
             compute = is_compute_layer(module)
-            if compute or activation_kind(module) is not None:
+            unsupported = isinstance(module, UNSUPPORTED_LAYER_TYPES)
+            if compute or unsupported or activation_kind(module) is not None:
                 rec = records[name] = CallRecord(name, module)
                 handles.append(module.register_forward_hook(make_hook(rec, compute)))
                 if compute:
@@ -209,6 +221,8 @@ def record_calls(
         try:
             with torch.no_grad():
                 model(*example_inputs)
+        except Exception as exc:
+            raise BinarizeError(_forward_failed(example_inputs, exc)) from exc
         finally:
             for m, mode in modes.items():
                 m.training = mode
@@ -216,6 +230,18 @@ def record_calls(
         for h in handles:
             h.remove()
     return records, captured
+
+
+def _forward_failed(example_inputs: Sequence[Any], exc: Exception) -> str:
+    shapes = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+              for t in example_inputs]  # fmt: skip
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return (
+        f"the example forward pass failed with inputs of shape {shapes} "
+        f"({type(exc).__name__}: {first}); autobin runs the model once to see its layers: pass "
+        "example_inputs=(torch.randn(1, C, H, W),) with the shape your model takes (CLI: "
+        "--in-chans C --input-size H W)"
+    )
 
 
 # ---------------------------------------------------------------------------- graph helpers
@@ -262,11 +288,14 @@ def _upstream_compute(gm: fx.GraphModule, start: fx.Node) -> tuple[list[str], bo
 
 
 def _is_graph_shortcut(gm: fx.GraphModule, node: fx.Node) -> bool:
-    """A pointwise conv on a short branch: its input forks, its output reaches an add via norms.
+    """A pointwise conv on a light parallel branch: its input forks, its output reaches an add
+    (via norms) whose other operands carry a heavier conv.
 
-    Only 1x1 convs qualify: a kxk conv with the same pattern is a parallel compute branch (the
-    3x3 branch of a RepVGG block sums with a 1x1 branch and an identity), not a shortcut. Name
-    based detection (``downsample``, ``shortcut``, ...) still applies to every kernel size.
+    In a sum of parallel conv branches the heaviest branch is the main path: ResNet's 1x1
+    downsample beside the 3x3 convs and RepVGG's 1x1 branch beside its 3x3 branch are
+    shortcuts, while MobileOne's equal 1x1 branches are all main path. Only 1x1 convs qualify
+    (a kxk conv is compute, not a shortcut); name based detection (``downsample``,
+    ``shortcut``, ...) still applies to every kernel size.
     """
     module = gm.get_submodule(node.target)
     if not isinstance(module, nn.Conv2d) or tuple(module.kernel_size) != (1, 1):
@@ -289,10 +318,13 @@ def _is_graph_shortcut(gm: fx.GraphModule, node: fx.Node) -> bool:
         if len(users) != 1:
             return False
         user = users[0]
-        if user.op == "call_function" and user.target in ADD_FUNCTIONS:
-            return True
-        if user.op == "call_method" and user.target in ("add", "add_"):
-            return True
+        is_add = (user.op == "call_function" and user.target in ADD_FUNCTIONS) or (
+            user.op == "call_method" and user.target in ("add", "add_")
+        )
+        if is_add:
+            others = [a for a in user.all_input_nodes if a is not cur]
+            heaviest = _heaviest_conv(gm, others, stop=src)
+            return heaviest > module.weight.numel()
         if user.op == "call_module" and isinstance(
             gm.get_submodule(user.target), (*NORM_TYPES, nn.Identity)
         ):
@@ -300,6 +332,25 @@ def _is_graph_shortcut(gm: fx.GraphModule, node: fx.Node) -> bool:
             continue
         return False
     return False
+
+
+def _heaviest_conv(gm: fx.GraphModule, starts: list[fx.Node], stop: fx.Node) -> int:
+    """Largest conv/linear weight (elements) feeding ``starts``, searching back to ``stop``."""
+    heaviest, seen = 0, {stop}
+    frontier = [n for n in starts if n not in seen]
+    for _ in range(4 * UPSTREAM_SEARCH_DEPTH):
+        nxt = []
+        for n in frontier:
+            seen.add(n)
+            if n.op == "call_module":
+                sub = gm.get_submodule(n.target)
+                if is_compute_layer(sub):
+                    heaviest = max(heaviest, sub.weight.numel())
+            nxt.extend(p for p in n.all_input_nodes if p not in seen and p.op != "placeholder")
+        if not nxt:
+            break
+        frontier = nxt
+    return heaviest
 
 
 def _shortcut_by_name(name: str) -> bool:
@@ -358,9 +409,11 @@ def _macs(module: nn.Module, rec: CallRecord, batch: int) -> int:
     if rec.out_shape is None:
         return 0
     out = math.prod(rec.out_shape) // max(batch, 1)
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return out * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, nn.modules.conv._ConvNd):
+        if module.transposed:  # every input element meets every kernel tap once
+            inp = math.prod(rec.in_shape or ()) // max(batch, 1)
+            return inp * (module.out_channels // module.groups) * math.prod(module.kernel_size)
+        return out * (module.in_channels // module.groups) * math.prod(module.kernel_size)
     return out * module.in_features
 
 
@@ -384,25 +437,84 @@ def _layer_info(name, module, rec, first, last_names, last_order, graph_shortcut
 
 
 # ---------------------------------------------------------------------------- the plan
+def _first_weight_layer(model: nn.Module) -> nn.Module | None:
+    for module in model.modules():
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            return module
+    return None
+
+
+def _pair(value: Any) -> tuple[int, int] | None:
+    if isinstance(value, int) and value > 0:
+        return (value, value)
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, int) and v > 0 for v in value)
+    ):
+        return (int(value[0]), int(value[1]))
+    return None
+
+
+def _fixed_image_size(model: nn.Module) -> tuple[int, int] | None:
+    """The image size a model is built for, where it has one (ViT/Swin/... patch embedding)."""
+    patch_embed = getattr(model, "patch_embed", None)
+    if isinstance(patch_embed, nn.Module) and not getattr(patch_embed, "dynamic_img_size", False):
+        size = _pair(getattr(patch_embed, "img_size", None))
+        if size is not None:
+            return size
+    return _pair(getattr(model, "img_size", None))
+
+
+def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
+    """The per-sample input shape of ``model``, read from the model itself.
+
+    Channels come from the first conv layer (the stem or the patch embedding), so
+    ``timm.create_model(..., in_chans=1)`` gives 1; the spatial size is the patch embedding's
+    fixed image size when it has one (``img_size=...``), else timm's
+    ``pretrained_cfg['input_size']``, else 224 x 224. A model whose first layer is a linear
+    takes timm's input size if it has one (a linear patch embedding), else ``in_features``.
+
+    Raises:
+        BinarizeError: the model has no conv or linear layer to read the input from.
+    """
+    first = _first_weight_layer(model)
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    cfg_size = cfg.get("input_size") if isinstance(cfg, dict) else None
+    if first is None:
+        if cfg_size:
+            return tuple(int(d) for d in cfg_size)
+        raise BinarizeError(
+            f"{type(model).__name__} has no conv or linear layer and no "
+            "pretrained_cfg['input_size'] to build an example input from; pass "
+            "example_inputs=(torch.randn(1, C, H, W),) with the shape your model expects"
+        )
+    if isinstance(first, nn.Linear):  # an MLP, or a linear patch embedding of image models
+        if cfg_size and len(cfg_size) == 3:
+            return tuple(int(d) for d in cfg_size)
+        return (first.in_features,)
+    channels = first.in_channels
+    spatial = len(first.kernel_size)
+    if spatial != 2:
+        return (channels, *([32] * spatial))  # Conv1d/Conv3d models: a small example
+    size = _fixed_image_size(model)
+    if size is None and cfg_size and len(cfg_size) == 3:
+        size = (int(cfg_size[1]), int(cfg_size[2]))
+    return (channels, *(size or DEFAULT_IMAGE_SIZE))
+
+
 def default_example_inputs(model: nn.Module, batch: int = 1) -> tuple[torch.Tensor]:
-    """A seeded random batch shaped like the model's ``pretrained_cfg['input_size']``.
+    """A seeded random batch of :func:`infer_input_shape`, on the model's device and dtype.
 
     One sample is enough: the eager pass runs in eval mode and only records shapes (MACs are
     counted per sample), and it is most of the time :func:`annotate` takes.
     """
-    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
-    size = cfg.get("input_size") if isinstance(cfg, dict) else None
-    if not size:
-        raise ValueError(
-            f"{type(model).__name__} has no pretrained_cfg['input_size'] to build an example "
-            "input from; pass example_inputs=(torch.randn(1, C, H, W),) with the shape your "
-            "model expects"
-        )
+    shape = infer_input_shape(model)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn((batch, *size), generator=gen).to(device=device, dtype=dtype)
+    x = torch.randn((batch, *shape), generator=gen).to(device=device, dtype=dtype)
     return (x,)
 
 
@@ -410,7 +522,7 @@ def check_not_binarized(model: nn.Module) -> None:
     """Raise if ``model`` already contains binary layers."""
     for name, module in model.named_modules():
         if isinstance(module, BinaryLayer):
-            raise ValueError(
+            raise BinarizeError(
                 f"the model is already binarized ({name or 'the root'} is a "
                 f"{type(module).__name__}); binarize the float model instead (the binarized "
                 "model keeps it as its teacher)"
@@ -474,6 +586,13 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
                       "used functionally or it is unused)")
             )  # fmt: skip
             continue
+        unknown = unsupported_reason(module)
+        if unknown is not None:
+            entries.append(
+                Entry(**base, decision="float", rule="unsupported", reason=unknown,
+                      handled_by="none", macs=_macs(module, rec, batch))
+            )  # fmt: skip
+            continue
         graph_shortcut = located is not None and _is_graph_shortcut(
             located[0].graph_module, located[1]
         )
@@ -494,6 +613,7 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
                       handled_by="none", macs=macs)
             )  # fmt: skip
 
+    entries += _unsupported_layers(records, batch)
     entries += _plan_activations(recipe, records, sites, traced, binarized, captured)
     if recipe.shortcuts.bireal:
         entries += _plan_shortcuts(entries, records)
@@ -503,6 +623,23 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
     kept_bytes = _kept_bytes(model, regions)
     input_shape = tuple(first_input.shape[1:]) if first_input is not None else None
     return Plan(recipe, regions, entries, float_params, float_bytes, kept_bytes, batch, input_shape)
+
+
+def _unsupported_layers(records: dict[str, CallRecord], batch: int) -> list[Entry]:
+    """Weight layers no binary layer covers (Conv1d, Conv3d, transposed convs): kept float."""
+    entries = []
+    for name, rec in records.items():
+        module = rec.module
+        if not isinstance(module, UNSUPPORTED_LAYER_TYPES):
+            continue
+        kind = type(module).__name__
+        entries.append(
+            Entry(name=name, type_name=kind, kind="conv", decision="float", rule="unsupported",
+                  handled_by="none", macs=_macs(module, rec, batch) if rec.calls else 0,
+                  params=_params(module), reason=f"{kind} is not supported by autobin's binary "
+                  "layers (Conv2d and Linear only): kept float")
+        )  # fmt: skip
+    return entries
 
 
 def _in_execution_order(entries: list[Entry], records: dict[str, CallRecord]) -> list[Entry]:
@@ -694,7 +831,8 @@ def _plan_shortcuts(entries: list[Entry], records: dict[str, CallRecord]) -> lis
         if e.decision != "binarize" or e.kind != "conv":
             continue
         rec = records[e.name]
-        base = {"name": f"{e.name}+shortcut", "type_name": "BiRealShortcut", "kind": "shortcut"}
+        # the rewrite inserts an add node into the graph (no module): the report says so
+        base = {"name": f"{e.name}+shortcut", "type_name": "operator.add", "kind": "shortcut"}
         if rec.in_shape is None or rec.in_shape != rec.out_shape:
             continue  # shapes differ (stride or channels): no identity shortcut, by design
         if e.node is None:
@@ -703,6 +841,7 @@ def _plan_shortcuts(entries: list[Entry], records: dict[str, CallRecord]) -> lis
                              "the graph"))  # fmt: skip
             continue
         out.append(Entry(**base, decision="shortcut", rule="shortcuts", handled_by="graph",
-                         reason="identity shortcut: input and output shapes match",
+                         reason="Bi-Real identity shortcut (an add node after the conv's norm): "
+                         "input and output shapes match",
                          region=e.region, node=e.node))  # fmt: skip
     return out

@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..recipes import Recipe, load_recipe
+from ..errors import BinarizeError, ModelTypeError
+from ..float_reference import attach_float_model, float_model_of, keep_attribute
+from ..recipes import Recipe, RecipeLike, as_recipe
 from .annotate import annotate
 from .report import BinarizeReport
 from .rewrite import rewrite
 
 DEFAULT_RECIPE = "adabin"
-FLOAT_MODEL_ATTR = "_autobin_float_model"
 
 
-def _resolve_recipe(recipe: str | Recipe) -> Recipe:
-    if isinstance(recipe, Recipe):
-        return recipe
-    if isinstance(recipe, str):
-        return load_recipe(recipe)
-    raise TypeError(
-        f"recipe must be a recipe name (see autobin.list_recipes()), a path to a YAML file or a "
-        f"Recipe, got {type(recipe).__name__}"
-    )
+class NothingBinarizedWarning(UserWarning):
+    """``binarize`` found no layer to binarize: the result computes exactly what the input did."""
 
 
 def _model_name(model: nn.Module) -> str:
@@ -35,9 +30,29 @@ def _model_name(model: nn.Module) -> str:
     return arch or type(model).__name__
 
 
+def check_model(model: Any, what: str = "binarize") -> None:
+    """Refuse arguments the graph pass cannot work on, saying what to pass instead.
+
+    Raises:
+        ModelTypeError: ``model`` is not an ``nn.Module``.
+        BinarizeError: ``model`` is a TorchScript module (its Python layers are gone).
+    """
+    if isinstance(model, torch.jit.ScriptModule):
+        raise BinarizeError(
+            f"{what} got a TorchScript module ({type(model).__name__}): scripted or traced "
+            "modules have no Python layers to replace; binarize the Python model, then script "
+            "the result if you need TorchScript"
+        )
+    if not isinstance(model, nn.Module):
+        raise ModelTypeError(
+            f"{what} takes a torch.nn.Module (e.g. timm.create_model('resnet18')), got "
+            f"{type(model).__name__}"
+        )
+
+
 def explain(
     model: nn.Module,
-    recipe: str | Recipe = DEFAULT_RECIPE,
+    recipe: RecipeLike = DEFAULT_RECIPE,
     *,
     example_inputs: Sequence[Any] | torch.Tensor | None = None,
 ) -> BinarizeReport:
@@ -48,18 +63,20 @@ def explain(
 
     Args:
         model: a float PyTorch model, e.g. ``timm.create_model("resnet18")``.
-        recipe: a built-in recipe name (``autobin.list_recipes()``), a YAML path or a Recipe.
-        example_inputs: inputs for shape propagation; default: a random batch of the model's
-            ``pretrained_cfg['input_size']``.
+        recipe: a built-in recipe name (``autobin.list_recipes()``), a YAML path (``str`` or
+            ``os.PathLike``), a mapping with a recipe's content, or a Recipe.
+        example_inputs: inputs for shape propagation; default: a seeded random batch shaped
+            like the model's input (see :func:`autobin.graph.annotate.default_example_inputs`).
     """
-    recipe = _resolve_recipe(recipe)
+    check_model(model, "explain")
+    recipe = as_recipe(recipe)
     plan = annotate(model, recipe, example_inputs)
     return BinarizeReport.from_plan(plan, _model_name(model))
 
 
 def binarize(
     model: nn.Module,
-    recipe: str | Recipe = DEFAULT_RECIPE,
+    recipe: RecipeLike = DEFAULT_RECIPE,
     *,
     example_inputs: Sequence[Any] | torch.Tensor | None = None,
     inplace: bool = False,
@@ -72,36 +89,60 @@ def binarize(
     become Maxout, and Bi-Real shortcuts are inserted where the recipe asks for them.
 
     Args:
-        model: a float model (not already binarized).
-        recipe: a built-in recipe name, a YAML path or a Recipe (default ``"adabin"``).
-        example_inputs: inputs for shape propagation (default from ``pretrained_cfg``).
+        model: a float model (not already binarized, not TorchScript).
+        recipe: a built-in recipe name, a YAML path (``str`` or ``os.PathLike``), a mapping
+            with a recipe's content, or a Recipe (default ``"adabin"``).
+        example_inputs: inputs for shape propagation. Default: a seeded random batch with the
+            model's own input shape: channels from its first conv (or patch embedding), size
+            from its patch embedding's fixed image size or timm's ``pretrained_cfg``.
         inplace: reuse and modify ``model``'s modules instead of working on a copy. Always use
             the returned module: a fully traced model comes back as a ``GraphModule``.
 
     Returns:
         The binary model, with the same call signature and output shape, and the same
         train/eval mode. ``result.autobin_report`` is the :class:`BinarizeReport`,
-        ``result.autobin_recipe`` the recipe; the float model is kept as the default teacher
-        for :func:`autobin.finetune`.
+        ``result.autobin_recipe`` the recipe. The float model is attached as the default
+        teacher of :func:`autobin.finetune` (:func:`float_model_of`); it is a reference, not
+        part of the model's state: ``torch.save(result)`` does not store it and
+        ``copy.deepcopy(result)`` shares it.
 
     Raises:
-        ValueError: the model is already binarized, or has no input size and no
-            ``example_inputs`` were given.
-        RecipeError: the recipe is invalid.
+        ModelTypeError: ``model`` is not a module.
+        BinarizeError: the model is TorchScript or already binarized, or the example forward
+            pass fails (pass ``example_inputs``).
+        RecipeError: the recipe is unknown or invalid.
+
+    Warns:
+        NothingBinarizedWarning: the recipe binarizes no layer of this model.
     """
-    recipe = _resolve_recipe(recipe)
+    check_model(model)
+    recipe = as_recipe(recipe)
     work = model if inplace else copy.deepcopy(model)
     teacher = copy.deepcopy(model) if inplace else model
     plan = annotate(work, recipe, example_inputs)
     report = BinarizeReport.from_plan(plan, _model_name(model))
+    if not report.totals["binarized_layers"]:
+        warnings.warn(
+            f"recipe {recipe.name!r} binarizes no layer of {report.model}: the result is the "
+            "float model (see autobin.explain(model, recipe) for each layer's rule and reason; "
+            "adabin-full also binarizes linears)",
+            NothingBinarizedWarning,
+            stacklevel=2,
+        )
     result = rewrite(plan, work)
     result.train(model.training) if inplace else None
-    result.autobin_report = report
-    result.autobin_recipe = recipe
-    object.__setattr__(result, FLOAT_MODEL_ATTR, teacher)
+    keep_attribute(result, "autobin_report", report)
+    keep_attribute(result, "autobin_recipe", recipe)
+    attach_float_model(result, teacher)
     return result
 
 
-def float_model_of(model: nn.Module) -> nn.Module | None:
-    """The float model a binary model was made from (its default teacher), if known."""
-    return getattr(model, FLOAT_MODEL_ATTR, None)
+__all__ = [
+    "DEFAULT_RECIPE",
+    "NothingBinarizedWarning",
+    "Recipe",
+    "binarize",
+    "check_model",
+    "explain",
+    "float_model_of",
+]

@@ -20,8 +20,10 @@ import operator
 
 from torch import fx, nn
 
+from ..float_reference import keep_attribute
 from ..nn import Maxout, method_spec
 from .annotate import NORM_TYPES, Entry, Plan
+from .conv_variants import as_plain_layer
 
 TIMM_ATTRIBUTES = (
     "pretrained_cfg",
@@ -43,13 +45,12 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def _binary_layer(module: nn.Module, entry: Entry) -> nn.Module:
-    options = dict(entry.options)
+    plain, extra = as_plain_layer(module)  # timm's conv variants: same padding, standardization
+    options = {**entry.options, **extra}
     spec = method_spec(entry.method)
-    if isinstance(module, nn.Conv2d):
-        if type(module).__name__.endswith("Same"):  # timm's Conv2dSame family: dynamic padding
-            options["dynamic_same_padding"] = True
-        return spec.conv.from_float(module, **options)
-    return spec.linear.from_float(module, **options)
+    if isinstance(plain, nn.Conv2d):
+        return spec.conv.from_float(plain, **options)
+    return spec.linear.from_float(plain, **options)
 
 
 def _maxout(entry: Entry, training: bool, device) -> Maxout:
@@ -69,7 +70,7 @@ def _install_regions(plan: Plan, model: nn.Module) -> nn.Module:
                 if attr in model.__dict__ or attr in type(model).__dict__:
                     # read-only properties on the model's class are skipped
                     with contextlib.suppress(AttributeError):
-                        setattr(gm, attr, getattr(model, attr))
+                        keep_attribute(gm, attr, getattr(model, attr))
             root = gm
         else:
             _set_module(root, region.name, gm)

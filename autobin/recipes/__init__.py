@@ -35,7 +35,7 @@ This layer imports only ``yaml``: no torch, no torch.fx.
 """
 
 from .errors import RecipeError
-from .loader import list_recipes, load_recipe
+from .loader import RecipeLike, as_recipe, list_recipes, load_recipe
 from .recipe import Recipe
 from .schema import (
     ACTIVATION_KINDS,
@@ -61,8 +61,10 @@ __all__ = [
     "Match",
     "Recipe",
     "RecipeError",
+    "RecipeLike",
     "Rule",
     "ShortcutPolicy",
+    "as_recipe",
     "list_recipes",
     "load_recipe",
 ]

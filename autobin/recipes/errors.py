@@ -14,10 +14,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import AutobinError
+
 TOP_LEVEL = "(top level)"
 
 
-class RecipeError(ValueError):
+class RecipeError(AutobinError, ValueError):
     """A recipe could not be found, parsed or validated.
 
     Attributes:

@@ -3,7 +3,10 @@
 YAML is read with ``yaml.safe_load`` only. Before that, the document's node tree is inspected
 (``yaml.compose`` builds no objects): any tag other than plain mappings, lists, strings,
 numbers, booleans and null (e.g. ``!!python/object``) is rejected, and so are duplicate keys,
-which plain YAML loading would silently resolve to the last value.
+which plain YAML loading would silently resolve to the last value. Reading is bounded: a file
+over :data:`MAX_RECIPE_BYTES`, or a document whose aliases expand to more than
+:data:`MAX_RECIPE_NODES` nodes (a "billion laughs" bomb of a few hundred bytes), is refused
+before anything is built from it.
 
 ``extends: <name or path>`` makes a recipe start from another: a built-in name, or a path
 relative to the extending file. ``defaults``, ``activations`` and ``shortcuts`` are merged key
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,10 @@ from .recipe import Recipe, assemble
 from .validate import parse_document
 
 _YAML_SUFFIXES = (".yaml", ".yml")
+MAX_RECIPE_BYTES = 1 << 20
+"""Largest recipe file read (1 MiB; the built-in recipes are about 2 KiB)."""
+MAX_RECIPE_NODES = 100_000
+"""Most YAML nodes a recipe may expand to, aliases counted at every use."""
 _SAFE_TAGS = {
     f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")
 }
@@ -52,8 +60,24 @@ def list_recipes() -> list[str]:
     return sorted(p.stem for p in folder.iterdir() if p.suffix == ".yaml" and p.is_file())
 
 
-def _walk(node: yaml.Node, path: str, where: Where, lines: dict[str, int]) -> None:
-    """Reject unsafe tags and duplicate keys; record the line of every key path."""
+def _walk(
+    node: yaml.Node, path: str, where: Where, lines: dict[str, int], budget: list[int]
+) -> None:
+    """Reject unsafe tags, duplicate keys and alias bombs; record the line of every key path.
+
+    ``budget`` holds the number of nodes still allowed (aliases count at every use).
+    """
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise RecipeError(
+            where.source,
+            path,
+            f"the document expands to more than {MAX_RECIPE_NODES} YAML nodes (aliases "
+            "counted at every use): refused as a possible alias-expansion bomb",
+            allowed=f"at most {MAX_RECIPE_NODES} nodes after alias expansion",
+            fix="write the recipe without nested anchors/aliases (*name) that multiply",
+            line=node.start_mark.line + 1,
+        )
     lines.setdefault(path, node.start_mark.line + 1)
     if node.tag not in _SAFE_TAGS:
         raise RecipeError(
@@ -80,11 +104,11 @@ def _walk(node: yaml.Node, path: str, where: Where, lines: dict[str, int]) -> No
                     line=key_node.start_mark.line + 1,
                 )
             seen.add(key)
-            _walk(key_node, child, where, lines)
-            _walk(value_node, child, where, lines)
+            _walk(key_node, child, where, lines, budget)
+            _walk(value_node, child, where, lines, budget)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, key_path(path, i), where, lines)
+            _walk(item, key_path(path, i), where, lines, budget)
 
 
 def read_yaml(path: Path) -> tuple[Any, Where]:
@@ -94,21 +118,17 @@ def read_yaml(path: Path) -> tuple[Any, Where]:
         The document as plain data, and its :class:`Where` (with key-path line numbers).
 
     Raises:
-        RecipeError: Unreadable file, YAML syntax error, unsafe tag, duplicate key.
+        RecipeError: Unreadable, too large or non-UTF-8 file, YAML syntax error, unsafe tag,
+            duplicate key, alias bomb.
     """
+    text = _read_text(path)
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RecipeError(
-            source, "", f"cannot read the recipe file: {exc.strerror or exc}"
-        ) from None
     lines: dict[str, int] = {}
     where = Where(source, lines)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
-            _walk(node, "", where, lines)
+            _walk(node, "", where, lines, [MAX_RECIPE_NODES])
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -128,6 +148,41 @@ def read_yaml(path: Path) -> tuple[Any, Where]:
             fix="see the built-in recipes (autobin.recipes.list_recipes()) for an example",
         )
     return data, where
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: at most :data:`MAX_RECIPE_BYTES`, UTF-8, errors naming the file."""
+    source = str(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_RECIPE_BYTES + 1)
+    except OSError as exc:
+        raise RecipeError(
+            source,
+            "",
+            f"cannot read the recipe file: {exc.strerror or exc}",
+            fix="check the path and its permissions",
+        ) from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError(
+            source,
+            "",
+            f"the file is larger than {MAX_RECIPE_BYTES} bytes; a recipe is a few KiB of YAML",
+            allowed=f"a YAML file of at most {MAX_RECIPE_BYTES} bytes",
+            fix="check that this is the recipe file you meant",
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RecipeError(
+            source,
+            "",
+            f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            allowed="a UTF-8 encoded YAML file",
+            fix="save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+            line=line,
+        ) from None
 
 
 def _resolve(name_or_path: str | os.PathLike[str], base: Path | None) -> Path:
@@ -198,4 +253,48 @@ def load_recipe(name_or_path: str | os.PathLike[str]) -> Recipe:
         RecipeError: Unknown name, missing file, unsafe or invalid YAML, or invalid content;
             the message names the file, the key path, the allowed values and a fix.
     """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise RecipeError(
+            "load_recipe",
+            "name_or_path",
+            f"expected a recipe name or a path, got {type(name_or_path).__name__}",
+            allowed=f"a built-in recipe ({choices(list_recipes())}) or a path to a .yaml file",
+            fix="pass a name or a path; as_recipe() also takes a mapping or a Recipe",
+        )
     return _load_file(_resolve(name_or_path, None), ())
+
+
+RecipeLike = Recipe | str | os.PathLike | Mapping[str, Any]
+"""Everything a recipe argument takes: a Recipe, a built-in name, a YAML path, a mapping."""
+
+
+def as_recipe(recipe: RecipeLike) -> Recipe:
+    """The :class:`Recipe` that ``recipe`` names: the one function every recipe argument uses.
+
+    Args:
+        recipe: a :class:`Recipe` (returned as is), a built-in name (``"adabin"``), a path to a
+            YAML file (``str`` or ``os.PathLike``), or a mapping with the YAML file's content; a
+            mapping may ``extends`` a built-in name or a path (relative to the working
+            directory).
+
+    Raises:
+        RecipeError: unknown name, missing or invalid file, invalid mapping, or another type.
+    """
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, (str, os.PathLike)):
+        return load_recipe(recipe)
+    if isinstance(recipe, Mapping):
+        where = Where("<dict>")
+        parts = parse_document(dict(recipe), where)
+        parent = None
+        if parts.extends is not None:
+            parent = _load_file(_resolve(parts.extends, None), ())
+        return assemble(parts, parent, where, default_name="custom")
+    raise RecipeError(
+        "<argument>",
+        "recipe",
+        f"a recipe cannot be a {type(recipe).__name__}",
+        allowed="a Recipe, a built-in name, a path to a .yaml file, or a mapping",
+        fix=f"e.g. recipe='adabin' (built-ins: {choices(list_recipes())})",
+    )

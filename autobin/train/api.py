@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..float_reference import FLOAT_MODEL_ATTR, float_model_of
 from .callbacks import Callback
 from .config import TrainConfig, load_train_config
 from .loop import run_training
@@ -17,8 +18,6 @@ from .outputs import FinetuneResult, describe_run
 from .schedules import unwrap_model
 
 Data = Dataset | DataLoader | str
-
-FLOAT_MODEL_ATTR = "_autobin_float_model"
 
 
 def finetune(
@@ -185,7 +184,7 @@ def _resolve_teacher(student: nn.Module, teacher: nn.Module | None) -> nn.Module
         if not isinstance(teacher, nn.Module):
             raise TypeError(f"teacher must be an nn.Module, got {type(teacher).__name__}")
         return teacher
-    found = getattr(unwrap_model(student), FLOAT_MODEL_ATTR, None)
+    found = float_model_of(unwrap_model(student))
     if found is None:
         raise ValueError(
             f"no teacher: the student has no attached float model ({FLOAT_MODEL_ATTR}, set by "

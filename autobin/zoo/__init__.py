@@ -34,6 +34,8 @@ from .format import (
     save_packed,
 )
 from .index import read_index
+from .maintenance import clean_interrupted, rebuild_index
+from .single_file import load_file, save_file
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -46,9 +48,11 @@ __all__ = [
     "ZooFormatError",
     "ZooIntegrityError",
     "binary_layers",
+    "clean_interrupted",
     "default_rebuild",
     "list_models",
     "load",
+    "load_file",
     "load_packed_state",
     "packed_state",
     "publish",
@@ -56,8 +60,10 @@ __all__ = [
     "read_config",
     "read_index",
     "read_packed",
+    "rebuild_index",
     "register_rebuild",
     "render_card",
+    "save_file",
     "save_packed",
     "show",
     "timm_rebuild",

@@ -35,6 +35,8 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..errors import BinarizeError
+from ..atomic import fsync_dir
 from ..graph import binarize
 from ..quantizers.packing import BIT_ORDER, unpack_signs
 from ..recipes import Recipe
@@ -62,10 +64,10 @@ from .format import (
     read_packed,
     save_packed,
 )
-from ..atomic import fsync_dir
 from .index import (
     CHECKSUMS_FILE,
     check_name,
+    check_zoo_dir,
     dumps_json,
     index_lock,
     parse_checksums,
@@ -75,6 +77,13 @@ from .index import (
     verify_files,
     write_file_synced,
     write_index,
+)
+from .maintenance import (
+    OWNER_FILE,
+    PUBLISH_PREFIX,
+    REPLACED_PREFIX,
+    clean_interrupted,
+    write_owner,
 )
 
 Rebuild = Callable[[Mapping[str, Any]], nn.Module]
@@ -161,7 +170,7 @@ def _check_rebuild(model: nn.Module, config: Mapping[str, Any], rebuild: Rebuild
     )
     try:
         rebuilt = rebuild(config)
-    except RuntimeError as e:  # e.g. an input size the rebuilt model cannot take
+    except (RuntimeError, BinarizeError) as e:  # e.g. an input the rebuilt model cannot take
         raise ValueError(
             f"the model cannot be rebuilt from architecture {config['architecture']} with input "
             f"size {config.get('input_size')} and its recipe ({e}); {hint}"
@@ -389,10 +398,13 @@ def publish(
         )
     if check_rebuild and (rebuild is not None or _default_rebuild_available(config)):
         _check_rebuild(model, config, rebuild or default_rebuild(config))
+    check_zoo_dir(zoo)
     zoo.mkdir(parents=True, exist_ok=True)
+    clean_interrupted(zoo)
     _check_free(zoo, name, overwrite)
-    tmp = Path(tempfile.mkdtemp(dir=zoo, prefix=f".publish-{name}-"))
+    tmp = Path(tempfile.mkdtemp(dir=zoo, prefix=f"{PUBLISH_PREFIX}{name}-"))
     try:
+        write_owner(tmp)
         files = _write_entry(model, config, tmp, float_dtype=float_dtype, keep_latent=keep_latent)
         return _commit_entry(zoo, name, tmp, files, config, overwrite)
     finally:
@@ -434,6 +446,7 @@ def _write_entry(
     files = {f: sha256_file(tmp / f) for f in (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE)}
     write_file_synced(tmp / CHECKSUMS_FILE, render_checksums(files))
     files[CHECKSUMS_FILE] = sha256_file(tmp / CHECKSUMS_FILE)
+    (tmp / OWNER_FILE).unlink(missing_ok=True)  # the entry holds only its listed files
     fsync_dir(tmp)
     return files
 
@@ -453,7 +466,7 @@ def _commit_entry(
         _check_free(zoo, name, overwrite)
         backup = None
         if target.exists():
-            backup = Path(tempfile.mkdtemp(dir=zoo, prefix=f".replaced-{name}-")) / name
+            backup = Path(tempfile.mkdtemp(dir=zoo, prefix=f"{REPLACED_PREFIX}{name}-")) / name
             os.rename(target, backup)
         try:
             os.rename(tmp, target)
@@ -480,7 +493,7 @@ def _commit_entry(
 # --------------------------------------------------------------------------- loading
 def _resolve(name_or_path: str | os.PathLike[str], zoo_dir: str | os.PathLike[str]):
     """``(entry_dir, {filename: sha256}, source_of_hashes)`` for a name or a directory path."""
-    zoo = Path(zoo_dir)
+    zoo = check_zoo_dir(zoo_dir)
     key = os.fspath(name_or_path)
     index = read_index(zoo) if (zoo / "index.json").exists() else None
     if index is not None and key in index["models"]:
@@ -494,9 +507,15 @@ def _resolve(name_or_path: str | os.PathLike[str], zoo_dir: str | os.PathLike[st
         source = str(entry_dir / CHECKSUMS_FILE)
     else:
         known = sorted(index["models"]) if index is not None else []
+        if (zoo / key / CHECKSUMS_FILE).is_file():
+            raise ModelNotFoundError(
+                f"{zoo / key} is an entry folder but {zoo / 'index.json'} does not list it (the "
+                "index was deleted or is stale); rebuild the index from the entries' checksums "
+                f"with `autobin zoo --zoo-dir {zoo} reindex` (autobin.zoo.rebuild_index)"
+            )
         raise ModelNotFoundError(
             f"no model {key!r} in zoo {zoo} (known: {known[:20]}) and no such directory; "
-            "list the zoo with autobin.zoo.list_models()"
+            "list the zoo with `autobin zoo list` (autobin.zoo.list_models())"
         )
     for required in REQUIRED_FILES:
         if required not in files:
@@ -520,6 +539,12 @@ def verify(name: str | os.PathLike[str], zoo_dir: str | os.PathLike[str] = "zoo"
         ZooIntegrityError: a file is missing or its sha256 differs (names the file).
         ZooFormatError: ``config.json`` or ``model.safetensors`` is invalid.
     """
+    if Path(os.fspath(name)).is_file():  # a one-file checkpoint: its data sha256 and config
+        from .single_file import read_file_config
+
+        config = read_file_config(name)[0]
+        return {"name": config["name"], "path": os.fspath(name), "files": {},
+                "checked_against": f"{os.fspath(name)} (embedded data_sha256)"}  # fmt: skip
     entry_dir, files, source = _resolve(name, zoo_dir)
     verify_files(entry_dir, files, source)
     config = read_config(entry_dir / CONFIG_FILE)
@@ -569,15 +594,16 @@ def load(
     """Load a zoo entry as an eval-mode model whose outputs equal the published model's.
 
     Args:
-        name_or_path: entry name in ``zoo_dir/index.json`` (checked first), or an entry
-            directory (its files are then checked against its ``SHA256SUMS``).
+        name_or_path: entry name in ``zoo_dir/index.json`` (checked first), an entry
+            directory (its files are then checked against its ``SHA256SUMS``), or a one-file
+            checkpoint written by ``autobin binarize -o`` (:mod:`autobin.zoo.single_file`).
         zoo_dir: the zoo directory.
         keep_latent: restore the latent float weights (the entry must have been published
             with ``keep_latent=True``) and keep the binary layers trainable; default freezes
             every binary layer with its packed binary weight.
         verify: check every file's sha256 before reading anything (default True).
         rebuild: builds the binarized model from the entry config; default
-            :func:`timm_rebuild` (``timm.create_model`` + ``autobin.binarize``).
+            :func:`default_rebuild` (timm: ``timm.create_model`` + ``autobin.binarize``).
         deploy: return the inference-only packed model (:func:`autobin.deploy`), its binary
             layers packed straight from the stored sign bits and binary sets.
 
@@ -588,15 +614,20 @@ def load(
     Raises:
         ModelNotFoundError, ZooIntegrityError, ZooFormatError: see :func:`verify`.
     """
-    entry_dir, files, source = _resolve(name_or_path, zoo_dir)
-    if verify:
-        verify_files(entry_dir, files, source)
-    config = read_config(entry_dir / CONFIG_FILE)
-    tensors, metadata = read_packed(entry_dir / WEIGHTS_FILE)
+    if Path(os.fspath(name_or_path)).is_file():  # a one-file checkpoint (autobin binarize -o)
+        from .single_file import read_file_config
+
+        config, tensors, metadata = read_file_config(name_or_path)
+        source = os.fspath(name_or_path)
+    else:
+        entry_dir, files, hashes = _resolve(name_or_path, zoo_dir)
+        if verify:
+            verify_files(entry_dir, files, hashes)
+        config = read_config(entry_dir / CONFIG_FILE)
+        tensors, metadata = read_packed(entry_dir / WEIGHTS_FILE)
+        source = str(entry_dir / WEIGHTS_FILE)
     model = (rebuild or default_rebuild(config))(config)
-    load_packed_state(
-        model, tensors, metadata, keep_latent=keep_latent, source=str(entry_dir / WEIGHTS_FILE)
-    )
+    load_packed_state(model, tensors, metadata, keep_latent=keep_latent, source=source)
     model.eval()
     if deploy:
         if keep_latent:

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..recipes import Recipe
+from ..recipes import Recipe, as_recipe
 from .errors import ZooFormatError
 from .format import FLOAT_DTYPES, WEIGHTS_FILE
 
@@ -46,21 +46,16 @@ under ``config``."""
 
 
 def recipe_to_dict(recipe: Any) -> tuple[dict[str, Any], str]:
-    """``(recipe_dict, sha256)`` of a :class:`autobin.recipes.Recipe` or of a recipe dict.
+    """``(recipe_dict, sha256)`` of a recipe in any form :func:`autobin.recipes.as_recipe` takes.
 
-    A dict is validated and normalized through ``Recipe.from_dict``.
+    A dict is validated and normalized through ``Recipe.from_dict``; a name or a path is loaded.
 
     Raises:
-        TypeError: ``recipe`` is neither a Recipe nor a mapping.
-        autobin.recipes.RecipeError: the recipe dict is invalid.
+        autobin.recipes.RecipeError: the recipe is invalid or of another type.
     """
-    if isinstance(recipe, Mapping):
+    if isinstance(recipe, Mapping) and "extends" not in recipe:
         recipe = Recipe.from_dict(dict(recipe), source="recipe given to publish")
-    if not isinstance(recipe, Recipe):
-        raise TypeError(
-            f"recipe must be an autobin.recipes.Recipe or its dict (Recipe.to_dict()), got "
-            f"{type(recipe).__name__}"
-        )
+    recipe = as_recipe(recipe)
     return json.loads(json.dumps(recipe.to_dict())), recipe.sha256
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import AutobinError
 
-class ZooError(Exception):
+
+class ZooError(AutobinError):
     """Base class of every zoo error."""
 
 

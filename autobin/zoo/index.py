@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -97,12 +96,28 @@ def empty_index() -> dict[str, Any]:
     return {"format": INDEX_FORMAT, "format_version": INDEX_VERSION, "models": {}}
 
 
+def check_zoo_dir(zoo_dir: str | os.PathLike[str]) -> Path:
+    """Return ``zoo_dir`` as a Path; raise if it exists but is not a directory.
+
+    Raises:
+        ZooFormatError: ``zoo_dir`` is a file (or anything but a directory).
+    """
+    zoo = Path(zoo_dir)
+    if zoo.exists() and not zoo.is_dir():
+        raise ZooFormatError(
+            f"zoo directory {zoo} is a file, not a directory; pass the zoo's directory "
+            "(zoo_dir= / --zoo-dir)"
+        )
+    return zoo
+
+
 def read_index(zoo_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate ``<zoo_dir>/index.json``; an absent index is an empty zoo.
 
     Raises:
         ZooFormatError: the index is not valid JSON or not an autobin zoo index.
     """
+    check_zoo_dir(zoo_dir)
     path = Path(zoo_dir) / INDEX_FILE
     if not path.exists():
         return empty_index()
@@ -228,6 +243,7 @@ __all__ = [
     "INDEX_VERSION",
     "atomic_write_bytes",
     "check_name",
+    "check_zoo_dir",
     "dumps_json",
     "empty_index",
     "index_lock",

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from autobin.errors import BinarizeError
 from autobin.graph import binarize, explain
 from autobin.nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
 
@@ -73,12 +74,33 @@ def _x(*shape) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------- plain modules
-def test_plain_module_needs_example_inputs_and_says_so():
-    model = FunctionalNet()
-    with pytest.raises(ValueError, match=r"example_inputs=.*FunctionalNet|FunctionalNet.*example"):
-        binarize(model)
-    with pytest.raises(ValueError, match="input_size"):
-        explain(model)
+class FlattenNet(nn.Module):
+    """Its head flattens a fixed 8x8 map: only 8x8 inputs run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(2, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        return self.fc(self.stem(x).flatten(1))
+
+
+def test_plain_module_input_is_inferred_from_its_first_conv():
+    report = explain(FunctionalNet())
+    assert report.input_shape == (3, 224, 224)  # channels of the stem, the default image size
+    assert report.totals["binarized_layers"] == 3
+
+
+def test_failing_example_forward_says_how_to_pass_example_inputs():
+    model = FlattenNet()
+    assert explain(model, example_inputs=_x(1, 2, 8, 8)).input_shape == (2, 8, 8)
+    for call in (binarize, explain):
+        with pytest.raises(BinarizeError) as err:
+            call(model)
+        msg = str(err.value)
+        assert "[(1, 2, 224, 224)]" in msg and "example_inputs=" in msg and "--input-size" in msg
+        assert isinstance(err.value, ValueError)
 
 
 def test_plain_module_with_example_inputs_and_functional_activations():

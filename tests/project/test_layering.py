@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "autobin"
 LAYER = {
     "atomic": 0,
     "errors": 0,
+    "float_reference": 0,
     "quantizers": 1,
     "nn": 2,
     "recipes": 3,

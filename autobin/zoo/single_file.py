@@ -1,0 +1,171 @@
+"""One-file binary checkpoints: what ``autobin binarize -o FILE`` writes and :func:`load` reads.
+
+The file is the zoo's packed safetensors format (:mod:`autobin.zoo.format`: 1-bit weight signs,
+per-channel binary sets, float tensors; nothing pickled) with two more metadata entries:
+
+* ``autobin_config``: the entry config a zoo directory keeps in ``config.json`` (architecture
+  and its ``timm.create_model`` arguments, input size, the embedded recipe and its sha256), so
+  the file alone rebuilds the model;
+* ``data_sha256``: sha256 of the file's tensor bytes, checked before loading.
+
+By default the latent float weights are stored too (``keep_latent=True``): a freshly binarized
+model is usually trained next, and its latent weights are the float model's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save as st_save
+from torch import nn
+
+from ..atomic import atomic_write
+from ..quantizers.packing import BIT_ORDER
+from .api import (
+    Rebuild,
+    _build_config,
+    _check_rebuild,
+    _default_rebuild_available,
+    default_rebuild,
+)
+from .config import validate_config
+from .errors import ZooFormatError, ZooIntegrityError
+from .format import (
+    WEIGHTS_FILE,
+    FloatDtype,
+    binary_layers,
+    check_float_dtype,
+    load_packed_state,
+    packed_state,
+    read_packed,
+)
+from .index import dumps_json
+
+CONFIG_KEY = "autobin_config"
+DIGEST_KEY = "data_sha256"
+
+
+def _data_digest(data: bytes) -> str:
+    """sha256 of the tensor bytes of a serialized safetensors file (after its header)."""
+    n = int.from_bytes(data[:8], "little")
+    return hashlib.sha256(data[8 + n :]).hexdigest()
+
+
+def save_file(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    input_size: list[int] | tuple[int, ...] | None = None,
+    float_dtype: FloatDtype = "float32",
+    keep_latent: bool = True,
+    rebuild: Rebuild | None = None,
+    check_rebuild: bool = True,
+) -> Path:
+    """Write a binarized model to one packed, self-describing file, atomically.
+
+    Args:
+        model: a binarized model (from :func:`autobin.binarize`).
+        path: the file to write (any suffix; ``.safetensors`` is customary).
+        arch, arch_kwargs, input_size: as for :func:`autobin.zoo.publish` (default: read
+            from the model).
+        float_dtype: storage dtype of the float parts.
+        keep_latent: also store the latent float weights (default True: trainable on load).
+        rebuild, check_rebuild: check, before writing, that the file can be loaded again.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: the model has no binary layers, or cannot be rebuilt from its description.
+        IsADirectoryError: ``path`` is a directory.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a file name, e.g. {path}/bnn.pt")
+    check_float_dtype(float_dtype)
+    if not binary_layers(model):
+        raise ValueError(
+            "the model has no binary layers; binarize it with autobin.binarize(model) first"
+        )
+    config = _build_config(
+        model, path.stem, arch=arch, arch_kwargs=arch_kwargs, recipe=None, input_size=input_size,
+        metrics=None, dataset=None, teacher=None, schedule=None, license="apache-2.0",
+    )  # fmt: skip
+    if check_rebuild and (rebuild is not None or _default_rebuild_available(config)):
+        _check_rebuild(model, config, rebuild or default_rebuild(config))
+    tensors, metadata = packed_state(model, float_dtype=float_dtype, keep_latent=keep_latent)
+    config["weights"] = {
+        "file": WEIGHTS_FILE,  # the tensors of this very file
+        "float_dtype": float_dtype,
+        "keep_latent": keep_latent,
+        "bit_order": BIT_ORDER,
+    }
+    metadata[CONFIG_KEY] = dumps_json(config).decode("utf-8")
+    digest = _data_digest(st_save(tensors, metadata=metadata))
+    data = st_save(tensors, metadata={**metadata, DIGEST_KEY: digest})
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def read_file_config(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any, Any]:
+    """Read, checksum and validate a one-file checkpoint: ``(config, tensors, metadata)``.
+
+    Raises:
+        ZooFormatError: not an autobin packed file, or not a one-file checkpoint.
+        ZooIntegrityError: the tensor bytes do not match their recorded sha256.
+    """
+    path = Path(path)
+    tensors, metadata = read_packed(path)
+    if CONFIG_KEY not in metadata or DIGEST_KEY not in metadata:
+        raise ZooFormatError(
+            f"{path}: a packed checkpoint without an embedded config (a zoo entry's "
+            f"{WEIGHTS_FILE}?); load its entry directory, or pass rebuild= to build the model"
+        )
+    actual = _data_digest(path.read_bytes())
+    if actual != metadata[DIGEST_KEY]:
+        raise ZooIntegrityError(
+            f"{path}: sha256 of the tensor data is {actual}, the file records "
+            f"{metadata[DIGEST_KEY]}; the file is corrupt or was modified"
+        )
+    try:
+        config = json.loads(metadata[CONFIG_KEY])
+    except json.JSONDecodeError as e:
+        raise ZooFormatError(f"{path}: the embedded config is not valid JSON ({e})") from e
+    return validate_config(config, f"{path} (embedded config)"), tensors, metadata
+
+
+def load_file(
+    path: str | os.PathLike[str],
+    *,
+    keep_latent: bool = False,
+    rebuild: Rebuild | None = None,
+    deploy: bool = False,
+) -> nn.Module:
+    """Load a one-file checkpoint written by :func:`save_file` (or ``autobin binarize -o``).
+
+    The same as :func:`autobin.zoo.load` (and :func:`autobin.load`) given the file's path.
+
+    Args:
+        path: the file.
+        keep_latent: restore the latent float weights and keep the model trainable (the file
+            must hold them); default freezes every binary layer with its packed binary weight.
+        rebuild: builds the binarized model from the embedded config (default
+            :func:`autobin.zoo.default_rebuild`).
+        deploy: return the inference-only packed model.
+
+    Returns:
+        The model in eval mode, with the embedded config as ``model.autobin_zoo_config``.
+    """
+    from .api import load
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "no such file", os.fspath(path))
+    return load(path, keep_latent=keep_latent, rebuild=rebuild, deploy=deploy)
+
+
+__all__ = ["CONFIG_KEY", "DIGEST_KEY", "load_file", "read_file_config", "save_file"]
