@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import BinarizeError
 from ..atomic import fsync_dir
+from ..errors import BinarizeError
 from ..graph import binarize
 from ..quantizers.packing import BIT_ORDER, unpack_signs
 from ..recipes import Recipe
@@ -514,8 +514,9 @@ def _resolve(name_or_path: str | os.PathLike[str], zoo_dir: str | os.PathLike[st
                 f"with `autobin zoo --zoo-dir {zoo} reindex` (autobin.zoo.rebuild_index)"
             )
         raise ModelNotFoundError(
-            f"no model {key!r} in zoo {zoo} (known: {known[:20]}) and no such directory; "
-            "list the zoo with `autobin zoo list` (autobin.zoo.list_models())"
+            f"no model {key!r} in the zoo at '{zoo}' (known: {known[:20]}) and no such "
+            "directory; list the zoo with `autobin zoo list` (autobin.zoo.list_models()), or "
+            "point at another zoo with --zoo-dir / zoo_dir="
         )
     for required in REQUIRED_FILES:
         if required not in files:
@@ -751,13 +752,13 @@ def publish_run(
 
 __all__ = [
     "Rebuild",
+    "default_rebuild",
     "list_models",
     "load",
     "publish",
     "publish_run",
-    "show",
-    "default_rebuild",
     "register_rebuild",
+    "show",
     "timm_rebuild",
     "verify",
 ]

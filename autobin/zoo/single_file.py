@@ -39,7 +39,6 @@ from .format import (
     FloatDtype,
     binary_layers,
     check_float_dtype,
-    load_packed_state,
     packed_state,
     read_packed,
 )

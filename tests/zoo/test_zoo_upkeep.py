@@ -80,7 +80,10 @@ def test_rebuild_leaves_out_a_corrupt_entry_and_says_why(zoo, kit):
     (zoo / "index.json").unlink()
     done = rebuild_index(zoo)
     assert done["indexed"] == ["good"]
-    assert "sha256 mismatch" in done["skipped"]["bad"] and "model.safetensors" in done["skipped"]["bad"]
+    assert (
+        "sha256 mismatch" in done["skipped"]["bad"]
+        and "model.safetensors" in done["skipped"]["bad"]
+    )
     assert weights.exists()  # reported, never deleted
 
 
