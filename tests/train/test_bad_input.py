@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from tiny_nets import tiny_float_net, tiny_student
 from torch.utils.data import Dataset, Subset
 
 from autobin.data import load_dataset
-from autobin.nn import AdaBinConv2d, Maxout
 from autobin.train import (
     CheckpointError,
     DataFormatError,
@@ -26,30 +24,6 @@ from autobin.train import (
 FAST = {"progress": False, "plots": False, "batch_size": 32, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _float_net() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10),
-    )  # fmt: skip
-
-
-def _student(teacher: nn.Module) -> nn.Module:
-    student = copy.deepcopy(teacher)
-    student[3] = AdaBinConv2d.from_float(teacher[3])
-    student[5] = Maxout(8)
-    return student
-
-
 @pytest.fixture(scope="module")
 def digits() -> tuple[Subset, Subset]:
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
@@ -59,17 +33,25 @@ def digits() -> tuple[Subset, Subset]:
 # --------------------------------------------------------------------------- run directory
 def test_existing_run_is_refused_then_resumed_or_overwritten(digits, tmp_path: Path) -> None:
     train, val = digits
-    finetune(_student(_float_net()), _float_net(), train, val, epochs=1, out_dir=tmp_path, **FAST)
+    finetune(
+        tiny_student(tiny_float_net()),
+        tiny_float_net(),
+        train,
+        val,
+        epochs=1,
+        out_dir=tmp_path,
+        **FAST,
+    )
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     with pytest.raises(RunDirectoryError, match=r"already holds a run.*resume=True.*overwrite"):
-        finetune(_student(_float_net()), _float_net(), train, val, epochs=2, out_dir=tmp_path,
-                 **FAST)  # fmt: skip
+        teacher = tiny_float_net()
+        finetune(tiny_student(teacher), teacher, train, val, epochs=2, out_dir=tmp_path, **FAST)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
-    result = finetune(_student(_float_net()), _float_net(), train, val, epochs=2,
+    result = finetune(tiny_student(tiny_float_net()), tiny_float_net(), train, val, epochs=2,
                       out_dir=tmp_path, resume=True, **FAST)  # fmt: skip
     assert [r["epoch"] for r in result.history] == [1, 2]
     (tmp_path / "curves.png").write_bytes(b"stale figure of the old run")
-    fresh = finetune(_student(_float_net()), _float_net(), train, None, epochs=1,
+    fresh = finetune(tiny_student(tiny_float_net()), tiny_float_net(), train, None, epochs=1,
                      out_dir=tmp_path, overwrite=True, **FAST)  # fmt: skip
     assert len(fresh.history) == 1 and not (tmp_path / "curves.png").exists()
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
@@ -82,7 +64,7 @@ def test_out_dir_that_is_a_file_is_refused(digits, tmp_path: Path) -> None:
     path = tmp_path / "file"
     path.write_text("not a directory")
     with pytest.raises(RunDirectoryError, match="is a file"):
-        train_float(_float_net(), train, epochs=1, out_dir=path, **FAST)
+        train_float(tiny_float_net(), train, epochs=1, out_dir=path, **FAST)
     assert path.read_text() == "not a directory"
 
 
@@ -90,7 +72,7 @@ def test_out_dir_that_is_a_file_is_refused(digits, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def checkpoint(digits, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ckpt")
-    train_float(_float_net(), digits[0], epochs=1, out_dir=out, **FAST)
+    train_float(tiny_float_net(), digits[0], epochs=1, out_dir=out, **FAST)
     return out / "last.pt"
 
 
@@ -129,13 +111,13 @@ def test_a_flipped_byte_is_refused_or_harmless(checkpoint, tmp_path) -> None:
 
 def test_resume_from_a_damaged_last_pt_is_refused(digits, tmp_path: Path) -> None:
     train, _ = digits
-    train_float(_float_net(), train, epochs=1, out_dir=tmp_path, **FAST)
+    train_float(tiny_float_net(), train, epochs=1, out_dir=tmp_path, **FAST)
     last = tmp_path / "last.pt"
     data = bytearray(last.read_bytes())
     data[len(data) // 2] ^= 0x01
     last.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"last\.pt.*does not match its checksum"):
-        train_float(_float_net(), train, epochs=2, out_dir=tmp_path, resume=True, **FAST)
+        train_float(tiny_float_net(), train, epochs=2, out_dir=tmp_path, resume=True, **FAST)
 
 
 # --------------------------------------------------------------------------- data
@@ -171,27 +153,29 @@ def test_wrong_item_form_names_the_item(tmp_path, bad_item, message) -> None:
     items = _good()
     items[5] = bad_item
     with pytest.raises(DataFormatError, match=message):
-        train_float(_float_net(), _Items(items), epochs=1, out_dir=tmp_path, **FAST)
+        train_float(tiny_float_net(), _Items(items), epochs=1, out_dir=tmp_path, **FAST)
 
 
 def test_wrong_first_item_is_refused_before_any_work(tmp_path) -> None:
     items = _good()
     items[0] = {"x": torch.zeros(1, 8, 8)}
     with pytest.raises(DataFormatError, match="val_data item 0 is a dict"):
-        train_float(_float_net(), _Items(_good()), _Items(items), epochs=1, out_dir=tmp_path,
+        train_float(tiny_float_net(), _Items(_good()), _Items(items), epochs=1, out_dir=tmp_path,
                     **FAST)  # fmt: skip
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
 def test_empty_validation_set_is_an_error(tmp_path) -> None:
     with pytest.raises(DataFormatError, match=r"val_data is empty.*val_data=None"):
-        train_float(_float_net(), _Items(_good()), _Items([]), epochs=1, out_dir=tmp_path, **FAST)
+        train_float(
+            tiny_float_net(), _Items(_good()), _Items([]), epochs=1, out_dir=tmp_path, **FAST
+        )
 
 
 def test_nan_validation_loss_writes_valid_json(tmp_path) -> None:
     val = _good(20)
     val[3] = (torch.full((1, 8, 8), float("nan")), 3)
-    result = train_float(_float_net(), _Items(_good()), _Items(val), epochs=1, out_dir=tmp_path,
+    result = train_float(tiny_float_net(), _Items(_good()), _Items(val), epochs=1, out_dir=tmp_path,
                          **FAST)  # fmt: skip
     assert math.isnan(result.history[0]["val_loss"])
 
@@ -205,7 +189,9 @@ def test_nan_validation_loss_writes_valid_json(tmp_path) -> None:
 # --------------------------------------------------------------------------- progress
 def test_progress_without_a_terminal_is_one_line_per_epoch(digits, tmp_path, capsys) -> None:
     train, val = digits
-    train_float(_float_net(), train, val, epochs=2, out_dir=tmp_path, **{**FAST, "progress": True})
+    train_float(
+        tiny_float_net(), train, val, epochs=2, out_dir=tmp_path, **{**FAST, "progress": True}
+    )
     captured = capsys.readouterr()
     assert "\r" not in captured.out + captured.err
     lines = captured.out.strip().splitlines()

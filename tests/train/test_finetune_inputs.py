@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import subprocess
@@ -13,24 +12,16 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from tiny_nets import tiny_float_net, tiny_student
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 import autobin
 from autobin.cli.main import main as cli
 from autobin.data import load_dataset
-from autobin.nn import AdaBinConv2d, Maxout
 from autobin.train import finetune, load_checkpoint
 
 FAST = {"progress": False, "plots": False, "device": "cpu"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +31,8 @@ def digits() -> tuple[Subset, Subset]:
 
 
 def _pair() -> tuple[nn.Module, nn.Module]:
-    torch.manual_seed(0)
-    teacher = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10),
-    )  # fmt: skip
-    student = copy.deepcopy(teacher)
-    student[3] = AdaBinConv2d.from_float(teacher[3])
-    student[5] = Maxout(8)
-    return student, teacher
+    teacher = tiny_float_net()
+    return tiny_student(teacher), teacher
 
 
 def test_dataloaders_train_exactly_like_their_datasets(digits, tmp_path: Path) -> None:

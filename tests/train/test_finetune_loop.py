@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from tiny_nets import tiny_float_net, tiny_student
 from torch import nn
 from torch.utils.data import Subset
 
 from autobin.data import load_dataset
-from autobin.nn import AdaBinConv2d, Maxout
 from autobin.train import (
     Callback,
     LoopState,
@@ -26,36 +25,12 @@ from autobin.train import (
 FAST = {"progress": False, "plots": False, "batch_size": 32, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy 2-core runner they thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _float_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Dropout(0.2),  # exercises the saved/restored RNG state
-        nn.Linear(8, 10),
-    )
+    return tiny_float_net(seed, dropout=0.2)  # dropout exercises the saved/restored RNG state
 
 
 def _student(teacher: nn.Module) -> nn.Module:
-    student = copy.deepcopy(teacher)
-    student[3] = AdaBinConv2d.from_float(teacher[3], weight_estimator="ede")
-    student[5] = Maxout(8)
-    return student
+    return tiny_student(teacher, weight_estimator="ede")
 
 
 @pytest.fixture(scope="module")
