@@ -127,6 +127,15 @@ struct Block {
   int npix;
 };
 
+// One output of a block: m * popcount + base + csa * sa (+ the fused residual). Always inlined,
+// so it is compiled with each caller's target and the paths keep their exact arithmetic.
+__attribute__((always_inline)) inline void store_output(const Block& b, int p, int64_t o,
+                                                        uint64_t count) {
+  float y = b.m[o] * static_cast<float>(count) + b.base[p][o] + b.csa[o] * b.sa[p];
+  if (b.res[p]) y += b.res[p][o];
+  b.out[p][o] = y;
+}
+
 void block_portable(const Block& b) {
   const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
   for (int p = 0; p < b.npix; ++p) {
@@ -139,12 +148,7 @@ void block_portable(const Block& b) {
         for (int j = 0; j < kOBlock; ++j) acc[j] += popcount_swar(w[l * kOBlock + j] ^ al);
       }
       const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
-      for (int64_t j = 0; j < n; ++j) {
-        const int64_t o = o0 + j;
-        float y = b.m[o] * static_cast<float>(acc[j]) + b.base[p][o] + b.csa[o] * b.sa[p];
-        if (b.res[p]) y += b.res[p][o];
-        b.out[p][o] = y;
-      }
+      for (int64_t j = 0; j < n; ++j) store_output(b, p, o0 + j, acc[j]);
     }
   }
 }
@@ -200,12 +204,7 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
         if (b.res[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res[p] + o));
         _mm256_storeu_ps(b.out[p] + o, y);
       }
-      for (; j < n; ++j) {
-        const int64_t o = o0 + j;
-        float y = b.m[o] * static_cast<float>(counts[j]) + b.base[p][o] + b.csa[o] * b.sa[p];
-        if (b.res[p]) y += b.res[p][o];
-        b.out[p][o] = y;
-      }
+      for (; j < n; ++j) store_output(b, p, o0 + j, counts[j]);
     }
   }
 }

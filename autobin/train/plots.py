@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..atomic import atomic_write
+from ..nn import BinaryLayer
 from .schedules import binary_layers
 
 
@@ -72,26 +73,10 @@ def _pick(items: list[Any], k: int) -> list[Any]:
     return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)]
 
 
-def _weight_set(layer: nn.Module) -> tuple[float, float]:
+def _weight_set(layer: BinaryLayer) -> tuple[float, float]:
     """``(alpha_w, beta_w)`` averaged over output channels."""
-    if hasattr(layer, "weight_binary_set"):
-        alpha, beta = layer.weight_binary_set()
-    else:
-        w = layer.weight.detach().flatten(1).float()
-        beta = w.mean(1)
-        alpha = ((w - beta[:, None]).pow(2).mean(1) + 1e-5).sqrt()
+    alpha, beta = layer.weight_binary_set()
     return float(alpha.float().mean()), float(beta.float().mean())
-
-
-def _activation_set(layer: nn.Module) -> tuple[float, float]:
-    """``(alpha_a, c_a)``: the input binarizes to ``{c_a - alpha_a, c_a + alpha_a}``."""
-    if hasattr(layer, "activation_binary_set"):
-        alpha, center = layer.activation_binary_set()
-        return float(alpha), float(center)
-    alpha, beta = getattr(layer, "act_alpha", None), getattr(layer, "act_beta", None)
-    if alpha is None or beta is None:
-        return 1.0, 0.0
-    return float(alpha.detach()), float(beta.detach())
 
 
 @torch.no_grad()
@@ -148,7 +133,7 @@ def plot_binary_sets(
             fontsize=9,
         )
         if name in inputs:
-            alpha_a, center = _activation_set(layer)
+            alpha_a, center = layer.activation_binary_set()
             ax_a.hist(inputs[name].flatten().numpy(), bins=80, color="C1")
             for value in (center - alpha_a, center + alpha_a):
                 ax_a.axvline(value, color="C3", ls="--")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..nn import BinaryLayer
 from .config import TrainConfig
 
 #: Parameter names (last dotted component) never decayed: AdaBin activation set and Maxout slopes.
@@ -35,10 +36,10 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, wrappers) else model
 
 
-def binary_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """``(name, module)`` of every binary layer (anything with the binary-layer toggles)."""
+def binary_layers(model: nn.Module) -> Iterator[tuple[str, BinaryLayer]]:
+    """``(name, module)`` of every binary layer."""
     for name, module in unwrap_model(model).named_modules():
-        if hasattr(module, "binarize_weights") and hasattr(module, "binarize_activations"):
+        if isinstance(module, BinaryLayer):
             yield name, module
 
 
