@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 
 from ..errors import check_choice
-from .sign import sgn, sign_clipped_ste
+from .sign import sgn, sign_clipped_ste, two_level
 
 ActForm = Literal["paper", "code"]
 #: The activation forms, each with what it computes.
@@ -41,8 +41,7 @@ class _AdaBinActivation(torch.autograd.Function):
 
     Written with ``copysign`` and in-place updates rather than ``where`` and temporaries: on
     the CPU, ``where`` and fresh full-size tensors dominate the cost of these elementwise ops.
-    Under ``torch.compile`` the same formula is written without ``out=`` (an ``out=`` tensor in
-    channels-last layout breaks the graph; inductor fuses the whole expression anyway).
+    Under ``torch.compile`` the forward is written out of place (see :func:`two_level`).
     """
 
     @staticmethod
@@ -55,10 +54,7 @@ class _AdaBinActivation(torch.autograd.Function):
         c = a * b if code_form else b
         # sgn(u) = sgn(x - beta) for alpha > 0; adding +0.0 turns -0.0 into +0.0 so sgn(0) = +1.
         # copysign(alpha, .) + c is bit-identical to alpha * sgn(u) + c.
-        out = torch.sub(x, b).add_(0.0)
-        if torch.compiler.is_compiling():
-            return torch.copysign(a, out).add_(c)
-        return torch.copysign(a.expand_as(out), out, out=out).add_(c)
+        return two_level(a, torch.sub(x, b).add_(0.0), c, reuse_u=True)
 
     @staticmethod
     def backward(ctx, grad):

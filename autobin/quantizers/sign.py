@@ -36,6 +36,27 @@ def sgn(x: torch.Tensor) -> torch.Tensor:
     return torch.copysign(one.expand_as(out), out, out=out)
 
 
+def two_level(
+    alpha: torch.Tensor, u: torch.Tensor, center: torch.Tensor, *, reuse_u: bool = False
+) -> torch.Tensor:
+    """``alpha * sgn(u) + center``, bit-identical, as ``copysign(alpha, u) + center``.
+
+    ``u`` must already have ``-0.0`` turned into ``+0.0`` (so ``sgn(0) = +1``); ``alpha`` and
+    ``center`` broadcast against it. Eagerly, ``reuse_u=True`` writes the result into ``u`` (a
+    temporary the caller no longer needs), which saves one full-size allocation on the CPU.
+
+    Under ``torch.compile`` the expression is written without ``out=`` or in-place updates:
+    an ``out=`` tensor in channels-last layout breaks the graph, and an in-place add on the
+    ``copysign`` result inside an autograd function's forward makes torch 2.11's compiled
+    autograd drop the function's backward (every gradient through it came out zero). Inductor
+    fuses the out-of-place expression into one kernel anyway.
+    """
+    if torch.compiler.is_compiling():
+        return torch.copysign(alpha, u) + center
+    out = u if reuse_u else None
+    return torch.copysign(alpha.expand_as(u), u, out=out).add_(center)
+
+
 def bireal_derivative(u: torch.Tensor) -> torch.Tensor:
     """Bi-Real Net surrogate ``d sgn(u)/du ~= max(0, 2 - 2|u|)`` (Liu et al., ECCV 2018)."""
     return (2.0 - 2.0 * u.abs()).clamp_min_(0.0)

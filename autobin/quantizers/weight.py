@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import check_choice
-from .sign import WEIGHT_ESTIMATORS, sign_clipped_ste
+from .sign import WEIGHT_ESTIMATORS, sign_clipped_ste, two_level
 
 
 def _channel_dims(w: torch.Tensor) -> tuple[int, ...]:
@@ -76,8 +76,7 @@ class _AdaBinWeight(torch.autograd.Function):
         ctx.save_for_backward(centered, alpha)
         ctx.ede, ctx.t, ctx.k, ctx.eps = ede, t, k, eps
         # alpha*sgn(u) + beta, bit-identical: alpha*(+-1) + beta == beta +- alpha
-        out = torch.copysign(alpha.expand_as(centered), centered).add_(beta)
-        return out.reshape(w.shape)
+        return two_level(alpha, centered, beta).reshape(w.shape)
 
     @staticmethod
     def backward(ctx, grad):
