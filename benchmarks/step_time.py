@@ -8,9 +8,11 @@ its own optimizer (its Adam state exists before timing starts).
     .venv/bin/python benchmarks/step_time.py --device cuda --amp bf16 --input-size 3 224 224 \\
         --batch 256 --layouts nchw channels_last --modes eager compile --variants adabin
 
-On CUDA it also prints images/s and the step's peak memory: the most memory allocated during
-one step beyond what was allocated before it (activations, gradients, temporaries), plus the
-model's own parameters, gradients and Adam state. ``--layouts``/``--modes`` run every
+It prints images/s and the bytes the step keeps for backward (the storages autograd saves,
+counted once each, on any device: the activation memory the layer design decides); on CUDA
+also the step's peak memory: the most memory allocated during one step beyond what was
+allocated before it (activations, gradients, temporaries), plus the model's own parameters,
+gradients and Adam state. ``--layouts``/``--modes`` run every
 combination in one process; the closing lines compare each binary model's best configuration
 with the float model's best (the goal of issue 11: step time <= 1.25x, peak memory <= 1.2x).
 """
@@ -55,6 +57,7 @@ class Runner:
     amp: torch.dtype | None
     times: list[float] = field(default_factory=list)
     peak_bytes: int = 0
+    saved_bytes: int = 0
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Seconds for one training step (forward, backward, Adam step)."""
@@ -77,7 +80,17 @@ class Runner:
         params = [p for p in self.model.parameters() if p.requires_grad]
         return 4 * sum(p.numel() * p.element_size() for p in params)
 
-    def measure_peak(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def measure_memory(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Bytes kept for backward (any device) and, on CUDA, the step's peak memory."""
+        storages: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            self.step(x, y)
+        self.saved_bytes = sum(storages.values())
         if x.device.type != "cuda":
             return
         _sync(x.device)
@@ -119,7 +132,7 @@ def measure(runners: list[Runner], x, y, repeats: int, warmup: int) -> None:
     for r in runners:  # warm-up (compilation, cuDNN autotuning, Adam state)
         for _ in range(warmup):
             r.step(x, y)
-        r.measure_peak(x, y)
+        r.measure_memory(x, y)
     for _ in range(repeats):
         for r in runners:
             r.times.append(r.step(x, y))
@@ -162,7 +175,7 @@ def main() -> None:
     for batch in args.batch:
         x = torch.randn(batch, *args.input_size, device=device)
         y = torch.randint(0, 10, (batch,), device=device)
-        best: dict[str, tuple[float, int, str]] = {}
+        best: dict[str, tuple[float, int, int, str]] = {}
         for layout in layouts:
             for mode in modes:
                 runners = make_runners(models, layout, mode, amp)
@@ -171,16 +184,19 @@ def main() -> None:
                 print(f"batch {batch}, {layout}, {mode}:")
                 for r in runners:
                     ms = statistics.median(r.times)
-                    mem = f"  peak {r.peak_bytes / 2**30:5.2f} GiB" if r.peak_bytes else ""
+                    mem = f"  saved {r.saved_bytes / 2**20:7.1f} MiB"
+                    if r.peak_bytes:
+                        mem += f"  peak {r.peak_bytes / 2**30:5.2f} GiB"
                     print(f"  {r.name:12s} {1000 * ms:9.2f} ms {batch / ms:9.0f} img/s "
                           f"{ms / base:6.2f}x float{mem}")  # fmt: skip
                     if r.name not in best or ms < best[r.name][0]:
-                        best[r.name] = (ms, r.peak_bytes, f"{layout} {mode}")
+                        best[r.name] = (ms, r.peak_bytes, r.saved_bytes, f"{layout} {mode}")
         if len(layouts) * len(modes) > 1 or device.type == "cuda":
-            f_ms, f_mem, f_cfg = best["float"]
+            f_ms, f_mem, f_saved, f_cfg = best["float"]
             print(f"batch {batch}, each model's best configuration vs float's best ({f_cfg}):")
-            for name, (ms, mem, cfg) in best.items():
-                ratio_mem = f", peak memory {mem / f_mem:.2f}x" if f_mem else ""
+            for name, (ms, mem, saved, cfg) in best.items():
+                ratio_mem = f", saved for backward {saved / f_saved:.2f}x"
+                ratio_mem += f", peak memory {mem / f_mem:.2f}x" if f_mem else ""
                 print(f"  {name:12s} {1000 * ms:9.2f} ms ({cfg}): step {ms / f_ms:.2f}x{ratio_mem}")
 
 

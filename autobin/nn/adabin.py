@@ -7,6 +7,8 @@ import torch
 from torch import nn
 
 from ..quantizers import (
+    ADABIN_INPUTS,
+    AdaBinInput,
     activation_center,
     adabin_activation,
     adabin_weight,
@@ -58,6 +60,9 @@ class AdaBinBinarizers:
     def binarize_input(self, x: torch.Tensor) -> torch.Tensor:
         """Binarize the layer input (the fake-quantized activation), differentiable."""
         return adabin_activation(x, self.act_alpha, self.act_beta, self.act_form)
+
+    def _input_binarizer(self) -> tuple[AdaBinInput, tuple[torch.Tensor, torch.Tensor]]:
+        return ADABIN_INPUTS[self.act_form], (self.act_alpha, self.act_beta)
 
     def _latent_weight_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         return adabin_weight_set(self.weight, self.eps)

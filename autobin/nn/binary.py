@@ -15,6 +15,7 @@ method (module)   weights                        activations (layer input)
 
 A method mixin provides ``method`` (its registry name), ``scalar_params`` (names of the learned
 scalars it adds), ``_init_method``, ``_binarize_weight``, ``binarize_input``,
+``_input_binarizer`` (the input binarizer object and its parameters, for the fused conv),
 ``_latent_weight_set``, ``_latent_weight_signs``, ``activation_binary_set``, ``input_signs`` and
 ``_describe``.
 
@@ -35,6 +36,7 @@ from torch import nn
 
 from ..errors import check_choice
 from ..quantizers import ACT_FORMS, WEIGHT_ESTIMATORS
+from .fused import ConvGeometry, binary_input_conv2d
 
 
 class BinaryLayer:
@@ -231,10 +233,26 @@ class BinaryConv2d(BinaryLayer, nn.Conv2d):
         self.dynamic_same_padding = bool(dynamic_same_padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        geometry = self._fused_geometry
+        if self.binarize_activations and geometry is not None:
+            binarizer, params = self._input_binarizer()
+            weight = self._effective_weight()
+            return binary_input_conv2d(x, weight, self.bias, binarizer, params, geometry)
         x = self._maybe_binarize_input(x)
         if self.dynamic_same_padding:
             x = _pad_same(x, self.kernel_size, self.stride, self.dilation)
         return self._conv_forward(x, self._effective_weight(), self.bias)
+
+    @property
+    def _fused_geometry(self) -> ConvGeometry | None:
+        """Conv arguments for :func:`binary_input_conv2d`; ``None`` where it does not apply
+        (non-zero padding modes, string or dynamic "same" padding: those pad the binary input)."""
+        if self.padding_mode != "zeros" or self.dynamic_same_padding:
+            return None
+        padding = (0, 0) if self.padding == "valid" else self.padding
+        if isinstance(padding, str):
+            return None
+        return ConvGeometry(tuple(self.stride), tuple(padding), tuple(self.dilation), self.groups)
 
     @classmethod
     def from_float(cls, module: nn.Conv2d, **options: Any) -> BinaryConv2d:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..quantizers import sgn, sign_activation, sign_weight
+from ..quantizers import SIGN_INPUT, SignInput, sgn, sign_activation, sign_weight
 from .binary import BinaryConv2d, BinaryLinear
 from .registry import MethodSpec, register_method
 
@@ -24,6 +24,9 @@ class SignBinarizers:
     def binarize_input(self, x: torch.Tensor) -> torch.Tensor:
         """Binarize the layer input (the fake-quantized activation), differentiable."""
         return sign_activation(x)
+
+    def _input_binarizer(self) -> tuple[SignInput, tuple[()]]:
+        return SIGN_INPUT, ()
 
     def _latent_weight_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.weight

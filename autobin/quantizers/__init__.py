@@ -5,7 +5,11 @@ Nothing here holds parameters; the layers in :mod:`autobin.nn` own them and call
 
 from .activation import (
     ACT_FORMS,
+    ADABIN_INPUTS,
     MIN_ALPHA,
+    SIGN_INPUT,
+    AdaBinInput,
+    SignInput,
     activation_center,
     adabin_activation,
     effective_alpha,
@@ -34,9 +38,13 @@ from .weight import (
 
 __all__ = [
     "ACT_FORMS",
+    "ADABIN_INPUTS",
     "BIT_ORDER",
     "MIN_ALPHA",
+    "SIGN_INPUT",
     "WEIGHT_ESTIMATORS",
+    "AdaBinInput",
+    "SignInput",
     "activation_center",
     "adabin_activation",
     "adabin_weight",

@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 
 from ..errors import check_choice
-from .sign import sgn, sign_clipped_ste, two_level
+from .sign import clipped_ste_derivative, sgn, sign_clipped_ste, two_level
 
 ActForm = Literal["paper", "code"]
 #: The activation forms, each with what it computes.
@@ -36,29 +36,60 @@ def effective_alpha(alpha: torch.Tensor) -> torch.Tensor:
     return alpha.detach().clamp_min(MIN_ALPHA)
 
 
-class _AdaBinActivation(torch.autograd.Function):
-    """Fused AdaBin activation binarizer.
+class AdaBinInput:
+    """AdaBin's activation binarizer as two plain functions: the value and its closed-form grads.
+
+    The one place the activation math lives: :func:`adabin_activation` (its own autograd
+    function) and the fused binary convolution (:mod:`autobin.nn.fused`, which recomputes the
+    binary input in backward instead of saving it) both call these two methods.
 
     Written with ``copysign`` and in-place updates rather than ``where`` and temporaries: on
     the CPU, ``where`` and fresh full-size tensors dominate the cost of these elementwise ops.
-    Under ``torch.compile`` the forward is written out of place (see :func:`two_level`).
+    Under ``torch.compile`` the value is written out of place (see :func:`two_level`).
     """
 
-    @staticmethod
-    def forward(ctx, x, alpha, beta, code_form: bool):
-        a = effective_alpha(alpha).to(x.dtype)
-        b = beta.detach().to(x.dtype)
-        ctx.save_for_backward(x, a, b)
-        ctx.code_form = code_form
-        ctx.param_dtypes = (alpha.dtype, beta.dtype)
-        c = a * b if code_form else b
+    def __init__(self, code_form: bool) -> None:
+        self.code_form = bool(code_form)
+
+    def _set(self, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor):
+        return effective_alpha(alpha).to(x.dtype), beta.detach().to(x.dtype)
+
+    def value(self, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """``alpha_a * sgn(u) + c_a`` with ``u = x - beta_a`` (``alpha_a > 0``), no autograd."""
+        a, b = self._set(x, alpha, beta)
+        c = a * b if self.code_form else b
         # sgn(u) = sgn(x - beta) for alpha > 0; adding +0.0 turns -0.0 into +0.0 so sgn(0) = +1.
         # copysign(alpha, .) + c is bit-identical to alpha * sgn(u) + c.
         return two_level(a, torch.sub(x, b).add_(0.0), c, reuse_u=True)
 
-    @staticmethod
-    def backward(ctx, grad):
-        x, a, b = ctx.saved_tensors
+    def recompute(self, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """:meth:`value` again, for a backward pass that did not keep it: bit-identical values
+        (for non-NaN ``x``); under ``torch.compile`` written as
+        ``where(x - beta >= 0, c + alpha, c - alpha)``.
+
+        A different expression on purpose: under ``torch.compile`` an identical one is merged
+        with the forward's value by common-subexpression elimination, and the partitioner then
+        saves that full-size tensor for backward, undoing the saving.
+        """
+        if not torch.compiler.is_compiling():
+            return self.value(x, alpha, beta)  # eager: the cheaper in-place form
+        a, b = self._set(x, alpha, beta)
+        c = a * b if self.code_form else b
+        return torch.where(torch.sub(x, b) >= 0, c + a, c - a)
+
+    def grads(
+        self,
+        x: torch.Tensor,
+        alpha: torch.Tensor,
+        beta: torch.Tensor,
+        grad: torch.Tensor,
+        needs: tuple[bool, bool, bool],
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Gradients of ``x``, ``alpha_a``, ``beta_a`` from ``grad`` (of the binary value).
+
+        ``needs`` says which of the three are wanted (the others come back as ``None``).
+        """
+        a, b = self._set(x, alpha, beta)
         u = torch.sub(x, b).add_(0.0).div_(a)
         gd = u.abs().mul_(-2.0).add_(2.0).clamp_min_(0.0).mul_(grad)  # grad * Bi-Real d sgn/du
         grad_alpha = grad_beta = None
@@ -66,21 +97,68 @@ class _AdaBinActivation(torch.autograd.Function):
         acc = torch.promote_types(grad.dtype, torch.float32)
         total = grad.sum(dtype=acc)
         gd_total = gd.sum(dtype=acc)
-        if ctx.needs_input_grad[1]:
+        if needs[1]:
             # paper: d/dalpha [alpha*sgn(u) + beta] = sgn(u) - d*u
             # code:  d/dalpha [alpha*(sgn(u) + beta)] = sgn(u) + beta - d*u
             one = torch.ones((), dtype=grad.dtype, device=grad.device)
             g_sign = torch.copysign(one.expand_as(u), u).mul_(grad).sum(dtype=acc)
             ga = g_sign - u.mul_(gd).sum(dtype=acc)
-            if ctx.code_form:
+            if self.code_form:
                 ga = ga + total * b.to(acc)
-            grad_alpha = ga.reshape(()).to(ctx.param_dtypes[0])
-        if ctx.needs_input_grad[2]:
+            grad_alpha = ga.reshape(()).to(alpha.dtype)
+        if needs[2]:
             # paper: d/dbeta = 1 - d;  code: d/dbeta = alpha - d
-            gb = (total * a.to(acc) if ctx.code_form else total) - gd_total
-            grad_beta = gb.reshape(()).to(ctx.param_dtypes[1])
-        grad_x = gd if ctx.needs_input_grad[0] else None
-        return grad_x, grad_alpha, grad_beta, None
+            gb = (total * a.to(acc) if self.code_form else total) - gd_total
+            grad_beta = gb.reshape(()).to(beta.dtype)
+        return (gd if needs[0] else None), grad_alpha, grad_beta
+
+
+#: The AdaBin activation binarizer of each form.
+ADABIN_INPUTS: dict[str, AdaBinInput] = {"paper": AdaBinInput(False), "code": AdaBinInput(True)}
+
+
+class SignInput:
+    """The BNN activation binarizer, ``sgn(x)`` with the clipped STE, as value and grads.
+
+    Same interface as :class:`AdaBinInput` (no learned parameters); the math is
+    :func:`autobin.quantizers.sgn` and :func:`autobin.quantizers.sign.clipped_ste_derivative`, as in
+    :func:`sign_activation`.
+    """
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """``sgn(x)`` with ``sgn(0) = +1``, no autograd."""
+        return sgn(x)
+
+    def recompute(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`value` again; a different expression under ``torch.compile`` (see
+        :meth:`AdaBinInput.recompute`)."""
+        if not torch.compiler.is_compiling():
+            return self.value(x)
+        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+    def grads(
+        self, x: torch.Tensor, grad: torch.Tensor, needs: tuple[bool]
+    ) -> tuple[torch.Tensor | None]:
+        """Gradient of ``x``: ``grad * 1{|x| <= 1}``."""
+        return (clipped_ste_derivative(x).to(grad.dtype).mul_(grad) if needs[0] else None,)
+
+
+SIGN_INPUT = SignInput()
+
+
+class _AdaBinActivation(torch.autograd.Function):
+    """AdaBin activation binarizer: forward one comparison, closed-form backward from ``x``."""
+
+    @staticmethod
+    def forward(ctx, x, alpha, beta, binarizer: AdaBinInput):
+        ctx.save_for_backward(x, alpha, beta)
+        ctx.binarizer = binarizer
+        return binarizer.value(x, alpha, beta)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, alpha, beta = ctx.saved_tensors
+        return *ctx.binarizer.grads(x, alpha, beta, grad, ctx.needs_input_grad[:3]), None
 
 
 def adabin_activation(
@@ -104,7 +182,7 @@ def adabin_activation(
         form: ``"paper"`` or ``"code"``.
     """
     check_choice(form, ACT_FORMS, "activation form")
-    return _AdaBinActivation.apply(x, alpha, beta, form == "code")
+    return _AdaBinActivation.apply(x, alpha, beta, ADABIN_INPUTS[form])
 
 
 def sign_activation(x: torch.Tensor) -> torch.Tensor:
@@ -114,8 +192,12 @@ def sign_activation(x: torch.Tensor) -> torch.Tensor:
 
 __all__ = [
     "ACT_FORMS",
+    "ADABIN_INPUTS",
     "MIN_ALPHA",
+    "SIGN_INPUT",
     "ActForm",
+    "AdaBinInput",
+    "SignInput",
     "activation_center",
     "adabin_activation",
     "effective_alpha",

@@ -120,3 +120,35 @@ def test_compiled_student_gradients_match_eager(recipe: str, device: str) -> Non
     for name, p in eager.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name  # the check can fail
         torch.testing.assert_close(grads[name], p.grad, rtol=1e-7, atol=1e-9, msg=name)
+
+
+def _saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the batch-shaped tensors a compiled training forward keeps for backward."""
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.dim() == 4 and t.shape[0] == x.shape[0]:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    compiled = torch.compile(model)
+    with torch.autocast("cpu", torch.bfloat16):
+        compiled(x)  # compile outside the hooks
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            compiled(x)
+    return sum(saved.values())
+
+
+@pytest.mark.slow
+def test_compiled_student_keeps_no_more_activations_than_the_float_model() -> None:
+    """The binary input of every binary conv is recomputed in backward, not saved (autobin/nn/
+    fused.py), and Maxout and the binarizers leave the rest to the partitioner: the compiled
+    adabin resnet18 keeps about what the float resnet18 keeps (the memory goal of the GPU path).
+    """
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    float_model = timm.create_model("resnet18").train().to(memory_format=torch.channels_last)
+    student = autobin.binarize(timm.create_model("resnet18"), example_inputs=(x,)).train()
+    student = student.to(memory_format=torch.channels_last)
+    ratio = _saved_activation_bytes(student, x) / _saved_activation_bytes(float_model, x)
+    assert ratio <= 1.1, f"compiled adabin keeps {ratio:.2f}x the float model's activations"
