@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU check of issue 11, for a machine with one CUDA GPU (a few minutes on an H100/H200):
 #   1. the CUDA tests (training loop on CUDA: autocast, fp16 scaling, exact resume, compiled
-#      channels-last finetune) and the compile tests;
+#      channels-last finetune), the compile tests (whole-student compiled gradients equal eager,
+#      on the CPU and on CUDA, under this machine's torch) and the fused binary conv tests;
 #   2. training step time of the float resnet18 and its adabin student at 224x224, batch 256,
 #      bf16 autocast, NCHW and channels-last, eager and torch.compile: ms, img/s, peak memory,
-#      and each model's best configuration against the float model's best.
+#      bytes kept for backward, and each model's best configuration against the float model's
+#      best.
 # Usage (repository root):  bash benchmarks/gpu_check.sh   [PYTHON=python3] [REPEATS=15]
 # (Several processes on one GPU are not possible with NCCL; the multi-process path is tested
 # on the CPU with gloo in tests/train/test_torchrun.py.)
@@ -18,7 +20,7 @@ $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_na
 echo "== 1. CUDA and compile tests"
 CUBLAS_WORKSPACE_CONFIG=:4096:8 $PY -m pytest -q -p no:cacheprovider \
     tests/train/test_finetune_cuda.py tests/train/test_compile.py \
-    tests/core/test_devices_dtypes.py || status=1
+    tests/core/test_devices_dtypes.py tests/core/test_fused_conv.py || status=1
 
 echo "== 2. step time, batch 256, 224x224, bf16"
 reps=${REPEATS:-15}

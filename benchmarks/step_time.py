@@ -9,7 +9,8 @@ its own optimizer (its Adam state exists before timing starts).
         --batch 256 --layouts nchw channels_last --modes eager compile --variants adabin
 
 It prints images/s and the bytes the step keeps for backward (the storages autograd saves,
-counted once each, on any device: the activation memory the layer design decides); on CUDA
+counted once each, parameters excluded, on any device: the activation memory the layer design
+decides); on CUDA
 also the step's peak memory: the most memory allocated during one step beyond what was
 allocated before it (activations, gradients, temporaries), plus the model's own parameters,
 gradients and Adam state. ``--layouts``/``--modes`` run every
@@ -81,11 +82,17 @@ class Runner:
         return 4 * sum(p.numel() * p.element_size() for p in params)
 
     def measure_memory(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Bytes kept for backward (any device) and, on CUDA, the step's peak memory."""
+        """Bytes kept for backward (any device) and, on CUDA, the step's peak memory.
+
+        Parameters saved for backward are not counted: they exist anyway (``state_bytes``).
+        """
+        params = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
         storages: dict[int, int] = {}
 
         def pack(t: torch.Tensor) -> torch.Tensor:
-            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            ptr = t.untyped_storage().data_ptr()
+            if ptr not in params:
+                storages[ptr] = t.untyped_storage().nbytes()
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

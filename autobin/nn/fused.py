@@ -36,7 +36,9 @@ class _BinaryInputConv2d(torch.autograd.Function):
         ab = binarizer.value(x, *act_params)
         # F.conv2d, so autocast picks the compute dtype exactly as for a plain conv
         out = F.conv2d(ab, weight, bias, *geometry)
-        ctx.save_for_backward(x, weight, *act_params)
+        # the weight as the conv used it (bf16 under autocast, as a plain conv would keep it)
+        ctx.save_for_backward(x, weight.to(out.dtype), *act_params)
+        ctx.weight_dtype = weight.dtype
         ctx.binarizer, ctx.geometry = binarizer, geometry
         ctx.has_bias = bias is not None
         ctx.bias_dtype = bias.dtype if bias is not None else None
@@ -54,7 +56,7 @@ class _BinaryInputConv2d(torch.autograd.Function):
         grad_ab, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad.to(cdt),
             ab,
-            weight.to(cdt),
+            weight,
             [weight.shape[0]] if ctx.has_bias else None,
             stride,
             padding,
@@ -70,7 +72,7 @@ class _BinaryInputConv2d(torch.autograd.Function):
             wanted = (needs[0], *needs[5:])
             grad_x, *grad_params = ctx.binarizer.grads(x, *act_params, grad_ab.to(x.dtype), wanted)
         if grad_w is not None:
-            grad_w = grad_w.to(weight.dtype)
+            grad_w = grad_w.to(ctx.weight_dtype)
         if grad_b is not None:
             grad_b = grad_b.to(ctx.bias_dtype)
         return grad_x, grad_w, grad_b, None, None, *grad_params

@@ -26,12 +26,16 @@ def _centered_stats(w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Te
     section 2; an added ``+ eps`` under the root would shift well-conditioned channels). The one
     place these statistics are computed, so training, freezing and packing agree bit for bit.
     """
-    w2 = w.reshape(w.shape[0], -1)
-    beta = w2.mean(dim=1, keepdim=True)
-    centered = (w2 - beta).add_(0.0)
+    beta = w.reshape(w.shape[0], -1).mean(dim=1, keepdim=True)
+    centered = _centered(w, beta)
     norm = torch.linalg.vector_norm(centered, dim=1, keepdim=True)
-    alpha = torch.sqrt(norm.square() / w2.shape[1]).clamp_min(eps)
+    alpha = torch.sqrt(norm.square() / centered.shape[1]).clamp_min(eps)
     return alpha, beta, centered
+
+
+def _centered(w: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """``W - beta`` viewed as ``(O, n)``, with ``-0.0`` turned into ``+0.0``."""
+    return (w.reshape(w.shape[0], -1) - beta).add_(0.0)
 
 
 def adabin_weight_set(w: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,14 +77,17 @@ class _AdaBinWeight(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w, ede: bool, t: float, k: float, eps: float):
         alpha, beta, centered = _centered_stats(w, eps)
-        ctx.save_for_backward(centered, alpha)
+        # the latent weight (a parameter, kept anyway) and the per-channel statistics, not a
+        # weight-sized ``centered`` copy: backward recomputes it
+        ctx.save_for_backward(w, beta, alpha)
         ctx.ede, ctx.t, ctx.k, ctx.eps = ede, t, k, eps
         # alpha*sgn(u) + beta, bit-identical: alpha*(+-1) + beta == beta +- alpha
         return two_level(alpha, centered, beta).reshape(w.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        centered, alpha = ctx.saved_tensors
+        w, beta, alpha = ctx.saved_tensors
+        centered = _centered(w, beta)
         g = grad.reshape(centered.shape)
         n = centered.shape[1]
         one = torch.ones((), dtype=g.dtype, device=g.device)
