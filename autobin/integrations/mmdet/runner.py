@@ -10,10 +10,11 @@ leaves no new files in the work dir.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,16 @@ def prepare_config(
 
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher must be one of {list(LAUNCHERS)}, got {launcher!r}")
+    if launcher == "pytorch":
+        from ...train.distributed import torchrun_environment
+
+        if torchrun_environment() is None:
+            raise RuntimeError(
+                "--launcher pytorch runs under torchrun, which sets WORLD_SIZE, RANK, "
+                "LOCAL_RANK, MASTER_ADDR and MASTER_PORT; launch with `torchrun "
+                "--nproc_per_node=N -m autobin mmdet-train CONFIG --launcher pytorch`, or drop "
+                "--launcher for one process"
+            )
     cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
@@ -75,6 +86,35 @@ def prepare_config(
         # same process (train then test, a benchmark) would write into the first run's folder
         cfg.visualizer.name = f"visualizer-{uuid.uuid4().hex[:12]}"
     return cfg
+
+
+@contextlib.contextmanager
+def launched(cfg: Any) -> Iterator[None]:
+    """The process group of a ``--launcher pytorch`` run on a machine without CUDA.
+
+    mmengine's pytorch launcher assumes GPUs: it pins every process to ``cuda:LOCAL_RANK`` and
+    hands DDP that device. Without CUDA the group is set up here instead, from torchrun's
+    environment with gloo (mmengine then uses it as is), the model is wrapped in
+    ``MMDistributedDataParallel`` without device ids, and the group is destroyed afterwards.
+    With CUDA, or another launcher, mmengine does everything itself.
+    """
+    import torch
+
+    if cfg.launcher != "pytorch" or torch.cuda.is_available():
+        yield
+        return
+    from ...train.distributed import distributed_session
+
+    cfg.env_cfg.dist_cfg = {"backend": "gloo"}
+    if cfg.get("model_wrapper_cfg") is None:
+        cfg.model_wrapper_cfg = {
+            "type": "MMDistributedDataParallel",
+            "device_ids": None,  # a CPU module: DDP refuses device ids
+            "broadcast_buffers": False,
+            "find_unused_parameters": cfg.get("find_unused_parameters", False),
+        }
+    with distributed_session("cpu"):
+        yield
 
 
 def build_runner(cfg: Any):
@@ -128,9 +168,10 @@ def train(
                 "--resume without a path for the latest one in the work dir"
             )
         cfg.resume, cfg.load_from = True, str(resume)
-    runner = build_runner(cfg)
-    with mmengine_checkpoints():
-        runner.train()
+    with launched(cfg):
+        runner = build_runner(cfg)
+        with mmengine_checkpoints():
+            runner.train()
     return Path(cfg.work_dir)
 
 
@@ -150,9 +191,10 @@ def test(
         )
     cfg = prepare_config(config, work_dir=work_dir, cfg_options=cfg_options, launcher=launcher)
     cfg.load_from = str(checkpoint)
-    runner = build_runner(cfg)
-    with mmengine_checkpoints():
-        return dict(runner.test())
+    with launched(cfg):
+        runner = build_runner(cfg)
+        with mmengine_checkpoints():
+            return dict(runner.test())
 
 
 def parse_cfg_options(items: Sequence[str] | None) -> dict[str, Any]:
