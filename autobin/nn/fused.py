@@ -40,7 +40,6 @@ class _BinaryInputConv2d(torch.autograd.Function):
         ctx.save_for_backward(x, weight.to(out.dtype), *act_params)
         ctx.weight_dtype = weight.dtype
         ctx.binarizer, ctx.geometry = binarizer, geometry
-        ctx.has_bias = bias is not None
         ctx.bias_dtype = bias.dtype if bias is not None else None
         ctx.compute_dtype = out.dtype
         return out
@@ -50,6 +49,7 @@ class _BinaryInputConv2d(torch.autograd.Function):
         x, weight, *act_params = ctx.saved_tensors
         needs = ctx.needs_input_grad
         needs_input = needs[0] or any(needs[5:])
+        has_bias = ctx.bias_dtype is not None
         cdt = ctx.compute_dtype
         ab = ctx.binarizer.recompute(x, *act_params).to(cdt)
         stride, padding, dilation, groups = ctx.geometry
@@ -57,14 +57,14 @@ class _BinaryInputConv2d(torch.autograd.Function):
             grad.to(cdt),
             ab,
             weight,
-            [weight.shape[0]] if ctx.has_bias else None,
+            [weight.shape[0]] if has_bias else None,
             stride,
             padding,
             dilation,
             False,
             [0, 0],
             groups,
-            [needs_input, needs[1], ctx.has_bias and needs[2]],
+            [needs_input, needs[1], has_bias and needs[2]],
         )
         del ab
         grad_x, *grad_params = (None,) * (1 + len(act_params))

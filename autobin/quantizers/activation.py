@@ -37,27 +37,28 @@ def effective_alpha(alpha: torch.Tensor) -> torch.Tensor:
 
 
 class AdaBinInput:
-    """AdaBin's activation binarizer as two plain functions: the value and its closed-form grads.
+    """AdaBin's activation binarizer as plain methods: its value and its closed-form grads.
 
     The one place the activation math lives: :func:`adabin_activation` (its own autograd
     function) and the fused binary convolution (:mod:`autobin.nn.fused`, which recomputes the
-    binary input in backward instead of saving it) both call these two methods.
+    binary input in backward instead of saving it) both call these methods.
 
     Written with ``copysign`` and in-place updates rather than ``where`` and temporaries: on
     the CPU, ``where`` and fresh full-size tensors dominate the cost of these elementwise ops.
     Under ``torch.compile`` the value is written out of place (see :func:`two_level`).
     """
 
-    def __init__(self, code_form: bool) -> None:
-        self.code_form = bool(code_form)
+    def __init__(self, form: str) -> None:
+        self.form = check_choice(form, ACT_FORMS, "activation form")
 
     def _set(self, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor):
-        return effective_alpha(alpha).to(x.dtype), beta.detach().to(x.dtype)
+        """``(alpha_a, beta_a, c_a)`` in ``x``'s dtype, detached."""
+        a, b = effective_alpha(alpha).to(x.dtype), beta.detach().to(x.dtype)
+        return a, b, activation_center(a, b, self.form)
 
     def value(self, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """``alpha_a * sgn(u) + c_a`` with ``u = x - beta_a`` (``alpha_a > 0``), no autograd."""
-        a, b = self._set(x, alpha, beta)
-        c = a * b if self.code_form else b
+        a, b, c = self._set(x, alpha, beta)
         # sgn(u) = sgn(x - beta) for alpha > 0; adding +0.0 turns -0.0 into +0.0 so sgn(0) = +1.
         # copysign(alpha, .) + c is bit-identical to alpha * sgn(u) + c.
         return two_level(a, torch.sub(x, b).add_(0.0), c, reuse_u=True)
@@ -73,8 +74,7 @@ class AdaBinInput:
         """
         if not torch.compiler.is_compiling():
             return self.value(x, alpha, beta)  # eager: the cheaper in-place form
-        a, b = self._set(x, alpha, beta)
-        c = a * b if self.code_form else b
+        a, b, c = self._set(x, alpha, beta)
         return torch.where(torch.sub(x, b) >= 0, c + a, c - a)
 
     def grads(
@@ -89,7 +89,8 @@ class AdaBinInput:
 
         ``needs`` says which of the three are wanted (the others come back as ``None``).
         """
-        a, b = self._set(x, alpha, beta)
+        a, b, _ = self._set(x, alpha, beta)
+        code_form = self.form == "code"
         u = torch.sub(x, b).add_(0.0).div_(a)
         gd = u.abs().mul_(-2.0).add_(2.0).clamp_min_(0.0).mul_(grad)  # grad * Bi-Real d sgn/du
         grad_alpha = grad_beta = None
@@ -103,18 +104,18 @@ class AdaBinInput:
             one = torch.ones((), dtype=grad.dtype, device=grad.device)
             g_sign = torch.copysign(one.expand_as(u), u).mul_(grad).sum(dtype=acc)
             ga = g_sign - u.mul_(gd).sum(dtype=acc)
-            if self.code_form:
+            if code_form:
                 ga = ga + total * b.to(acc)
             grad_alpha = ga.reshape(()).to(alpha.dtype)
         if needs[2]:
             # paper: d/dbeta = 1 - d;  code: d/dbeta = alpha - d
-            gb = (total * a.to(acc) if self.code_form else total) - gd_total
+            gb = (total * a.to(acc) if code_form else total) - gd_total
             grad_beta = gb.reshape(()).to(beta.dtype)
         return (gd if needs[0] else None), grad_alpha, grad_beta
 
 
 #: The AdaBin activation binarizer of each form.
-ADABIN_INPUTS: dict[str, AdaBinInput] = {"paper": AdaBinInput(False), "code": AdaBinInput(True)}
+ADABIN_INPUTS: dict[str, AdaBinInput] = {form: AdaBinInput(form) for form in ACT_FORMS}
 
 
 class SignInput:
