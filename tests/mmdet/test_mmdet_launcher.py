@@ -14,20 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from mmdet_helpers import SSD_VOC
+from mmdet_helpers import FAST, SSD_VOC, write_binarized_ssd_config
 
 from autobin.cli import main
 
 pytestmark = [pytest.mark.mmdet, pytest.mark.slow, pytest.mark.xdist_group("torchrun")]
-
-FAST = [
-    "train_dataloader.batch_size=1",
-    "train_dataloader.num_workers=0",
-    "val_dataloader.num_workers=0",
-    "test_dataloader.num_workers=0",
-    "default_hooks.logger.interval=1",
-    "randomness.seed=0",
-]
 
 
 def _torchrun(*args: str) -> str:
@@ -50,10 +41,7 @@ def four_image_set(tmp_path_factory) -> Path:
 
 
 def test_two_processes_train_and_test_a_binarized_ssd(tmp_path, four_image_set) -> None:
-    config = tmp_path / "ssd300_bin.py"
-    argv = ["mmdet-config", SSD_VOC, "--recipe", "ssd300-adabin", "--data", "mnist-det",
-            "--data-root", str(four_image_set), "-o", str(config)]  # fmt: skip
-    assert main(argv) == 0
+    config = write_binarized_ssd_config(tmp_path / "ssd300_bin.py", four_image_set)
     work = tmp_path / "work"
     _torchrun("mmdet-train", str(config), "--launcher", "pytorch", "--work-dir", str(work),
               "--cfg-options", "train_cfg.max_epochs=1", *FAST)  # fmt: skip

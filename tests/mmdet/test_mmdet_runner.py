@@ -8,20 +8,11 @@ import math
 from pathlib import Path
 
 import pytest
-from mmdet_helpers import SSD_VOC
+from mmdet_helpers import FAST, write_binarized_ssd_config
 
 from autobin.cli import main
 
 pytestmark = [pytest.mark.mmdet, pytest.mark.slow]
-
-FAST = [
-    "train_dataloader.batch_size=1",
-    "train_dataloader.num_workers=0",
-    "val_dataloader.num_workers=0",
-    "test_dataloader.num_workers=0",
-    "default_hooks.logger.interval=1",
-    "randomness.seed=0",
-]
 
 
 def _scalars(work_dir: Path) -> list[dict]:
@@ -35,10 +26,7 @@ def _scalars(work_dir: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def ssd_config(tmp_path_factory, mnist_det_root) -> Path:
     out = tmp_path_factory.mktemp("cfg") / "ssd300_bin.py"
-    argv = ["mmdet-config", SSD_VOC, "--recipe", "ssd300-adabin", "--data", "mnist-det",
-            "--data-root", str(mnist_det_root), "-o", str(out)]  # fmt: skip
-    assert main(argv) == 0
-    return out
+    return write_binarized_ssd_config(out, mnist_det_root)
 
 
 def test_config_loads_and_builds(ssd_config, mnist_det_root) -> None:
