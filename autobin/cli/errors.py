@@ -77,12 +77,16 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _blocking_file(path: Path) -> Path | None:
-    """The first existing parent of ``path`` that is a file, if any."""
+def _refuse_under_file(text: str, path: Path, verb: str) -> None:
+    """Refuse ``path`` when its first existing parent is a file (nothing can be made below it)."""
     for parent in path.parents:
         if parent.exists():
-            return parent if not parent.is_dir() else None
-    return None
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(
+                    f"cannot {verb} {text}: {parent} is a file, not a directory; choose another "
+                    "path"
+                )
+            return
 
 
 def output_file(text: str) -> Path:
@@ -92,11 +96,7 @@ def output_file(text: str) -> Path:
         raise argparse.ArgumentTypeError(
             f"{text} is a directory; give a file name, e.g. {path / 'bnn.safetensors'}"
         )
-    blocker = _blocking_file(path)
-    if blocker is not None:
-        raise argparse.ArgumentTypeError(
-            f"cannot write {text}: {blocker} is a file, not a directory; choose another path"
-        )
+    _refuse_under_file(text, path, "write")
     return path
 
 
@@ -105,11 +105,7 @@ def output_dir(text: str) -> Path:
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file; give a directory path")
-    blocker = _blocking_file(path)
-    if blocker is not None:
-        raise argparse.ArgumentTypeError(
-            f"cannot create {text}: {blocker} is a file, not a directory; choose another path"
-        )
+    _refuse_under_file(text, path, "create")
     return path
 
 
