@@ -420,6 +420,29 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
     return r.first == 0 && r.second == k;
   };
 
+  // A group's block over activation words act[p * pstride + idx[l]]; the caller fills in
+  // each pixel's base, sa and output.
+  auto group_block = [&](int64_t g, const uint64_t* a, const int64_t* idx, int64_t pstride,
+                         int npix) {
+    Block blk;
+    blk.act = a;
+    blk.aidx = idx;
+    blk.pstride = pstride;
+    blk.L = L;
+    blk.wt = wt + g * nob * L * kOBlock;
+    blk.og = og;
+    blk.m = m + g * og;
+    blk.csa = csa + g * og;
+    blk.npix = npix;
+    return blk;
+  };
+  // Pixel p of a block writes output pixel (b, oy, ox), group g (and reads its residual there).
+  auto place_output = [&](Block& blk, int p, int64_t b, int64_t oy, int64_t ox, int64_t g) {
+    const int64_t at = ((b * oh_size + oy) * ow_size + ox) * O + g * og;
+    blk.out[p] = out + at;
+    blk.res[p] = residual ? residual + at : nullptr;
+  };
+
   const int64_t nblocks_w = (ow_size + kPixBlock - 1) / kPixBlock;
   const int64_t items = n * oh_size * nblocks_w;
   void (*block_fn)(const Block&) =
@@ -445,25 +468,15 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
         const int64_t pix0 = (b * h + oy * sh - pt) * w + ox0 * sw - pl;
         const float* base = base_tab.data() + (row_pat[oy] * ncol + col_pat[ox0]) * O;
         for (int64_t g = 0; g < groups; ++g) {
-          Block blk;
-          blk.act = act + pix0 * pix_words + g * k_words;
-          blk.aidx = input_idx.data();
-          blk.pstride = sw * pix_words;
-          blk.L = L;
-          blk.wt = wt + g * nob * L * kOBlock;
-          blk.og = og;
-          blk.m = m + g * og;
-          blk.csa = csa + g * og;
-          blk.npix = npix;
+          Block blk = group_block(g, act + pix0 * pix_words + g * k_words, input_idx.data(),
+                                  sw * pix_words, npix);
           for (int p = 0; p < kPixBlock; ++p) {
             int64_t s_sum = 0;
             const int32_t* sp = sa + (pix0 + p * sw) * groups + g;
             for (int64_t t = 0; t < taps; ++t) s_sum += sp[tap_pix[t] * groups];
             blk.base[p] = base + g * og;
             blk.sa[p] = static_cast<float>(s_sum);
-            const int64_t at = ((b * oh_size + oy) * ow_size + ox0 + p) * O + g * og;
-            blk.out[p] = out + at;
-            blk.res[p] = residual ? residual + at : nullptr;
+            place_output(blk, p, b, oy, ox0 + p, g);
           }
           block_fn(blk);
         }
@@ -504,23 +517,11 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
         }
       }
       for (int64_t g = 0; g < groups; ++g) {
-        Block blk;
-        blk.act = patch.data() + g * kPixBlock * L;
-        blk.aidx = patch_idx.data();
-        blk.pstride = L;
-        blk.L = L;
-        blk.wt = wt + g * nob * L * kOBlock;
-        blk.og = og;
-        blk.m = m + g * og;
-        blk.csa = csa + g * og;
-        blk.npix = npix;
+        Block blk = group_block(g, patch.data() + g * kPixBlock * L, patch_idx.data(), L, npix);
         for (int p = 0; p < kPixBlock; ++p) {
           blk.base[p] = base_ptr[p] + g * og;
           blk.sa[p] = static_cast<float>(sa_acc[g * kPixBlock + p]);
-          const int64_t ox = ox0 + std::min(p, npix - 1);
-          const int64_t at = ((b * oh_size + oy) * ow_size + ox) * O + g * og;
-          blk.out[p] = out + at;
-          blk.res[p] = residual ? residual + at : nullptr;
+          place_output(blk, p, b, oy, ox0 + std::min(p, npix - 1), g);
         }
         block_fn(blk);
       }
