@@ -6,7 +6,10 @@
 #   2. training step time of the float resnet18 and its adabin student at 224x224, batch 256,
 #      bf16 autocast, NCHW and channels-last, eager and torch.compile: ms, img/s, peak memory,
 #      bytes kept for backward, and each model's best configuration against the float model's
-#      best.
+#      best;
+#   3. the memory traffic of the compiled step's Triton kernels, float vs adabin, per image
+#      (benchmarks/compiled_traffic.py --device cuda; the same count on a CPU is the estimate
+#      the README reports).
 # Usage (repository root):  bash benchmarks/gpu_check.sh   [PYTHON=python3] [REPEATS=15]
 # (Several processes on one GPU are not possible with NCCL; the multi-process path is tested
 # on the CPU with gloo in tests/train/test_torchrun.py.)
@@ -27,4 +30,7 @@ reps=${REPEATS:-15}
 $PY benchmarks/step_time.py --device cuda --amp bf16 --input-size 3 224 224 --batch 256 \
     --variants adabin --layouts nchw channels_last --modes eager compile \
     --repeats "$reps" --warmup 3 || status=1
+
+echo "== 3. compiled step's kernel traffic (Triton), float vs adabin"
+$PY benchmarks/compiled_traffic.py --device cuda || status=1
 exit $status
