@@ -101,6 +101,8 @@ def main() -> None:
     b_small, b_large = args.batches
     if not 0 < b_small < b_large:
         ap.error(f"--batches needs two sizes, small then larger; got {b_small} {b_large}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error("--device cuda: this machine has no CUDA device; leave --device out for the CPU")
     amp = torch.bfloat16 if args.amp == "bf16" else None
     layout = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
     device = torch.device(args.device)
