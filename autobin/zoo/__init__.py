@@ -3,22 +3,10 @@
 Public: :func:`publish`, :func:`publish_run`, :func:`load`, :func:`list_models`,
 :func:`verify`, :func:`show`; the packed format (:func:`save_packed`, :func:`read_packed`,
 :func:`load_packed_state`, :func:`packed_state`), the model card (:func:`render_card`) and the
-errors (:class:`ZooError` and subclasses). See :mod:`autobin.zoo.api` for the directory layout
+errors (:class:`ZooError` and subclasses). See :mod:`autobin.zoo.reading` for the directory layout
 and :mod:`autobin.zoo.format` for the tensor naming of ``model.safetensors``.
 """
 
-from .api import (
-    Rebuild,
-    default_rebuild,
-    list_models,
-    load,
-    publish,
-    publish_run,
-    register_rebuild,
-    show,
-    timm_rebuild,
-    verify,
-)
 from .card import render_card
 from .config import read_config, validate_config
 from .errors import ModelNotFoundError, ZooError, ZooFormatError, ZooIntegrityError
@@ -35,6 +23,9 @@ from .format import (
 )
 from .index import read_index
 from .maintenance import clean_interrupted, rebuild_index
+from .publishing import publish, publish_run
+from .reading import list_models, load, show, verify
+from .rebuild import Rebuild, default_rebuild, register_rebuild, timm_rebuild
 from .single_file import load_file, save_file
 
 __all__ = [

@@ -26,12 +26,16 @@ recipe's canonical JSON) must equal ``recipe_sha256``.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
+from .. import __version__
 from ..recipes import Recipe, as_recipe
 from .errors import ZooFormatError
 from .format import FLOAT_DTYPES, WEIGHTS_FILE
@@ -198,6 +202,136 @@ def read_config(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ZooFormatError(f"{path}: cannot read the entry config ({e})") from e
     return validate_config(config, path)
+
+
+# --------------------------------------------------------------------------- building
+def _arch_from_model(model: nn.Module) -> tuple[str | None, dict[str, Any]]:
+    for attr in ("pretrained_cfg", "default_cfg"):
+        cfg = getattr(model, attr, None)
+        if isinstance(cfg, Mapping) and isinstance(cfg.get("architecture"), str):
+            return cfg["architecture"], dict(cfg)
+    return None, {}
+
+
+def _binarized_input_shape(model: nn.Module) -> list[int] | None:
+    """``(C, H, W)`` of the example input the model was binarized with, if recorded."""
+    shape = getattr(getattr(model, "autobin_report", None), "input_shape", None)
+    return [int(d) for d in shape] if shape is not None and len(shape) == 3 else None
+
+
+def _infer_kwargs(model: nn.Module, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    num_classes = getattr(model, "num_classes", None)
+    if not isinstance(num_classes, int):
+        num_classes = cfg.get("num_classes")
+    if isinstance(num_classes, int):
+        kwargs["num_classes"] = num_classes
+    shape, default = _binarized_input_shape(model), cfg.get("input_size")
+    if shape is not None and isinstance(default, (list, tuple)) and shape[0] != default[0]:
+        kwargs["in_chans"] = shape[0]  # binarized for other input channels than timm's default
+    return kwargs
+
+
+def _report_totals(model: nn.Module) -> dict[str, Any] | None:
+    report = getattr(model, "autobin_report", None)
+    if report is None:
+        return None
+    data = report.to_dict() if hasattr(report, "to_dict") else report
+    totals = data.get("totals") if isinstance(data, Mapping) else None
+    return {"totals": check_json_value(totals, "autobin_report totals")} if totals else None
+
+
+def _default_input_size(cfg: Mapping[str, Any], kwargs: Mapping[str, Any]) -> list[int] | None:
+    """``pretrained_cfg['input_size']`` adjusted for ``in_chans`` / ``img_size`` arguments."""
+    size = cfg.get("input_size")
+    if not isinstance(size, (list, tuple)) or len(size) != 3:
+        return None
+    c, h, w = (int(d) for d in size)
+    if isinstance(kwargs.get("in_chans"), int):
+        c = kwargs["in_chans"]
+    img = kwargs.get("img_size")
+    if isinstance(img, int):
+        h = w = img
+    elif isinstance(img, (list, tuple)) and len(img) == 2:
+        h, w = (int(d) for d in img)
+    return [c, h, w]
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _build_config(
+    model: nn.Module,
+    name: str,
+    *,
+    arch: str | None,
+    arch_kwargs: Mapping[str, Any] | None,
+    recipe: Any,
+    input_size: Any,
+    metrics: Any,
+    dataset: Any,
+    teacher: Any,
+    schedule: Any,
+    license: str,
+) -> dict[str, Any]:
+    embedded = getattr(model, "autobin_architecture", None)
+    if arch is None and isinstance(embedded, Mapping):
+        architecture = check_json_value(dict(embedded), "autobin_architecture")
+        if recipe is None:
+            recipe = getattr(model, "autobin_recipe", None)
+        recipe_dict, recipe_sha = recipe_to_dict(recipe) if recipe is not None else (None, None)
+        if input_size is None:
+            input_size = _binarized_input_shape(model)
+        return _config_record(name, architecture, input_size, recipe_dict, recipe_sha, metrics,
+                              dataset, teacher, schedule, license, model)  # fmt: skip
+    cfg_arch, cfg = _arch_from_model(model)
+    if arch is None:
+        arch = cfg_arch
+    if not isinstance(arch, str) or not arch:
+        raise ValueError(
+            "publish needs the timm architecture name: the model has no pretrained_cfg / "
+            "default_cfg 'architecture' field, so pass arch= (e.g. arch='resnet18')"
+        )
+    if arch_kwargs is None:
+        arch_kwargs = _infer_kwargs(model, cfg) if arch == cfg_arch else {}
+    if recipe is None:
+        recipe = getattr(model, "autobin_recipe", None)
+    recipe_dict, recipe_sha = recipe_to_dict(recipe) if recipe is not None else (None, None)
+    if input_size is None:
+        input_size = _binarized_input_shape(model) or _default_input_size(cfg, arch_kwargs)
+    architecture = {
+        "library": "timm",
+        "name": arch,
+        "kwargs": check_json_value(dict(arch_kwargs), "arch_kwargs"),
+    }
+    return _config_record(name, architecture, input_size, recipe_dict, recipe_sha, metrics,
+                          dataset, teacher, schedule, license, model)  # fmt: skip
+
+
+def _config_record(
+    name, architecture, input_size, recipe_dict, recipe_sha, metrics, dataset, teacher, schedule,
+    license, model,
+) -> dict[str, Any]:  # fmt: skip
+    if input_size is not None:
+        input_size = [int(d) for d in input_size]
+    return {
+        "format": CONFIG_FORMAT,
+        "format_version": CONFIG_VERSION,
+        "autobin_version": __version__,
+        "name": name,
+        "created": _now(),
+        "license": license,
+        "architecture": architecture,
+        "input_size": input_size,
+        "recipe": recipe_dict,
+        "recipe_sha256": recipe_sha,
+        "dataset": check_json_value(dataset, "dataset"),
+        "teacher": check_json_value(teacher, "teacher"),
+        "schedule": check_json_value(schedule, "schedule"),
+        "metrics": check_metrics(metrics),
+        "report": _report_totals(model),
+    }
 
 
 __all__ = [

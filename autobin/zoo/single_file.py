@@ -25,14 +25,7 @@ from torch import nn
 
 from ..atomic import atomic_write
 from ..quantizers.packing import BIT_ORDER
-from .api import (
-    Rebuild,
-    _build_config,
-    _check_rebuild,
-    _default_rebuild_available,
-    default_rebuild,
-)
-from .config import validate_config
+from .config import _build_config, validate_config
 from .errors import ZooFormatError, ZooIntegrityError
 from .format import (
     WEIGHTS_FILE,
@@ -43,6 +36,7 @@ from .format import (
     read_packed,
 )
 from .index import dumps_json
+from .rebuild import Rebuild, _check_rebuild, _default_rebuild_available, default_rebuild
 
 CONFIG_KEY = "autobin_config"
 DIGEST_KEY = "data_sha256"
@@ -160,7 +154,7 @@ def load_file(
     Returns:
         The model in eval mode, with the embedded config as ``model.autobin_zoo_config``.
     """
-    from .api import load
+    from .reading import load
 
     if not Path(path).is_file():
         raise FileNotFoundError(2, "no such file", os.fspath(path))

@@ -1,4 +1,4 @@
-"""publish / load / list / show / verify / publish_run (autobin.zoo.api) on hand-built models."""
+"""publish / load / list / show / verify / publish_run (autobin.zoo) on hand-built models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-import autobin.zoo.api as zoo_api
+import autobin.zoo.publishing as zoo_publishing
 from autobin.zoo import (
     ModelNotFoundError,
     ZooError,
@@ -247,7 +247,7 @@ def test_interrupted_publish_leaves_zoo_consistent(kit, zoo, monkeypatch):
 
     for where in ("render_card", "write_index", "save_packed"):
         with monkeypatch.context() as m:
-            m.setattr(zoo_api, where, boom)
+            m.setattr(zoo_publishing, where, boom)
             with pytest.raises(RuntimeError, match="interrupted"):
                 publish(model, "new", zoo_dir=zoo, arch="tiny-cnn", arch_kwargs={})
         assert (zoo / "index.json").read_bytes() == index_before, where
@@ -263,7 +263,7 @@ def test_interrupted_overwrite_keeps_old_entry(kit, zoo, monkeypatch):
     index_before = (zoo / "index.json").read_bytes()
     other, _ = kit.make("tiny-cnn", seed=5)
     monkeypatch.setattr(
-        zoo_api, "write_index", lambda *a, **k: (_ for _ in ()).throw(OSError("disk"))
+        zoo_publishing, "write_index", lambda *a, **k: (_ for _ in ()).throw(OSError("disk"))
     )
     with pytest.raises(OSError, match="disk"):
         publish(other, "keep", zoo_dir=zoo, arch="tiny-cnn", arch_kwargs={}, overwrite=True)
