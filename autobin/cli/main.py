@@ -48,7 +48,7 @@ def _example(model, args: argparse.Namespace):
         return None
     import torch
 
-    from ..graph.annotate import infer_input_shape
+    from ..graph.example_inputs import infer_input_shape
 
     chans = args.in_chans or infer_input_shape(model)[0]
     return (torch.randn(2, chans, *args.input_size),)

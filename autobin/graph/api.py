@@ -66,7 +66,8 @@ def explain(
         recipe: a built-in recipe name (``autobin.list_recipes()``), a YAML path (``str`` or
             ``os.PathLike``), a mapping with a recipe's content, or a Recipe.
         example_inputs: inputs for shape propagation; default: a seeded random batch shaped
-            like the model's input (see :func:`autobin.graph.annotate.default_example_inputs`).
+            like the model's input (see
+            :func:`autobin.graph.example_inputs.default_example_inputs`).
     """
     check_model(model, "explain")
     recipe = as_recipe(recipe)

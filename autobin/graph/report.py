@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..nn import method_spec
-from .annotate import Entry, Plan
+from .plan import Entry, Plan
 
 FP32_BYTES = 4
 BOPS_PER_OP = 64

@@ -22,8 +22,9 @@ from torch import fx, nn
 
 from ..float_reference import keep_attribute
 from ..nn import Maxout, method_spec
-from .annotate import NORM_TYPES, Entry, Plan
 from .conv_variants import as_plain_layer
+from .dataflow import NORM_TYPES
+from .plan import Entry, Plan
 
 TIMM_ATTRIBUTES = (
     "pretrained_cfg",

@@ -199,7 +199,7 @@ class LinearPatchEmbed(nn.Module):
 
 
 def test_linear_patch_embedding_takes_the_timm_input_size():
-    from autobin.graph.annotate import infer_input_shape
+    from autobin.graph.example_inputs import infer_input_shape
 
     assert infer_input_shape(LinearPatchEmbed()) == (3, 16, 16)
     report = explain(LinearPatchEmbed(), "adabin-full")
