@@ -24,7 +24,7 @@ from .errors import (
     RunDirectoryError,
     TrainError,
 )
-from .loop import evaluate
+from .evaluation import evaluate
 from .losses import (
     DistillationLoss,
     FeatureTaps,

@@ -1,8 +1,13 @@
-"""What user code sees of a running loop: :class:`LoopState` and the :class:`Callback` hooks."""
+"""What user code sees of a running loop: :class:`LoopState` and the :class:`Callback` hooks.
+
+:func:`call_hook` is how the loop calls them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,3 +40,11 @@ class Callback:
 
     def on_epoch_end(self, state: LoopState) -> None:
         """After evaluation and checkpointing; ``state.metrics`` holds the epoch's record."""
+
+
+def call_hook(callbacks: Sequence[Any], hook: str, state: LoopState) -> None:
+    """Call ``hook`` (e.g. ``"on_step_end"``) on each callback that defines it, in order."""
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None:
+            fn(state)

@@ -8,22 +8,40 @@ carries a CRC-32 checksum of every record (pickled structure and each tensor's b
 :func:`load_checkpoint` verifies the container and every checksum before unpickling anything,
 so a file damaged after it was written (truncated, emptied, a flipped byte) is refused with a
 :class:`~autobin.train.errors.CheckpointError` naming the file, never loaded silently.
+
+What a run's checkpoint holds is written by :func:`checkpoint_state` and read back by
+:func:`resume_run`, which refuses a checkpoint of another kind of run or of other data, warns
+about a changed config, and continues a run saved with another number of processes at the
+epoch boundary.
 """
 
 from __future__ import annotations
 
 import random
+import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
 
 from ..atomic import atomic_write
+from .config import TrainConfig
 from .errors import CheckpointError
+from .outputs import LAST
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .distributed import Ranks
 
 CHECKPOINT_FORMAT = "autobin.train/1"
+
+# Config keys that may change between an interrupted run and its resumption without a warning.
+RESUME_FREE_KEYS = {
+    "progress", "plots", "num_workers", "device", "eval_batch_size", "compile", "channels_last",
+}  # fmt: skip
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -124,6 +142,149 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------- a run's checkpoint
+class Progress(NamedTuple):
+    """Where a run stands after ``epoch`` epochs: the counters and metrics its checkpoint keeps."""
+
+    epoch: int
+    step: int
+    history: list[dict[str, Any]]
+    best_val_acc: float | None
+    best_epoch: int | None
+
+
+def checkpoint_state(
+    progress: Progress,
+    *,
+    kind: str,
+    steps_per_epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+    world_size: int,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """What ``last.pt`` and ``best.pt`` hold: everything :func:`resume_run` needs, and the RNGs."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "kind": kind,
+        "epoch": progress.epoch,
+        "step": progress.step,
+        "steps_per_epoch": steps_per_epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": capture_rng_state(),
+        "history": progress.history,
+        "best_val_acc": progress.best_val_acc,
+        "best_epoch": progress.best_epoch,
+        "config": config.to_dict(),
+        "world_size": world_size,
+        **metadata,
+    }
+
+
+def resume_path(out_dir: Path, resume: bool | str | Path) -> Path | None:
+    """The checkpoint a run continues from: ``out_dir/last.pt`` for ``True``, else ``resume``.
+
+    ``resume=True`` without ``last.pt`` warns and starts a fresh run (``None``).
+
+    Raises:
+        FileNotFoundError: ``resume`` names a file that does not exist.
+    """
+    if resume is False or resume is None:
+        return None
+    if resume is True:
+        path = out_dir / LAST
+        if not path.is_file():
+            warnings.warn(
+                f"resume=True but {str(path)!r} does not exist; starting a fresh run",
+                stacklevel=5,
+            )
+            return None
+        return path
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume checkpoint {str(path)!r} does not exist")
+    return path
+
+
+def resume_run(
+    path: Path,
+    *,
+    kind: str,
+    config: TrainConfig,
+    steps_per_epoch: int,
+    ranks: Ranks,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+) -> Progress:
+    """Restore ``model``, ``optimizer``, ``scheduler``, ``scaler`` and the RNGs from ``path``.
+
+    Returns the progress to continue from. A checkpoint saved with another number of processes
+    continues at this run's step of the same epoch boundary (with a warning).
+
+    Raises:
+        CheckpointError: the file is damaged or not an autobin training checkpoint.
+        ValueError: the checkpoint is of another kind of run, or (same number of processes) ran
+            another number of steps per epoch.
+    """
+    state = load_checkpoint(path, map_location="cpu")  # RNG states must stay on the CPU
+    if state.get("kind") != kind:
+        raise ValueError(
+            f"{str(path)!r} is a {state.get('kind')!r} checkpoint; cannot resume a "
+            f"{kind!r} run from it"
+        )
+    saved_world = int(state.get("world_size", 1))
+    rescale = state["steps_per_epoch"] != steps_per_epoch
+    if rescale and saved_world == ranks.world:
+        raise ValueError(
+            f"cannot resume from {str(path)!r}: it ran {state['steps_per_epoch']} steps per "
+            f"epoch, this run has {steps_per_epoch} (different data or batch_size)"
+        )
+    defaults = TrainConfig().to_dict()
+    changed = sorted(
+        k
+        for k, v in config.to_dict().items()
+        if k not in RESUME_FREE_KEYS and state["config"].get(k, defaults[k]) != v
+    )
+    if changed:
+        warnings.warn(
+            f"resuming from {str(path)!r} with a different training config ({changed}); "
+            "the result will differ from an uninterrupted run",
+            stacklevel=5,
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if state["scaler"] and scaler.is_enabled():
+        scaler.load_state_dict(state["scaler"])
+    restore_rng_state(state["rng"])
+    start_epoch, step = int(state["epoch"]), int(state["step"])
+    if saved_world != ranks.world:
+        # Same epochs, same permutation per epoch, other batches: the step counter (and the
+        # per-step schedule) continue at this world size's position of the epoch boundary.
+        step = start_epoch * steps_per_epoch
+        scheduler.last_epoch = step
+        if ranks.main:
+            warnings.warn(
+                f"resuming a {saved_world}-process run with {ranks.world} process(es): "
+                f"each epoch visits the same samples, in batches of {ranks.world} x "
+                f"{config.batch_size} instead of {saved_world} x "
+                f"{state['config'].get('batch_size')}, so the result is close to but not "
+                "equal to an uninterrupted run",
+                stacklevel=5,
+            )
+    return Progress(
+        start_epoch, step, list(state["history"]), state["best_val_acc"], state["best_epoch"]
+    )
 
 
 def _to_lists(value: Any) -> Any:

@@ -35,11 +35,12 @@ from .config import TrainConfig, TrainConfigError
 from .device import resolve_device
 from .distributed import Ranks, distributed_session
 from .errors import NonFiniteLossError
+from .evaluation import evaluate
 from .outputs import FinetuneResult, prepare_run_dir
 from .sampling import DataSource, epoch_generator, epoch_indices
 from .schedules import unwrap_model
 from .teacher import check_not_shared, frozen_teacher
-from .trainer import Trainer, eval_sums
+from .trainer import Trainer
 
 __all__ = [
     "Callback",
@@ -128,48 +129,3 @@ def _check_before_work(
             "training config key 'sync_bn': got True, but torch's SyncBatchNorm runs on CUDA "
             f"devices only and this run uses {device.type!r}; set sync_bn: false"
         )
-
-
-def evaluate(
-    model: nn.Module,
-    data: Dataset | DataLoader,
-    *,
-    batch_size: int = 256,
-    device: torch.device | str | None = None,
-    num_workers: int = 0,
-    progress: bool = False,
-) -> dict[str, float]:
-    """Top-1 accuracy and mean cross-entropy of ``model`` on ``data`` (fp32, eval mode).
-
-    The model's train/eval mode is restored afterwards.
-
-    Args:
-        model: a classifier returning ``(N, num_classes)`` logits.
-        data: a dataset of ``(image, label)`` pairs, or a DataLoader of such batches.
-        batch_size: evaluation batch size (a DataLoader keeps its own).
-        device: where to run; ``None`` uses the device of the model's first parameter.
-        num_workers: DataLoader workers.
-        progress: show a progress bar.
-
-    Returns:
-        ``{"acc": top-1 percent, "loss": mean cross-entropy, "n": sample count}``.
-
-    Raises:
-        DataFormatError: the data is empty or an item has the wrong form.
-    """
-    if device is None:
-        first = next(iter(model.parameters()), None)
-        device = first.device if first is not None else torch.device("cpu")
-    device = torch.device(device)
-    source = DataSource.of(data, "data")
-    source.check(Ranks())
-    if source.batch_size is None:
-        source.batch_size = batch_size
-    loader, indices = source.eval_batches(source.batch_size, num_workers, Ranks(), False)
-    was_training = model.training
-    model.eval()
-    try:
-        loss_sum, correct, n = eval_sums(model, loader, device, None, progress, False, indices)
-    finally:
-        model.train(was_training)
-    return {"acc": 100.0 * correct / max(n, 1.0), "loss": loss_sum / max(n, 1.0), "n": n}

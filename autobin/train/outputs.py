@@ -1,5 +1,7 @@
 """What a run writes: its directory, ``metrics.json``, ``run.json`` and progress on the console.
 
+(What its checkpoints ``last.pt`` and ``best.pt`` hold is :mod:`autobin.train.checkpoint`.)
+
 Only rank 0 writes, always atomically (:mod:`autobin.atomic`). A directory that already holds a
 run is never overwritten by accident: :func:`prepare_run_dir` refuses unless the caller resumes
 or asks to overwrite.
@@ -12,12 +14,15 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from ..atomic import write_json
 from .errors import RunDirectoryError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 LAST, BEST, METRICS, RUN = "last.pt", "best.pt", "metrics.json", "run.json"
 #: Files a run writes into its directory (removed by ``overwrite=True`` before a new run).
@@ -90,6 +95,31 @@ def json_safe(value: Any) -> Any:
 def write_strict_json(path: Path, data: Any) -> Path:
     """Atomically write ``data`` as valid JSON (non-finite numbers become ``null``)."""
     return write_json(path, json_safe(data))
+
+
+def metrics_doc(
+    *,
+    kind: str,
+    history: list[dict[str, Any]],
+    best_val_acc: float | None,
+    best_epoch: int | None,
+    world_size: int,
+    config: TrainConfig,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """``metrics.json`` content: the per-epoch history, best and final accuracy, the config."""
+    final = history[-1].get("val_acc") if history else None
+    return {
+        "kind": kind,
+        "epochs_done": len(history),
+        "best_val_acc": best_val_acc,
+        "best_epoch": best_epoch,
+        "final_val_acc": final,
+        "world_size": world_size,
+        "history": history,
+        "config": config.to_dict(),
+        **metadata,
+    }
 
 
 def describe_run(
@@ -178,6 +208,7 @@ __all__ = [
     "describe_run",
     "epoch_summary",
     "json_safe",
+    "metrics_doc",
     "prepare_run_dir",
     "write_strict_json",
 ]

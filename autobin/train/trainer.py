@@ -1,24 +1,27 @@
-"""One training run: set-up, the epoch loop, evaluation, checkpoints (see :mod:`.loop`)."""
+"""One training run, :class:`Trainer`: set-up, the epoch loop, evaluation, saving each epoch.
+
+Called by :mod:`.loop`. What a checkpoint holds and how a run resumes from one is
+:mod:`.checkpoint`; ``metrics.json`` and the run directory are :mod:`.outputs`; the per-batch
+evaluation sums are :mod:`.evaluation`.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .callbacks import LoopState
+from .callbacks import LoopState, call_hook
 from .checkpoint import (
-    CHECKPOINT_FORMAT,
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
+    Progress,
+    checkpoint_state,
+    resume_path,
+    resume_run,
     save_checkpoint,
     seed_everything,
 )
@@ -26,6 +29,7 @@ from .config import TrainConfig
 from .device import autocast, compiled, resolve_precision, to_input, uses_channels_last
 from .distributed import Ranks, wrap_ddp
 from .errors import NonFiniteLossError
+from .evaluation import eval_sums
 from .losses import DistillationLoss, FeatureTaps, match_module_names
 from .outputs import (
     BEST,
@@ -35,16 +39,12 @@ from .outputs import (
     FinetuneResult,
     console_is_terminal,
     epoch_summary,
+    metrics_doc,
     write_strict_json,
 )
 from .sampling import DataSource, check_labels, collate_checked
 from .schedules import apply_epoch_schedule, build_optimizer, build_scheduler, unwrap_model
 from .teacher import frozen_teacher
-
-# Config keys that may change between an interrupted run and its resumption without a warning.
-RESUME_FREE_KEYS = {
-    "progress", "plots", "num_workers", "device", "eval_batch_size", "compile", "channels_last",
-}  # fmt: skip
 
 
 class Trainer:
@@ -106,82 +106,20 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch, self.config)
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
-        path = self._resume_path(resume)
+        path = resume_path(self.out_dir, resume)
         if path is not None:
-            self._load(path)
+            progress = resume_run(
+                path, kind=self.kind, config=self.config, steps_per_epoch=self.steps_per_epoch,
+                ranks=self.ranks, model=self.net, optimizer=self.optimizer,
+                scheduler=self.scheduler, scaler=self.scaler,
+            )  # fmt: skip
+            self.start_epoch, self.step, self.history, self.best_val_acc, self.best_epoch = progress
         wrapped = self.model
         if self.ranks.active and not isinstance(wrapped, nn.parallel.DistributedDataParallel):
             wrapped = wrap_ddp(self.net, self.device, sync_bn=self.config.sync_bn)
         self.forward_model = compiled(wrapped) if self.config.compile else wrapped
         if self.ranks.main and self.run_info is not None:
             write_strict_json(self.out_dir / RUN, self.run_info)
-
-    def _resume_path(self, resume: bool | str | Path) -> Path | None:
-        if resume is False or resume is None:
-            return None
-        if resume is True:
-            path = self.out_dir / LAST
-            if not path.is_file():
-                warnings.warn(
-                    f"resume=True but {str(path)!r} does not exist; starting a fresh run",
-                    stacklevel=5,
-                )
-                return None
-            return path
-        path = Path(resume)
-        if not path.is_file():
-            raise FileNotFoundError(f"resume checkpoint {str(path)!r} does not exist")
-        return path
-
-    def _load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location="cpu")  # RNG states must stay on the CPU
-        if state.get("kind") != self.kind:
-            raise ValueError(
-                f"{str(path)!r} is a {state.get('kind')!r} checkpoint; cannot resume a "
-                f"{self.kind!r} run from it"
-            )
-        saved_world = int(state.get("world_size", 1))
-        rescale = state["steps_per_epoch"] != self.steps_per_epoch
-        if rescale and saved_world == self.ranks.world:
-            raise ValueError(
-                f"cannot resume from {str(path)!r}: it ran {state['steps_per_epoch']} steps per "
-                f"epoch, this run has {self.steps_per_epoch} (different data or batch_size)"
-            )
-        defaults = TrainConfig().to_dict()
-        changed = sorted(
-            k
-            for k, v in self.config.to_dict().items()
-            if k not in RESUME_FREE_KEYS and state["config"].get(k, defaults[k]) != v
-        )
-        if changed:
-            warnings.warn(
-                f"resuming from {str(path)!r} with a different training config ({changed}); "
-                "the result will differ from an uninterrupted run",
-                stacklevel=5,
-            )
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"] and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["scaler"])
-        restore_rng_state(state["rng"])
-        self.start_epoch, self.step = int(state["epoch"]), int(state["step"])
-        if saved_world != self.ranks.world:
-            # Same epochs, same permutation per epoch, other batches: the step counter (and the
-            # per-step schedule) continue at this world size's position of the epoch boundary.
-            self.step = self.start_epoch * self.steps_per_epoch
-            self.scheduler.last_epoch = self.step
-            if self.ranks.main:
-                warnings.warn(
-                    f"resuming a {saved_world}-process run with {self.ranks.world} process(es): "
-                    f"each epoch visits the same samples, in batches of {self.ranks.world} x "
-                    f"{self.config.batch_size} instead of {saved_world} x "
-                    f"{state['config'].get('batch_size')}, so the result is close to but not "
-                    "equal to an uninterrupted run",
-                    stacklevel=5,
-                )
-        self.history = list(state["history"])
-        self.best_val_acc, self.best_epoch = state["best_val_acc"], state["best_epoch"]
 
     # ----------------------------------------------------------------- steps
     def _forward_loss(self, x: torch.Tensor, y: torch.Tensor, batch_indices, index: int):
@@ -267,7 +205,7 @@ class Trainer:
                 bar.update()
             state = LoopState(epoch, self.step, batch_index, value, self.model, self.optimizer,
                               self.config)  # fmt: skip
-            _call(self.callbacks, "on_step_end", state)
+            call_hook(self.callbacks, "on_step_end", state)
         bar.close()
         elapsed = time.perf_counter() - start
         keys = sorted(part_sums)
@@ -309,38 +247,19 @@ class Trainer:
 
     # ----------------------------------------------------------------- files
     def _checkpoint_state(self, epoch_done: int) -> dict[str, Any]:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "kind": self.kind,
-            "epoch": epoch_done,
-            "step": self.step,
-            "steps_per_epoch": self.steps_per_epoch,
-            "model": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": capture_rng_state(),
-            "history": self.history,
-            "best_val_acc": self.best_val_acc,
-            "best_epoch": self.best_epoch,
-            "config": self.config.to_dict(),
-            "world_size": self.ranks.world,
-            **self.metadata,
-        }
+        progress = Progress(epoch_done, self.step, self.history, self.best_val_acc, self.best_epoch)
+        return checkpoint_state(
+            progress, kind=self.kind, steps_per_epoch=self.steps_per_epoch, model=self.net,
+            optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+            config=self.config, world_size=self.ranks.world, metadata=self.metadata,
+        )  # fmt: skip
 
     def _metrics_doc(self) -> dict[str, Any]:
-        final = self.history[-1].get("val_acc") if self.history else None
-        return {
-            "kind": self.kind,
-            "epochs_done": len(self.history),
-            "best_val_acc": self.best_val_acc,
-            "best_epoch": self.best_epoch,
-            "final_val_acc": final,
-            "world_size": self.ranks.world,
-            "history": self.history,
-            "config": self.config.to_dict(),
-            **self.metadata,
-        }
+        return metrics_doc(
+            kind=self.kind, history=self.history, best_val_acc=self.best_val_acc,
+            best_epoch=self.best_epoch, world_size=self.ranks.world, config=self.config,
+            metadata=self.metadata,
+        )  # fmt: skip
 
     def _save_epoch(self, epoch_done: int, improved: bool) -> None:
         if self.ranks.main:
@@ -386,7 +305,7 @@ class Trainer:
 
         phase = apply_epoch_schedule(self.net, self.optimizer, epoch, self.config)
         state = LoopState(epoch, self.step, -1, math.nan, self.model, self.optimizer, self.config)
-        _call(self.callbacks, "on_epoch_start", state)
+        call_hook(self.callbacks, "on_epoch_start", state)
         lr = self.optimizer.param_groups[0]["lr"]
         record: dict[str, Any] = {"epoch": epoch + 1, "phase": phase.step, "lr": lr}
         record.update(self._train_epoch(epoch))
@@ -406,7 +325,7 @@ class Trainer:
         elif self.lines:
             print(epoch_summary(record, self.config.epochs), flush=True)
         state.metrics, state.step = record, self.step
-        _call(self.callbacks, "on_epoch_end", state)
+        call_hook(self.callbacks, "on_epoch_end", state)
 
     def _finish(self) -> None:
         if self.ranks.main and not (self.out_dir / LAST).is_file():
@@ -438,38 +357,3 @@ class Trainer:
             metrics_path=self.out_dir / METRICS,
             plots=dict(self.plots),
         )
-
-
-@torch.no_grad()
-def eval_sums(
-    model: nn.Module,
-    loader: Any,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-    progress: bool,
-    channels_last: bool = False,
-    indices: list[int] | None = None,
-) -> list[float]:
-    """``[sum of cross-entropy, correct top-1, count]`` of ``model`` over ``loader``."""
-    from tqdm.auto import tqdm
-
-    loss_sum = correct = n = 0.0
-    bar = tqdm(loader, desc="eval", disable=not progress, leave=False, dynamic_ncols=True)
-    for index, batch in enumerate(bar):
-        x, y = collate_checked(batch, "val_data", index)
-        x, y = to_input(x, device, channels_last), y.to(device, non_blocking=True)
-        with autocast(device, amp_dtype):
-            logits = model(x)
-        rows = indices[int(n) : int(n) + len(y)] if indices is not None else None
-        check_labels(y, logits.shape[-1], rows, "val_data", index)
-        loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-        correct += float((logits.argmax(-1) == y).sum())
-        n += y.shape[0]
-    return [loss_sum, correct, n]
-
-
-def _call(callbacks: Sequence[Any], hook: str, state: LoopState) -> None:
-    for cb in callbacks:
-        fn = getattr(cb, hook, None)
-        if fn is not None:
-            fn(state)
