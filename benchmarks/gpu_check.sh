@@ -10,7 +10,7 @@
 #   3. the memory traffic of the compiled step's Triton kernels, float vs adabin, per image
 #      (benchmarks/compiled_traffic.py --device cuda; the same count on a CPU is the estimate
 #      the README reports).
-# Usage (repository root):  bash benchmarks/gpu_check.sh   [PYTHON=python3] [REPEATS=15]
+# Usage (repository root):  [PYTHON=python3] [REPEATS=15] [TRAFFIC=0] bash benchmarks/gpu_check.sh
 # (Several processes on one GPU are not possible with NCCL; the multi-process path is tested
 # on the CPU with gloo in tests/train/test_torchrun.py.)
 set -uo pipefail
@@ -31,6 +31,8 @@ $PY benchmarks/step_time.py --device cuda --amp bf16 --input-size 3 224 224 --ba
     --variants adabin --layouts nchw channels_last --modes eager compile \
     --repeats "$reps" --warmup 3 || status=1
 
-echo "== 3. compiled step's kernel traffic (Triton), float vs adabin"
-$PY benchmarks/compiled_traffic.py --device cuda || status=1
+if [ "${TRAFFIC:-1}" = 1 ]; then  # TRAFFIC=0 skips it (four more compilations, 2-3 minutes)
+    echo "== 3. compiled step's kernel traffic (Triton), float vs adabin"
+    $PY benchmarks/compiled_traffic.py --device cuda || status=1
+fi
 exit $status
