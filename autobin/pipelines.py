@@ -162,6 +162,8 @@ def train_binary(
     )
     image, _ = train_set[0]
     arch_kwargs = {"num_classes": train_set.num_classes, "in_chans": int(image.shape[0])}
+    # the seed decides the teacher's initial weights too: the same seed gives the same run
+    torch.manual_seed(seed)
     float_model = create_float_model(arch, **arch_kwargs)
     if not resume and not overwrite:  # refuse now rather than after training a teacher
         prepare_run_dir(out, resume=False, overwrite=False)
@@ -169,7 +171,6 @@ def train_binary(
             prepare_run_dir(out / "teacher", resume=False, overwrite=False)
     # --- the work
     with distributed_session(cfg.device):
-        torch.manual_seed(seed)
         if teacher_path is not None:
             float_model.load_state_dict(_load_teacher_state(teacher_path))
         else:

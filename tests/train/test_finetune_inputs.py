@@ -119,3 +119,19 @@ def test_python_dash_m_autobin() -> None:
     proc = subprocess.run([sys.executable, "-m", "autobin", "train", "--help"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0 and "--compile" in proc.stdout and "--overwrite" in proc.stdout
+
+
+@pytest.mark.slow
+def test_cli_train_with_the_same_seed_repeats_the_run(tmp_path, capsys) -> None:
+    """The seed decides everything, the teacher's initial weights included."""
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for out in runs:
+        argv = ["train", "resnet10t", "--data", "digits", "--epochs", "1", "--teacher-epochs", "1"]
+        assert cli([*argv, "--seed", "3", "-o", str(out)]) == 0
+    capsys.readouterr()
+    a, b = (load_checkpoint(out / "teacher" / "last.pt")["model"] for out in runs)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    history = [json.loads((out / "metrics.json").read_text())["history"] for out in runs]
+    timing = {"train_img_per_s", "train_time_s"}
+    a, b = ([{k: v for k, v in e.items() if k not in timing} for e in h] for h in history)
+    assert a == b and "train_loss" in a[0] and "val_acc" in a[0]
