@@ -129,9 +129,12 @@ def test_cli_train_with_the_same_seed_repeats_the_run(tmp_path, capsys) -> None:
         argv = ["train", "resnet10t", "--data", "digits", "--epochs", "1", "--teacher-epochs", "1"]
         assert cli([*argv, "--seed", "3", "-o", str(out)]) == 0
     capsys.readouterr()
-    a, b = (load_checkpoint(out / "teacher" / "last.pt")["model"] for out in runs)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    history = [json.loads((out / "metrics.json").read_text())["history"] for out in runs]
+    first, second = (load_checkpoint(out / "teacher" / "last.pt")["model"] for out in runs)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
     timing = {"train_img_per_s", "train_time_s"}
-    a, b = ([{k: v for k, v in e.items() if k not in timing} for e in h] for h in history)
-    assert a == b and "train_loss" in a[0] and "val_acc" in a[0]
+    first, second = (
+        [{k: v for k, v in epoch.items() if k not in timing} for epoch in history]
+        for history in (json.loads((out / "metrics.json").read_text())["history"] for out in runs)
+    )
+    assert first == second and "train_loss" in first[0] and "val_acc" in first[0]
