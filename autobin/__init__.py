@@ -6,6 +6,7 @@ Quick start::
     model = timm.create_model("resnet18")
     print(autobin.explain(model))          # dry run: every layer, its decision and why
     bnn = autobin.binarize(model)          # recipe "adabin"
+    autobin.info(bnn)                      # family, architecture, recipe, report, float model
 
 ``import autobin`` stays light: the training loop (:func:`autobin.finetune`), the zoo
 (:mod:`autobin.zoo`) and packed inference (:func:`autobin.deploy`) are imported on first use,
@@ -19,10 +20,9 @@ from typing import Any
 
 from . import nn
 from .errors import AutobinError
-from .graph import BinarizeReport, binarize, explain
+from .graph import BinarizeReport, binarize, explain, info
 from .recipes import Recipe, RecipeError, list_recipes, load_recipe
-
-__version__ = "0.1.0"
+from .version import __version__
 
 _LAZY = {
     "compat": ("autobin.compat", None),
@@ -54,6 +54,7 @@ __all__ = [
     "deploy",
     "explain",
     "finetune",
+    "info",
     "list_recipes",
     "load",
     "load_recipe",

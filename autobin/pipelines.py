@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .graph import binarize
+from .model_info import info
 from .recipes import RecipeLike, as_recipe
 
 DEMO_ARCH = "resnet18"
@@ -191,7 +192,7 @@ def train_binary(
         teacher_acc=teacher_acc,
         student_acc=student_acc,
         student_best_acc=result.best_val_acc,
-        report=student.autobin_report.to_dict()["totals"],
+        report=info(student).report.to_dict()["totals"],
         teacher=float_model,
         student=student,
     )

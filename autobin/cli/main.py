@@ -48,9 +48,9 @@ def _example(model, args: argparse.Namespace):
         return None
     import torch
 
-    from ..graph.example_inputs import infer_input_shape
+    from ..graph import family_of
 
-    chans = args.in_chans or infer_input_shape(model)[0]
+    chans = args.in_chans or family_of(model).input_shape(model)[0]
     return (torch.randn(2, chans, *args.input_size),)
 
 

@@ -28,7 +28,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from ..integrations.mmdet.config import detector_config
 
     cfg = load_config(args.arch)
-    detector = build_float_detector(detector_config(cfg, args.arch), args.arch)
+    detector = build_float_detector(detector_config(cfg), args.arch)
     report = explain_detector(detector, args.recipe, input_size=args.input_size)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     return 0

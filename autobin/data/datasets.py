@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
+from ..errors import AutobinError
+
 Split = Literal["train", "test"]
 SPLITS: tuple[str, ...] = ("train", "test")
 
@@ -37,7 +39,7 @@ IMAGEFOLDER_PREFIX = "imagefolder:"
 _SLICE_RE = re.compile(r"^(?P<base>.+)\[(?P<start>\d*):(?P<stop>\d*)\]$")
 
 
-class DatasetNotFoundError(ValueError):
+class DatasetNotFoundError(AutobinError, ValueError):
     """An unknown dataset name; the message lists the available ones."""
 
 

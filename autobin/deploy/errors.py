@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import AutobinError
 
-class DeployError(RuntimeError):
+
+class DeployError(AutobinError, RuntimeError):
     """A model or input cannot be deployed or run with the packed kernels (message says why)."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import operator
 import sys
 import warnings
@@ -14,12 +15,12 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..model_info import FloatReference, attach_info, info
+from ..module_tools import set_module
 from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
 from .build import active_kernel
 from .errors import DeployError
 from .layers import InferenceMaxout, PackedConv2d, PackedLinear, unsupported_reason
-
-FLOAT_MODEL_ATTR = "_autobin_float_model"  # the teacher binarize() keeps; not part of a deployment
 
 WeightSigns = Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 """Binary weights by layer path: ``(signs (bool, shaped like the weight), alpha_w, beta_w)``."""
@@ -75,12 +76,6 @@ def _state_bytes(model: nn.Module, as_float32: bool) -> int:
     return total
 
 
-def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, attr, module)
-
-
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
@@ -130,11 +125,11 @@ def _fold_norms(root: nn.Module, summary: DeploySummary) -> dict[str, tuple[nn.M
             gm.graph.erase_node(user)
             conv_path, norm_path = _join(prefix, node.target), _join(prefix, user.target)
             if is_float:
-                _set_module(gm, node.target, fuse_conv_bn_eval(conv, norm))
+                set_module(gm, node.target, fuse_conv_bn_eval(conv, norm))
                 summary.float_folded_norms[conv_path] = norm_path
             else:
                 folded[conv_path] = (norm, norm_path)
-            _set_module(gm, user.target, nn.Identity())
+            set_module(gm, user.target, nn.Identity())
             changed = True
         if changed:
             gm.graph.lint()
@@ -309,11 +304,10 @@ def deploy(
             "deploy makes an inference-only model, but the model is in training mode (BatchNorm "
             "would use batch statistics); call model.eval() first"
         )
-    teacher = getattr(model, FLOAT_MODEL_ATTR, None)
-    memo = {id(teacher): None} if teacher is not None else {}
-    work = _deepcopy(model, memo)
-    if FLOAT_MODEL_ATTR in work.__dict__:
-        object.__delattr__(work, FLOAT_MODEL_ATTR)
+    work = _deepcopy(model, {})  # the info record's float model is shared, not copied
+    record = info(work)
+    if record is not None:  # the teacher binarize() keeps is not part of a deployment
+        attach_info(work, dataclasses.replace(record, float_reference=FloatReference(None)))
     summary = DeploySummary(float_state_bytes=_state_bytes(model, as_float32=True))
     folded = _fold_norms(work, summary) if fold_norms else {}
     residuals = _fuse_residuals(work) if fuse_residuals else set()
@@ -332,14 +326,14 @@ def deploy(
         else:
             assert isinstance(layer, BinaryLinear)
             packed = PackedLinear(layer, norm=norm, **options)
-        _set_module(work, name, packed)
+        set_module(work, name, packed)
         if name in residuals:
             summary.residuals.append(name)
         summary.packed.append(name)
         if norm_path is not None:
             summary.folded_norms[name] = norm_path
     for name, m in [(n, m) for n, m in work.named_modules() if isinstance(m, Maxout)]:
-        _set_module(work, name, InferenceMaxout(m))
+        set_module(work, name, InferenceMaxout(m))
         summary.maxouts.append(name)
     for p in work.parameters():
         p.requires_grad_(False)

@@ -41,9 +41,16 @@ from .eager_pass import (
     _state_bytes,
     record_calls,
 )
-from .example_inputs import default_example_inputs
-from .plan import Entry, Plan
-from .tracer import Region, activation_kind, is_compute_layer, tensor_shape, trace_regions
+from .families import ModelFamily, family_of
+from .plan import ActivationEntry, Entry, LayerEntry, Plan, ShortcutEntry
+from .tracer import (
+    PassTracer,
+    Region,
+    activation_kind,
+    is_compute_layer,
+    tensor_shape,
+    trace_regions,
+)
 
 
 def _join(prefix: str, name: str) -> str:
@@ -57,16 +64,6 @@ def _channel_dim(shape: tuple[int, ...] | None, upstream_is_linear: bool | None)
     if len(shape) == 4 and not upstream_is_linear:
         return shape[1], 1
     return shape[-1], -1
-
-
-def _classifier_names(model: nn.Module) -> tuple[str, ...]:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    clf = cfg.get("classifier") if isinstance(cfg, dict) else None
-    if isinstance(clf, str):
-        return (clf,)
-    if isinstance(clf, (list, tuple)):
-        return tuple(c for c in clf if isinstance(c, str))
-    return ()
 
 
 def _layer_info(name, module, rec, first, last_names, last_order, graph_shortcut) -> LayerInfo:
@@ -100,20 +97,38 @@ def check_not_binarized(model: nn.Module) -> None:
             )
 
 
-def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | None = None) -> Plan:
+def trace_family_parts(model: nn.Module, family: ModelFamily) -> list[Region]:
+    """Trace the parts ``family`` names (the whole model, or a detector's parts)."""
+    tracer = PassTracer(family.leaf_modules(), family.leaf_functions())
+    regions: list[Region] = []
+    for part in family.trace_parts(model):
+        regions += trace_regions(model.get_submodule(part), part, tracer)
+    return regions
+
+
+def annotate(
+    model: nn.Module,
+    recipe: Recipe,
+    example_inputs: Sequence[Any] | torch.Tensor | None = None,
+    family: ModelFamily | None = None,
+) -> Plan:
     """Trace, run once and decide every layer of ``model`` under ``recipe``.
 
-    The model is not modified (its train/eval modes are restored after the eager pass).
+    ``family`` (default: the one ``model`` belongs to) supplies the example input, the parts
+    to trace and the prediction layers. The model is not modified (its train/eval modes are
+    restored after the eager pass).
     """
     check_not_binarized(model)
+    family = family or family_of(model)
     if example_inputs is None:
-        example_inputs = default_example_inputs(model)
+        example_inputs = family.example_inputs(model)
     elif isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
+    example_inputs = tuple(example_inputs)
     first_input = _first_tensor(list(example_inputs))
     batch = int(first_input.shape[0]) if first_input is not None and first_input.dim() else 1
 
-    regions = trace_regions(model)
+    regions = trace_family_parts(model, family)
     traced = [r for r in regions if r.graph_module is not None]
     records, captured = record_calls(model, example_inputs, {r.name: r.module for r in traced})
 
@@ -134,7 +149,8 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
     called = [r for r in compute if r.calls > 0]
     first = called[0].order if called else -1
     last_order = called[-1].order if called else -1
-    last_names = _classifier_names(model)
+    returned = [name for name, r in records.items() if r.returned and is_compute_layer(r.module)]
+    last_names = family.prediction_layers(model, returned)
     binarized: set[str] = set()
     for rec in compute:
         module, name = rec.module, rec.name
@@ -143,7 +159,7 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
         base = {
             "name": name,
             "type_name": type(module).__name__,
-            "kind": "conv" if isinstance(module, nn.Conv2d) else "linear",
+            "layer_kind": "conv" if isinstance(module, nn.Conv2d) else "linear",
             "params": _params(module),
             "weight_numel": module.weight.numel(),
             "out_channels": module.weight.shape[0],
@@ -152,7 +168,7 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
         }
         if rec.calls == 0:
             entries.append(
-                Entry(**base, decision="left alone", rule="-", handled_by="none",
+                LayerEntry(**base, decision="left alone", rule="-", handled_by="none",
                       reason="never called as a module in the forward pass (its weights are "
                       "used functionally or it is unused)")
             )  # fmt: skip
@@ -160,7 +176,7 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
         unknown = unsupported_reason(module)
         if unknown is not None:
             entries.append(
-                Entry(**base, decision="float", rule="unsupported", reason=unknown,
+                LayerEntry(**base, decision="float", rule="unsupported", reason=unknown,
                       handled_by="none", macs=_macs(module, rec, batch))
             )  # fmt: skip
             continue
@@ -173,14 +189,14 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
         if decision.action == "binarize":
             binarized.add(name)
             entries.append(
-                Entry(**base, decision="binarize", rule=decision.rule, reason=decision.reason,
+                LayerEntry(**base, decision="binarize", rule=decision.rule, reason=decision.reason,
                       handled_by=handled, macs=macs, method=decision.method,
                       options=dict(decision.options), region=located[0].name if located else None,
                       node=located[1] if located else None)
             )  # fmt: skip
         else:
             entries.append(
-                Entry(**base, decision="float", rule=decision.rule, reason=decision.reason,
+                LayerEntry(**base, decision="float", rule=decision.rule, reason=decision.reason,
                       handled_by="none", macs=macs)
             )  # fmt: skip
 
@@ -193,7 +209,8 @@ def annotate(model: nn.Module, recipe: Recipe, example_inputs: Sequence[Any] | N
     float_bytes = _state_bytes(model)
     kept_bytes = _kept_bytes(model, regions)
     input_shape = tuple(first_input.shape[1:]) if first_input is not None else None
-    return Plan(recipe, regions, entries, float_params, float_bytes, kept_bytes, batch, input_shape)
+    return Plan(recipe, regions, entries, float_params, float_bytes, kept_bytes, batch, input_shape,
+                example_inputs)  # fmt: skip
 
 
 def _unsupported_layers(records: dict[str, CallRecord], batch: int) -> list[Entry]:
@@ -205,7 +222,7 @@ def _unsupported_layers(records: dict[str, CallRecord], batch: int) -> list[Entr
             continue
         kind = type(module).__name__
         entries.append(
-            Entry(name=name, type_name=kind, kind="conv", decision="float", rule="unsupported",
+            LayerEntry(name=name, type_name=kind, decision="float", rule="unsupported",
                   handled_by="none", macs=_macs(module, rec, batch) if rec.calls else 0,
                   params=_params(module), reason=f"{kind} is not supported by autobin's binary "
                   "layers (Conv2d and Linear only): kept float")
@@ -268,11 +285,12 @@ def _plan_activations(recipe, records, sites, traced, binarized, captured) -> li
         kind = activation_kind(rec.module)
         if kind is None:
             continue
-        base = {"name": name, "type_name": type(rec.module).__name__, "kind": "activation",
+        base = {"name": name, "type_name": type(rec.module).__name__,
                 "state_bytes": _state_bytes(rec.module)}  # fmt: skip
         if rec.calls == 0:
-            entries.append(Entry(**base, decision="left alone", rule="-", handled_by="none",
-                                 reason="never called in the forward pass"))  # fmt: skip
+            never = "never called in the forward pass"
+            entries.append(ActivationEntry(**base, decision="left alone", rule="-",
+                                           handled_by="none", reason=never))  # fmt: skip
             continue
         calls = sites.get(name, [])
         if len(calls) > 1 and len(rec.in_shape_seq) == len(calls):
@@ -310,7 +328,7 @@ def _plan_activations(recipe, records, sites, traced, binarized, captured) -> li
                 "traced graph; one Maxout cannot serve them all"
             )
         entries.append(
-            Entry(**base, decision="maxout" if replace else "keep", rule="activations",
+            ActivationEntry(**base, decision="maxout" if replace else "keep", rule="activations",
                   reason=reason, handled_by=("graph" if located else "module") if replace
                   else "none", channels=channels, channel_dim=dim,
                   region=region.name if region else None, node=node)
@@ -337,8 +355,8 @@ def _plan_activations(recipe, records, sites, traced, binarized, captured) -> li
                     replace, reason = False, f"{kind}: no shape for this call (shape propagation"
                     reason += " failed)" if not shapes_ok else " gave none)"
             entries.append(
-                Entry(name=_join(region.name, node.name), type_name=_call_name(node),
-                      kind="activation", decision="maxout" if replace else "keep",
+                ActivationEntry(name=_join(region.name, node.name), type_name=_call_name(node),
+                      decision="maxout" if replace else "keep",
                       rule="activations", reason=reason,
                       handled_by="graph" if replace else "none", channels=channels,
                       channel_dim=dim, region=region.name, node=node)
@@ -357,7 +375,7 @@ def _call_site_entry(base, region, node, shape, replace, reason, nearest_linear)
             replace, reason = False, f"{kind}: input shape unknown or not 2-4-D"
     if replace:
         reason += f" (one Maxout per call site of the shared module, here {node.name})"
-    return Entry(
+    return ActivationEntry(
         **{**base, "name": f"{base['name']}@{node.name}", "state_bytes": 0},
         decision="maxout" if replace else "keep",
         rule="activations",
@@ -379,15 +397,15 @@ def _plan_shortcuts(entries: list[Entry], records: dict[str, CallRecord]) -> lis
             continue
         rec = records[e.name]
         # the rewrite inserts an add node into the graph (no module): the report says so
-        base = {"name": f"{e.name}+shortcut", "type_name": "operator.add", "kind": "shortcut"}
+        base = {"name": f"{e.name}+shortcut", "type_name": "operator.add"}
         if rec.in_shape is None or rec.in_shape != rec.out_shape:
             continue  # shapes differ (stride or channels): no identity shortcut, by design
         if e.node is None:
-            out.append(Entry(**base, decision="left alone", rule="shortcuts", handled_by="none",
-                             reason="conv is inside an untraced/leaf module; a shortcut needs "
-                             "the graph"))  # fmt: skip
+            out.append(ShortcutEntry(**base, decision="left alone", rule="shortcuts",
+                             handled_by="none", reason="conv is inside an untraced/leaf module; "
+                             "a shortcut needs the graph"))  # fmt: skip
             continue
-        out.append(Entry(**base, decision="shortcut", rule="shortcuts", handled_by="graph",
+        out.append(ShortcutEntry(**base, decision="shortcut", rule="shortcuts", handled_by="graph",
                          reason="Bi-Real identity shortcut (an add node after the conv's norm): "
                          "input and output shapes match",
                          region=e.region, node=e.node))  # fmt: skip

@@ -11,23 +11,19 @@ import torch
 from torch import nn
 
 from ..errors import BinarizeError, ModelTypeError
-from ..float_reference import attach_float_model, float_model_of, keep_attribute
+from ..model_info import FloatReference, ModelInfo, attach_info, float_model_of
 from ..recipes import Recipe, RecipeLike, as_recipe
 from .annotate import annotate
+from .families import ModelFamily, family_of
 from .report import BinarizeReport
 from .rewrite import rewrite
+from .run_check import check_runs
 
 DEFAULT_RECIPE = "adabin"
 
 
 class NothingBinarizedWarning(UserWarning):
     """``binarize`` found no layer to binarize: the result computes exactly what the input did."""
-
-
-def _model_name(model: nn.Module) -> str:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    arch = cfg.get("architecture") if isinstance(cfg, dict) else None
-    return arch or type(model).__name__
 
 
 def check_model(model: Any, what: str = "binarize") -> None:
@@ -66,13 +62,15 @@ def explain(
         recipe: a built-in recipe name (``autobin.list_recipes()``), a YAML path (``str`` or
             ``os.PathLike``), a mapping with a recipe's content, or a Recipe.
         example_inputs: inputs for shape propagation; default: a seeded random batch shaped
-            like the model's input (see
-            :func:`autobin.graph.example_inputs.default_example_inputs`).
+            like the model's input (its family's
+            :meth:`~autobin.graph.families.ModelFamily.example_inputs`).
     """
     check_model(model, "explain")
+    family = family_of(model)
+    family.check(model)
     recipe = as_recipe(recipe)
-    plan = annotate(model, recipe, example_inputs)
-    return BinarizeReport.from_plan(plan, _model_name(model))
+    plan = annotate(model, recipe, example_inputs, family)
+    return BinarizeReport.from_plan(plan, family.architecture_name(model))
 
 
 def binarize(
@@ -84,44 +82,51 @@ def binarize(
 ) -> nn.Module:
     """Turn a float model into a binary neural network following ``recipe``.
 
-    The model is traced with a timm-aware torch.fx tracer (untraceable parts are traced child
-    by child, and modules inside leaves are replaced directly); convolutions (and linears, where
-    the recipe says so) become binary layers initialised from the float weights, activations
-    become Maxout, and Bi-Real shortcuts are inserted where the recipe asks for them.
+    The model's family (timm, torchvision, mmdet when ``autobin.integrations.mmdet`` is
+    imported, or any other ``nn.Module``; see :mod:`autobin.graph.families`) says what to trace,
+    which layers are the stem and the prediction layers, and what example input to run. The
+    model is traced with torch.fx (untraceable parts are traced child by child, and modules
+    inside leaves are replaced directly); convolutions (and linears, where the recipe says so)
+    become binary layers initialised from the float weights, activations become Maxout, and
+    Bi-Real shortcuts are inserted where the recipe asks for them. The result is run once on
+    the example input before it is returned.
 
     Args:
         model: a float model (not already binarized, not TorchScript).
         recipe: a built-in recipe name, a YAML path (``str`` or ``os.PathLike``), a mapping
             with a recipe's content, or a Recipe (default ``"adabin"``).
         example_inputs: inputs for shape propagation. Default: a seeded random batch with the
-            model's own input shape: channels from its first conv (or patch embedding), size
-            from its patch embedding's fixed image size or timm's ``pretrained_cfg``.
+            model's own input shape, as its family reads it (channels from the first conv or
+            timm's ``in_chans``, size from a patch embedding or timm's ``pretrained_cfg``).
         inplace: reuse and modify ``model``'s modules instead of working on a copy. Always use
             the returned module: a fully traced model comes back as a ``GraphModule``.
 
     Returns:
         The binary model, with the same call signature and output shape, and the same
-        train/eval mode. ``result.autobin_report`` is the :class:`BinarizeReport`,
-        ``result.autobin_recipe`` the recipe. The float model is attached as the default
-        teacher of :func:`autobin.finetune` (:func:`float_model_of`); it is a reference, not
-        part of the model's state: ``torch.save(result)`` does not store it and
+        train/eval mode. :func:`autobin.info` gives what autobin knows about it (family,
+        architecture, recipe, :class:`BinarizeReport`, float model). The float model is the
+        default teacher of :func:`autobin.finetune` (:func:`float_model_of`); it is a
+        reference, not part of the model's state: ``torch.save(result)`` does not store it and
         ``copy.deepcopy(result)`` shares it.
 
     Raises:
         ModelTypeError: ``model`` is not a module.
-        BinarizeError: the model is TorchScript or already binarized, or the example forward
-            pass fails (pass ``example_inputs``).
+        BinarizeError: the model is TorchScript or already binarized, the example forward
+            pass fails (pass ``example_inputs``), or the rewritten model cannot run (the error
+            names the layer or graph node).
         RecipeError: the recipe is unknown or invalid.
 
     Warns:
         NothingBinarizedWarning: the recipe binarizes no layer of this model.
     """
     check_model(model)
+    family = family_of(model)
+    family.check(model)
     recipe = as_recipe(recipe)
     work = model if inplace else copy.deepcopy(model)
     teacher = copy.deepcopy(model) if inplace else model
-    plan = annotate(work, recipe, example_inputs)
-    report = BinarizeReport.from_plan(plan, _model_name(model))
+    plan = annotate(work, recipe, example_inputs, family)
+    report = BinarizeReport.from_plan(plan, family.architecture_name(model))
     if not report.totals["binarized_layers"]:
         warnings.warn(
             f"recipe {recipe.name!r} binarizes no layer of {report.model}: the result is the "
@@ -130,16 +135,18 @@ def binarize(
             NothingBinarizedWarning,
             stacklevel=2,
         )
-    result = rewrite(plan, work)
+    result = rewrite(plan, work, family)
     result.train(model.training) if inplace else None
-    keep_attribute(result, "autobin_report", report)
-    keep_attribute(result, "autobin_recipe", recipe)
-    attach_float_model(result, teacher)
+    check_runs(result, plan.example_inputs)
+    record = ModelInfo(family.name, family.zoo_architecture(teacher, plan.input_shape), recipe,
+                       report, FloatReference(teacher))  # fmt: skip
+    attach_info(result, record)
     return result
 
 
 __all__ = [
     "DEFAULT_RECIPE",
+    "ModelFamily",
     "NothingBinarizedWarning",
     "Recipe",
     "binarize",

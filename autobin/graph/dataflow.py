@@ -8,51 +8,26 @@ named like one), which nodes are functional activations (``F.relu``, ``x.relu()`
 from __future__ import annotations
 
 import operator
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..nn.activation_kinds import function_activation_kind, method_activation_kind
 from .tracer import Region, is_compute_layer
 
 NORM_TYPES = (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 SHORTCUT_NAME_PARTS = ("downsample", "shortcut", "skip", "res_conv")
 ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
 POOL_TYPES = (nn.AvgPool2d, nn.MaxPool2d, nn.Identity)
-FUNCTIONAL_ACTIVATIONS: dict[Any, str] = {
-    F.relu: "relu",
-    F.relu_: "relu",
-    torch.relu: "relu",
-    torch.relu_: "relu",
-    F.relu6: "relu6",
-    F.leaky_relu: "leaky_relu",
-    F.gelu: "gelu",
-    F.silu: "silu",
-    F.hardswish: "hardswish",
-    F.mish: "mish",
-}
-METHOD_ACTIVATIONS = {"relu": "relu", "relu_": "relu"}
-TIMM_FUNCTION_ACTIVATIONS = {
-    "swish": "silu",
-    "hard_swish": "hardswish",
-    "mish": "mish",
-    "gelu": "gelu",
-    "gelu_tanh": "gelu",
-    "quick_gelu": "gelu",
-}
 UPSTREAM_SEARCH_DEPTH = 8
 
 
 def _functional_kind(node: fx.Node) -> str | None:
     if node.op == "call_function":
-        kind = FUNCTIONAL_ACTIVATIONS.get(node.target)
-        if kind is None and getattr(node.target, "__module__", "").startswith("timm."):
-            kind = TIMM_FUNCTION_ACTIVATIONS.get(getattr(node.target, "__name__", ""))
-        return kind
+        return function_activation_kind(node.target)
     if node.op == "call_method":
-        return METHOD_ACTIVATIONS.get(node.target)
+        return method_activation_kind(node.target)
     return None
 
 

@@ -10,7 +10,7 @@ state bytes from the modules themselves.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import BinarizeError
+from ..module_tools import eval_mode
 from .tracer import Region, activation_kind, is_compute_layer
 
 UNSUPPORTED_LAYER_TYPES = (
@@ -44,7 +45,20 @@ class CallRecord:
     seq: int = -1  # execution order among all hooked modules (first call)
     prev_compute: str | None = None  # last compute layer that ran before this module
     takes_model_input: bool = False  # its input is one of the model's input tensors
+    returned: bool = False  # its output is one of the tensors the model returned, unchanged
     calls: int = 0
+
+
+def tensors_in(value: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in a (nested) tuple, list or dict of outputs."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from tensors_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from tensors_in(item)
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:
@@ -62,6 +76,7 @@ def record_calls(
     records: dict[str, CallRecord] = {}
     captured: dict[str, tuple] = {}
     state = {"order": 0, "seq": 0, "last_compute": None}
+    outputs: dict[int, tuple[CallRecord, torch.Tensor]] = {}  # compute outputs, kept alive
     handles = []
     seen: set[int] = set()
     model_inputs = [t for t in example_inputs if isinstance(t, torch.Tensor)]
@@ -74,6 +89,8 @@ def record_calls(
             if x is not None:
                 rec.in_shapes.add(tuple(x.shape))
                 rec.takes_model_input |= any(x is t for t in model_inputs)
+            if compute and y is not None and rec.calls > 1:
+                outputs[id(y)] = (rec, y)
             if rec.calls > 1:
                 return
             rec.in_shape = tuple(x.shape) if x is not None else None
@@ -82,6 +99,8 @@ def record_calls(
             rec.seq = state["seq"]
             state["seq"] += 1
             if compute:
+                if y is not None:
+                    outputs[id(y)] = (rec, y)
                 rec.order = state["order"]
                 state["order"] += 1
 
@@ -114,16 +133,14 @@ def record_calls(
                     handles.append(module.register_forward_hook(compute_done(name)))
         for name, module in capture.items():
             handles.append(module.register_forward_pre_hook(make_capture(name), with_kwargs=True))
-        modes = {m: m.training for m in model.modules()}
-        model.eval()
         try:
-            with torch.no_grad():
-                model(*example_inputs)
+            with eval_mode(model), torch.no_grad():
+                result = model(*example_inputs)
         except Exception as exc:
             raise BinarizeError(_forward_failed(example_inputs, exc)) from exc
-        finally:
-            for m, mode in modes.items():
-                m.training = mode
+        for tensor in tensors_in(result):
+            if id(tensor) in outputs and outputs[id(tensor)][1] is tensor:
+                outputs[id(tensor)][0].returned = True
     finally:
         for h in handles:
             h.remove()

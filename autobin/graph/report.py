@@ -90,9 +90,9 @@ class BinarizeReport:
             (
                 e.name,
                 e.type_name,
-                e.decision + (f" ({e.method})" if e.method else ""),
+                e.label,
                 e.rule,
-                e.handled_by,
+                e.handled_by.value,
                 _si(e.macs) if e.macs else "",
                 _si(e.params) if e.params else "",
                 e.reason,
@@ -144,7 +144,7 @@ def _totals(plan: Plan) -> dict[str, Any]:
     handled = {}
     for e in plan.entries:
         if e.decision not in ("float", "keep"):
-            handled[e.handled_by] = handled.get(e.handled_by, 0) + 1
+            handled[e.handled_by.value] = handled.get(e.handled_by.value, 0) + 1
     return {
         "conv_linear_macs": total_macs,
         "binary_macs": binary_macs,

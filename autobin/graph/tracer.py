@@ -1,8 +1,9 @@
-"""A timm-aware torch.fx tracer, and tracing with a recursive fallback.
+"""The graph pass's torch.fx tracer, and tracing with a recursive fallback.
 
-timm registers modules and functions that must not be traced through (dynamic padding, shape
-dependent control flow); the tracer treats them as leaves. Convolutions, linears, activations
-and autobin's own layers are leaves too, so every compute layer is one ``call_module`` node.
+The model family names modules and functions that must not be traced through (timm's dynamic
+padding, shape dependent control flow); the tracer treats them as leaves. Convolutions, linears,
+activations and autobin's own layers are leaves too, so every compute layer is one
+``call_module`` node.
 
 :func:`trace_regions` traces the whole model if it can; where it cannot, it traces each child
 recursively, so the parts that trace are still rewritten on the graph and only the rest falls
@@ -11,33 +12,18 @@ back to module replacement.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
+from typing import Any
 
 from torch import fx, nn
 
 from ..nn import BinaryLayer, BiRealShortcut, Maxout
-
-ACTIVATION_MODULE_KINDS: dict[str, str] = {
-    "ReLU": "relu",
-    "ReLU6": "relu6",
-    "LeakyReLU": "leaky_relu",
-    "PReLU": "prelu",
-    "GELU": "gelu",
-    "GELUTanh": "gelu",
-    "QuickGELU": "gelu",
-    "SiLU": "silu",
-    "Swish": "silu",
-    "Hardswish": "hardswish",
-    "HardSwish": "hardswish",
-    "Mish": "mish",
-}
-"""Activation module class names -> the recipe's activation kind (torch's and timm's classes)."""
+from ..nn.activation_kinds import module_activation_kind
 
 
 def activation_kind(module: nn.Module) -> str | None:
     """The recipe activation kind of ``module`` (e.g. ``"relu"``), or None if not an activation."""
-    return ACTIVATION_MODULE_KINDS.get(type(module).__name__)
+    return module_activation_kind(module)
 
 
 def is_compute_layer(module: nn.Module) -> bool:
@@ -45,22 +31,17 @@ def is_compute_layer(module: nn.Module) -> bool:
     return isinstance(module, (nn.Conv2d, nn.Linear))
 
 
-@functools.cache
-def _timm_leaves() -> tuple[tuple[type, ...], tuple]:
-    try:
-        from timm.layers import get_notrace_functions, get_notrace_modules
-    except ImportError:  # timm is a dependency, but keep the tracer usable without it
-        return (), ()
-    return tuple(get_notrace_modules()), tuple(get_notrace_functions())
+class PassTracer(fx.Tracer):
+    """``torch.fx`` tracer of the graph pass: compute layers, activations, autobin's own layers
+    and the model family's leaf modules and functions are leaves (one ``call_module`` node each).
+    """
 
-
-class TimmAwareTracer(fx.Tracer):
-    """``torch.fx`` tracer; timm's no-trace modules/functions and compute layers are leaves."""
-
-    def __init__(self) -> None:
-        leaf_modules, leaf_functions = _timm_leaves()
+    def __init__(
+        self, leaf_modules: tuple[type, ...] = (), leaf_functions: tuple[Any, ...] = ()
+    ) -> None:
         super().__init__(autowrap_functions=leaf_functions)
         self._leaf_types = (*leaf_modules, BinaryLayer, Maxout, BiRealShortcut)
+        self.leaf_modules, self.leaf_functions = leaf_modules, leaf_functions
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, self._leaf_types) or is_compute_layer(m):
@@ -87,9 +68,11 @@ class Region:
     error: str = ""
 
 
-def trace_module(module: nn.Module) -> fx.GraphModule:
-    """Trace ``module`` with :class:`TimmAwareTracer` and return the GraphModule."""
-    tracer = TimmAwareTracer()
+def trace_module(module: nn.Module, tracer: PassTracer | None = None) -> fx.GraphModule:
+    """Trace ``module`` with ``tracer`` (default: a :class:`PassTracer`); return the GraphModule."""
+    tracer = (
+        PassTracer() if tracer is None else PassTracer(tracer.leaf_modules, tracer.leaf_functions)
+    )
     graph = tracer.trace(module)
     name = type(module).__name__
     gm = fx.GraphModule(tracer.root, graph, name)
@@ -135,7 +118,9 @@ def _unpersist_constants(gm: fx.GraphModule) -> None:
                 module._non_persistent_buffers_set.add(buffer_name)
 
 
-def trace_regions(model: nn.Module, prefix: str = "") -> list[Region]:
+def trace_regions(
+    model: nn.Module, prefix: str = "", tracer: PassTracer | None = None
+) -> list[Region]:
     """Trace ``model``; where it fails, trace its children recursively.
 
     Returns the traced regions and, for every module that could not be traced, a region with
@@ -146,22 +131,24 @@ def trace_regions(model: nn.Module, prefix: str = "") -> list[Region]:
     items are traced one by one.
     """
     try:
-        return [Region(prefix, model, trace_module(model))]
+        return [Region(prefix, model, trace_module(model, tracer))]
     except Exception as exc:  # tracing errors come in many types (TraceError, TypeError, ...)
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         reason = f"{type(exc).__name__}: {first_line[:160]}"
-    return [Region(prefix, model, None, reason), *_trace_children(model, prefix)]
+    return [Region(prefix, model, None, reason), *_trace_children(model, prefix, tracer)]
 
 
-def _trace_children(model: nn.Module, prefix: str) -> list[Region]:
+def _trace_children(model: nn.Module, prefix: str, tracer: PassTracer | None) -> list[Region]:
     regions: list[Region] = []
-    leaf_check = TimmAwareTracer()
+    leaf_check = tracer or PassTracer()
     for child_name, child in model.named_children():
         qual = f"{prefix}.{child_name}" if prefix else child_name
         if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
-            regions.extend(_trace_children(child, qual))  # containers have no forward to trace
+            regions.extend(
+                _trace_children(child, qual, tracer)
+            )  # containers have no forward to trace
         elif not leaf_check.is_leaf_module(child, qual):
-            regions.extend(trace_regions(child, qual))
+            regions.extend(trace_regions(child, qual, tracer))
         # else: a single layer, or a module a whole-model trace would not enter either (torch.nn
         # built-ins such as BatchNorm2d, timm's no-trace modules): module replacement handles
         # what is inside, and tracing it would only report a spurious failure
@@ -177,9 +164,8 @@ def tensor_shape(node: fx.Node) -> tuple[int, ...] | None:
 
 
 __all__ = [
-    "ACTIVATION_MODULE_KINDS",
+    "PassTracer",
     "Region",
-    "TimmAwareTracer",
     "activation_kind",
     "is_compute_layer",
     "tensor_shape",

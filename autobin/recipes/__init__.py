@@ -34,11 +34,11 @@ A recipe by example (``match`` keys: ``type``, ``name``, ``kernel_size``, ``grou
 This layer imports only ``yaml``: no torch, no torch.fx.
 """
 
+from ..nn.activation_kinds import ACTIVATION_KINDS
 from .errors import RecipeError
 from .loader import RecipeLike, as_recipe, list_recipes, load_recipe
 from .recipe import Recipe
 from .schema import (
-    ACTIVATION_KINDS,
     LAYER_CLASSES,
     NEVER_REPLACEABLE,
     ActivationPolicy,

@@ -47,9 +47,7 @@ def builtin_dir() -> Path:
             return path
     except (ModuleNotFoundError, TypeError):
         pass
-    import autobin
-
-    return Path(autobin.__file__).resolve().parent.parent / "recipes"
+    return Path(__file__).resolve().parents[2] / "recipes"  # a source checkout
 
 
 def list_recipes() -> list[str]:
@@ -220,8 +218,36 @@ def _resolve(name_or_path: str | os.PathLike[str], base: Path | None) -> Path:
     return path
 
 
+def _stat(path: Path) -> tuple[Path, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (path, st.st_mtime_ns, st.st_size)
+
+
 def _load_file(path: Path, stack: tuple[Path, ...]) -> Recipe:
     real = path.resolve()
+    cached = _LOADED.get((real, stack))
+    if cached is not None and all(_stat(dep[0]) == dep for dep in cached[1]):
+        return cached[0]
+    recipe, parent_deps = _parse_file(path, real, stack)
+    deps = tuple(d for d in (_stat(real), *parent_deps) if d is not None)
+    if len(_LOADED) >= _LOADED_MAX:
+        _LOADED.pop(next(iter(_LOADED)))
+    _LOADED[(real, stack)] = (recipe, deps)
+    return recipe
+
+
+_LOADED: dict[tuple, tuple[Recipe, tuple]] = {}
+"""Parsed recipe files by path, with the files (and their modification times and sizes) each
+was built from: a file edited since, or a parent of it, is parsed again (a Recipe is
+immutable)."""
+_LOADED_MAX = 64
+
+
+def _parse_file(path: Path, real: Path, stack: tuple[Path, ...]) -> tuple[Recipe, tuple]:
+    """The recipe in ``path`` and the files its ``extends`` chain was read from."""
     if real in stack:
         chain = " -> ".join(str(p) for p in (*stack, real))
         raise RecipeError(
@@ -234,9 +260,12 @@ def _load_file(path: Path, stack: tuple[Path, ...]) -> Recipe:
     data, where = read_yaml(path)
     parts = parse_document(data, where)
     parent = None
+    deps: tuple = ()
     if parts.extends is not None:
-        parent = _load_file(_resolve(parts.extends, path), (*stack, real))
-    return assemble(parts, parent, where, default_name=path.stem)
+        parent_path = _resolve(parts.extends, path).resolve()
+        parent = _load_file(parent_path, (*stack, real))
+        deps = _LOADED[(parent_path, (*stack, real))][1]
+    return assemble(parts, parent, where, default_name=path.stem), deps
 
 
 def load_recipe(name_or_path: str | os.PathLike[str]) -> Recipe:

@@ -41,17 +41,6 @@ LAYER_CLASSES: dict[str, str] = {
 }
 LAYER_TYPES: tuple[str, ...] = LAYER_KINDS + tuple(LAYER_CLASSES)
 
-#: Activation kinds a recipe may replace by Maxout (lower-case names).
-ACTIVATION_KINDS: tuple[str, ...] = (
-    "relu",
-    "relu6",
-    "leaky_relu",
-    "prelu",
-    "gelu",
-    "silu",
-    "hardswish",
-    "mish",
-)
 
 _GATE_WHY = (
     "it is a gate: its output scales another tensor (squeeze-excitation, attention), so "

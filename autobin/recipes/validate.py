@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..nn import METHODS, method_descriptions, method_spec
+from ..nn.activation_kinds import ACTIVATION_KINDS
 from ..quantizers import ACT_FORMS, WEIGHT_ESTIMATORS
 from .errors import Where, choices, describe_value, key_path
 from .fields import (
@@ -29,7 +30,6 @@ from .fields import (
 )
 from .schema import (
     ACTIONS,
-    ACTIVATION_KINDS,
     ACTIVATION_REPLACEMENTS,
     ACTIVATION_SCOPES,
     NEVER_REPLACEABLE,

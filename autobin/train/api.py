@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..float_reference import FLOAT_MODEL_ATTR, float_model_of
+from ..model_info import float_model_of, info
 from .callbacks import Callback
 from .config import TrainConfig, load_train_config
 from .loop import run_training
@@ -100,7 +100,7 @@ def finetune(
     metadata = {
         "student": type(net).__name__,
         "teacher": _describe(teacher),
-        "report": _plain(getattr(net, "autobin_report", None)),
+        "report": _plain(info(net).report if info(net) is not None else None),
     }
     return run_training(
         student,
@@ -187,10 +187,10 @@ def _resolve_teacher(student: nn.Module, teacher: nn.Module | None) -> nn.Module
     found = float_model_of(unwrap_model(student))
     if found is None:
         raise ValueError(
-            f"no teacher: the student has no attached float model ({FLOAT_MODEL_ATTR}, set by "
-            "autobin.binarize). Pass the float model explicitly: finetune(student, "
-            "teacher=float_model, ...), or train without distillation (kd_weight=0, "
-            "feature_weight=0, ce_weight=1)"
+            "no teacher: the student has no attached float model (autobin.info(student)"
+            ".float_model, set by autobin.binarize). Pass the float model explicitly: "
+            "finetune(student, teacher=float_model, ...), or train without distillation "
+            "(kd_weight=0, feature_weight=0, ce_weight=1)"
         )
     return found
 

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..errors import AutobinError
+
 OptimizerName = Literal["adam", "sgd"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(AutobinError, ValueError):
     """A training config value is missing, unknown or out of range."""
 
 

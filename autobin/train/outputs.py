@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from ..atomic import write_json
+from ..model_info import info
 from .errors import RunDirectoryError
 
 if TYPE_CHECKING:
@@ -129,47 +130,34 @@ def describe_run(
 
     ``arch`` (the timm name), ``arch_kwargs`` (``num_classes``, ``in_chans``), ``input_size``
     (``C, H, W`` the student was binarized for), ``recipe``, ``dataset``, ``teacher`` and
-    ``schedule``. A student that is not a timm model has ``arch: null`` (the zoo then says so).
+    ``schedule``, read from the student's :func:`autobin.info` record. A student that is not a
+    timm model has ``arch: null`` (the zoo then says so).
     """
-    arch, cfg = _timm_arch(student)
-    report = getattr(student, "autobin_report", None)
-    shape = getattr(report, "input_shape", None)
+    record = info(student)
+    architecture = record.architecture if record is not None else None
+    timm_arch = architecture if architecture and architecture.get("library") == "timm" else None
+    shape = getattr(record.report, "input_shape", None) if record is not None else None
     input_size = [int(d) for d in shape] if shape is not None and len(shape) == 3 else None
-    kwargs: dict[str, Any] = {}
-    if isinstance(getattr(student, "num_classes", None), int):
-        kwargs["num_classes"] = student.num_classes
-    default = cfg.get("input_size")
-    default_chans = int(default[0]) if isinstance(default, (list, tuple)) else None
-    if input_size is not None and default_chans != input_size[0]:
-        kwargs["in_chans"] = input_size[0]
-    recipe = getattr(student, "autobin_recipe", None)
     return {
-        "arch": arch,
-        "arch_kwargs": kwargs,
+        "arch": timm_arch["name"] if timm_arch else None,
+        "arch_kwargs": dict(timm_arch["kwargs"]) if timm_arch else {},
         "input_size": input_size,
-        "recipe": recipe.to_dict() if hasattr(recipe, "to_dict") else None,
+        "recipe": record.recipe.to_dict() if record is not None else None,
         "dataset": _dataset_name(dataset),
-        "teacher": _describe_teacher(teacher),
+        "teacher": _describe_teacher(teacher, record),
         "schedule": dict(schedule),
     }
 
 
-def _describe_teacher(teacher: nn.Module | None) -> dict[str, Any] | None:
+def _describe_teacher(teacher: nn.Module | None, record: Any) -> dict[str, Any] | None:
     if teacher is None:
         return None
+    made_from = record is not None and record.float_model is teacher and record.architecture
     return {
-        "arch": _timm_arch(teacher)[0],
+        "arch": record.architecture["name"] if made_from else None,
         "class": type(teacher).__name__,
         "parameters": sum(p.numel() for p in teacher.parameters()),
     }
-
-
-def _timm_arch(model: nn.Module | None) -> tuple[str | None, dict[str, Any]]:
-    for attr in ("pretrained_cfg", "default_cfg"):
-        cfg = getattr(model, attr, None)
-        if isinstance(cfg, Mapping) and isinstance(cfg.get("architecture"), str):
-            return cfg["architecture"], dict(cfg)
-    return None, {}
 
 
 def _dataset_name(data: Any) -> str | None:

@@ -24,9 +24,9 @@ from .format import (
 from .index import read_index
 from .maintenance import clean_interrupted, rebuild_index
 from .publishing import publish, publish_run
-from .reading import list_models, load, show, verify
-from .rebuild import Rebuild, default_rebuild, register_rebuild, timm_rebuild
-from .single_file import load_file, save_file
+from .reading import list_models, load, load_file, show, verify
+from .rebuild import Rebuild, default_rebuild, family_rebuild
+from .single_file import save_file
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -41,6 +41,7 @@ __all__ = [
     "binary_layers",
     "clean_interrupted",
     "default_rebuild",
+    "family_rebuild",
     "list_models",
     "load",
     "load_file",
@@ -52,12 +53,10 @@ __all__ = [
     "read_index",
     "read_packed",
     "rebuild_index",
-    "register_rebuild",
     "render_card",
     "save_file",
     "save_packed",
     "show",
-    "timm_rebuild",
     "validate_config",
     "verify",
 ]

@@ -35,8 +35,11 @@ from typing import Any
 
 from torch import nn
 
-from .. import __version__
+from ..graph.families import known_libraries
+from ..graph.families.timm import creation_kwargs, timm_config
+from ..model_info import ModelInfo, info
 from ..recipes import Recipe, as_recipe
+from ..version import __version__
 from .errors import ZooFormatError
 from .format import FLOAT_DTYPES, WEIGHTS_FILE
 
@@ -44,9 +47,10 @@ CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 CONFIG_FORMAT = "autobin.zoo.entry"
 CONFIG_VERSION = 1
-ARCH_LIBRARIES: tuple[str, ...] = ("timm", "mmdet")
-"""``timm``: rebuilt by name; ``mmdet``: the detector's model config (Python config text) is
-under ``config``."""
+ARCH_LIBRARIES: tuple[str, ...] = ("timm", "torchvision", "mmdet")
+"""The built-in families' libraries. ``timm`` and ``torchvision``: rebuilt by name (with
+``kwargs``); ``mmdet``: the detector's model config (Python config text) is under ``config``.
+A registered family adds its own (:func:`autobin.graph.families.known_libraries`)."""
 
 
 def recipe_to_dict(recipe: Any) -> tuple[dict[str, Any], str]:
@@ -140,10 +144,10 @@ def validate_config(config: Any, path: str | Path = CONFIG_FILE) -> dict[str, An
     _get(config, "autobin_version", str, path)
     _get(config, "name", str, path)
     library = _get(config, "architecture.library", str, path)
-    if library not in ARCH_LIBRARIES:
+    libraries = tuple(dict.fromkeys([*ARCH_LIBRARIES, *known_libraries()]))
+    if library not in libraries:
         raise ZooFormatError(
-            f"{path}: 'architecture.library' is {library!r}; valid choices are "
-            f"{list(ARCH_LIBRARIES)}"
+            f"{path}: 'architecture.library' is {library!r}; valid choices are {list(libraries)}"
         )
     _get(config, "architecture.name", str, path)
     _get(config, "architecture.kwargs", dict, path)
@@ -205,40 +209,19 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- building
-def _arch_from_model(model: nn.Module) -> tuple[str | None, dict[str, Any]]:
-    for attr in ("pretrained_cfg", "default_cfg"):
-        cfg = getattr(model, attr, None)
-        if isinstance(cfg, Mapping) and isinstance(cfg.get("architecture"), str):
-            return cfg["architecture"], dict(cfg)
-    return None, {}
-
-
-def _binarized_input_shape(model: nn.Module) -> list[int] | None:
+def _binarized_input_shape(record: ModelInfo | None) -> list[int] | None:
     """``(C, H, W)`` of the example input the model was binarized with, if recorded."""
-    shape = getattr(getattr(model, "autobin_report", None), "input_shape", None)
+    shape = getattr(record.report, "input_shape", None) if record is not None else None
     return [int(d) for d in shape] if shape is not None and len(shape) == 3 else None
 
 
-def _infer_kwargs(model: nn.Module, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    num_classes = getattr(model, "num_classes", None)
-    if not isinstance(num_classes, int):
-        num_classes = cfg.get("num_classes")
-    if isinstance(num_classes, int):
-        kwargs["num_classes"] = num_classes
-    shape, default = _binarized_input_shape(model), cfg.get("input_size")
-    if shape is not None and isinstance(default, (list, tuple)) and shape[0] != default[0]:
-        kwargs["in_chans"] = shape[0]  # binarized for other input channels than timm's default
-    return kwargs
-
-
-def _report_totals(model: nn.Module) -> dict[str, Any] | None:
-    report = getattr(model, "autobin_report", None)
+def _report_totals(record: ModelInfo | None) -> dict[str, Any] | None:
+    report = record.report if record is not None else None
     if report is None:
         return None
     data = report.to_dict() if hasattr(report, "to_dict") else report
     totals = data.get("totals") if isinstance(data, Mapping) else None
-    return {"totals": check_json_value(totals, "autobin_report totals")} if totals else None
+    return {"totals": check_json_value(totals, "report totals")} if totals else None
 
 
 def _default_input_size(cfg: Mapping[str, Any], kwargs: Mapping[str, Any]) -> list[int] | None:
@@ -261,6 +244,38 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _architecture(
+    model: nn.Module, record: ModelInfo | None, arch: str | None, arch_kwargs: Any
+) -> dict[str, Any]:
+    """The entry's ``architecture``: the model's own record (any family), or the timm name
+    ``arch`` given by the caller."""
+    recorded = record.architecture if record is not None else None
+    if arch is None and recorded is not None:
+        architecture = dict(recorded)
+        if arch_kwargs is not None:
+            architecture["kwargs"] = dict(arch_kwargs)
+        return check_json_value(architecture, "architecture")
+    if arch is None:
+        cfg = timm_config(model)
+        arch = cfg.get("architecture")
+    if not isinstance(arch, str) or not arch:
+        raise ValueError(
+            "publish needs the model's architecture: the model was not made by autobin.binarize "
+            "from a timm, torchvision or mmdet model whose architecture is known, so pass the "
+            "timm name as arch= (e.g. arch='resnet18')"
+        )
+    if arch_kwargs is None:
+        same = recorded is not None and recorded.get("name") == arch
+        if same:
+            arch_kwargs = recorded.get("kwargs", {})
+        elif timm_config(model).get("architecture") == arch:
+            arch_kwargs = creation_kwargs(model, timm_config(model), _binarized_input_shape(record))
+        else:
+            arch_kwargs = {}
+    return {"library": "timm", "name": arch,
+            "kwargs": check_json_value(dict(arch_kwargs), "arch_kwargs")}  # fmt: skip
+
+
 def _build_config(
     model: nn.Module,
     name: str,
@@ -275,43 +290,22 @@ def _build_config(
     schedule: Any,
     license: str,
 ) -> dict[str, Any]:
-    embedded = getattr(model, "autobin_architecture", None)
-    if arch is None and isinstance(embedded, Mapping):
-        architecture = check_json_value(dict(embedded), "autobin_architecture")
-        if recipe is None:
-            recipe = getattr(model, "autobin_recipe", None)
-        recipe_dict, recipe_sha = recipe_to_dict(recipe) if recipe is not None else (None, None)
-        if input_size is None:
-            input_size = _binarized_input_shape(model)
-        return _config_record(name, architecture, input_size, recipe_dict, recipe_sha, metrics,
-                              dataset, teacher, schedule, license, model)  # fmt: skip
-    cfg_arch, cfg = _arch_from_model(model)
-    if arch is None:
-        arch = cfg_arch
-    if not isinstance(arch, str) or not arch:
-        raise ValueError(
-            "publish needs the timm architecture name: the model has no pretrained_cfg / "
-            "default_cfg 'architecture' field, so pass arch= (e.g. arch='resnet18')"
-        )
-    if arch_kwargs is None:
-        arch_kwargs = _infer_kwargs(model, cfg) if arch == cfg_arch else {}
-    if recipe is None:
-        recipe = getattr(model, "autobin_recipe", None)
+    record = info(model)
+    architecture = _architecture(model, record, arch, arch_kwargs)
+    if recipe is None and record is not None:
+        recipe = record.recipe
     recipe_dict, recipe_sha = recipe_to_dict(recipe) if recipe is not None else (None, None)
     if input_size is None:
-        input_size = _binarized_input_shape(model) or _default_input_size(cfg, arch_kwargs)
-    architecture = {
-        "library": "timm",
-        "name": arch,
-        "kwargs": check_json_value(dict(arch_kwargs), "arch_kwargs"),
-    }
+        input_size = _binarized_input_shape(record)
+    if input_size is None and architecture["library"] == "timm":
+        input_size = _default_input_size(timm_config(model), architecture["kwargs"])
     return _config_record(name, architecture, input_size, recipe_dict, recipe_sha, metrics,
-                          dataset, teacher, schedule, license, model)  # fmt: skip
+                          dataset, teacher, schedule, license, record)  # fmt: skip
 
 
 def _config_record(
     name, architecture, input_size, recipe_dict, recipe_sha, metrics, dataset, teacher, schedule,
-    license, model,
+    license, record,
 ) -> dict[str, Any]:  # fmt: skip
     if input_size is not None:
         input_size = [int(d) for d in input_size]
@@ -330,7 +324,7 @@ def _config_record(
         "teacher": check_json_value(teacher, "teacher"),
         "schedule": check_json_value(schedule, "schedule"),
         "metrics": check_metrics(metrics),
-        "report": _report_totals(model),
+        "report": _report_totals(record),
     }
 
 

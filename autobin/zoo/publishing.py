@@ -51,10 +51,10 @@ from .maintenance import (
 )
 from .rebuild import (
     Rebuild,
-    _check_rebuild,
-    _default_rebuild_available,
+    can_rebuild,
+    check_rebuild_matches,
     default_rebuild,
-    timm_rebuild,
+    family_rebuild,
 )
 
 
@@ -127,8 +127,8 @@ def publish(
             "the model has no binary layers (autobin.nn.BinaryLayer); binarize it with "
             "autobin.binarize(model, recipe) before publishing"
         )
-    if check_rebuild and (rebuild is not None or _default_rebuild_available(config)):
-        _check_rebuild(model, config, rebuild or default_rebuild(config))
+    if check_rebuild and (rebuild is not None or can_rebuild(config)):
+        check_rebuild_matches(model, config, rebuild or default_rebuild(config))
     check_zoo_dir(zoo)
     zoo.mkdir(parents=True, exist_ok=True)
     clean_interrupted(zoo)
@@ -312,7 +312,7 @@ def publish_run(
         "recipe": recipe,
         "input_size": spec.get("input_size"),
     }
-    model = (rebuild or timm_rebuild)(config)
+    model = (rebuild or family_rebuild)(config)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:

@@ -49,6 +49,7 @@ from .index import (
     verify_files,
 )
 from .rebuild import Rebuild, default_rebuild
+from .single_file import read_file_config
 
 REQUIRED_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE)
 
@@ -103,8 +104,6 @@ def verify(name: str | os.PathLike[str], zoo_dir: str | os.PathLike[str] = "zoo"
         ZooFormatError: ``config.json`` or ``model.safetensors`` is invalid.
     """
     if Path(os.fspath(name)).is_file():  # a one-file checkpoint: its data sha256 and config
-        from .single_file import read_file_config
-
         config = read_file_config(name)[0]
         return {"name": config["name"], "path": os.fspath(name), "files": {},
                 "checked_against": f"{os.fspath(name)} (embedded data_sha256)"}  # fmt: skip
@@ -178,8 +177,6 @@ def load(
         ModelNotFoundError, ZooIntegrityError, ZooFormatError: see :func:`verify`.
     """
     if Path(os.fspath(name_or_path)).is_file():  # a one-file checkpoint (autobin binarize -o)
-        from .single_file import read_file_config
-
         config, tensors, metadata = read_file_config(name_or_path)
         source = os.fspath(name_or_path)
     else:
@@ -201,6 +198,33 @@ def load(
     return model
 
 
+def load_file(
+    path: str | os.PathLike[str],
+    *,
+    keep_latent: bool = False,
+    rebuild: Rebuild | None = None,
+    deploy: bool = False,
+) -> nn.Module:
+    """Load a one-file checkpoint written by :func:`save_file` (or ``autobin binarize -o``).
+
+    The same as :func:`autobin.zoo.load` (and :func:`autobin.load`) given the file's path.
+
+    Args:
+        path: the file.
+        keep_latent: restore the latent float weights and keep the model trainable (the file
+            must hold them); default freezes every binary layer with its packed binary weight.
+        rebuild: builds the binarized model from the embedded config (default
+            :func:`autobin.zoo.default_rebuild`).
+        deploy: return the inference-only packed model.
+
+    Returns:
+        The model in eval mode, with the embedded config as ``model.autobin_zoo_config``.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "no such file", os.fspath(path))
+    return load(path, keep_latent=keep_latent, rebuild=rebuild, deploy=deploy)
+
+
 def _deployed(model: nn.Module, tensors: Mapping[str, torch.Tensor], metadata) -> nn.Module:
     """The packed model, its binary layers built from the checkpoint's sign bits and sets."""
     from .. import deploy as deploy_package
@@ -214,4 +238,4 @@ def _deployed(model: nn.Module, tensors: Mapping[str, torch.Tensor], metadata) -
     return deploy_package.deploy(model, weight_signs=stored)
 
 
-__all__ = ["REQUIRED_FILES", "list_models", "load", "show", "verify"]
+__all__ = ["REQUIRED_FILES", "list_models", "load", "load_file", "show", "verify"]

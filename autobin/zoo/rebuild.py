@@ -1,22 +1,21 @@
-"""Rebuilding a zoo entry's model from its config: the :data:`Rebuild` registry.
+"""Rebuilding a zoo entry's model from its config: the :data:`Rebuild` of each model family.
 
-:func:`timm_rebuild` rebuilds timm architectures; integrations register their own library with
-:func:`register_rebuild` (``mmdet`` is imported on first use, see :data:`REBUILD_PLUGINS`), and
-:func:`default_rebuild` picks the rebuild for an entry. Publishing checks, before writing, that
-the model can be rebuilt from the config it records.
+:func:`family_rebuild` asks the entry's model family (:mod:`autobin.graph.families`: timm,
+torchvision, or an integration's such as mmdet, imported on first use) for the float skeleton
+its ``architecture`` record describes, and binarizes it with the embedded recipe. Publishing
+checks, before writing, that the model can be rebuilt from the config it records.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..errors import BinarizeError
 from ..graph import binarize
+from ..graph.families import UnknownFamilyError, family_for_library
 from ..recipes import Recipe
 from .errors import ZooError, ZooFormatError
 from .format import binary_layers
@@ -24,77 +23,55 @@ from .format import binary_layers
 Rebuild = Callable[[Mapping[str, Any]], nn.Module]
 """Builds the binarized, not yet loaded model described by an entry config."""
 
-_REBUILDS: dict[str, Rebuild] = {}
-REBUILD_PLUGINS: dict[str, str] = {"mmdet": "autobin.integrations.mmdet"}
-"""Architecture libraries rebuilt by an integration, and the module that registers it on import
-(:func:`register_rebuild`); the zoo imports it by name the first time such an entry loads."""
 
+def family_rebuild(config: Mapping[str, Any]) -> nn.Module:
+    """Default :data:`Rebuild`: the family's float skeleton, binarized with the entry's recipe.
 
-def timm_rebuild(config: Mapping[str, Any]) -> nn.Module:
-    """Default :data:`Rebuild`: ``autobin.binarize(timm.create_model(...), recipe)``.
-
-    The example input of the graph pass is a seeded random batch of the entry's
-    ``input_size`` (default: the timm model's ``pretrained_cfg['input_size']``).
+    The example input of the graph pass is the family's seeded random batch of the entry's
+    ``input_size`` (default: the model's own input shape).
 
     Raises:
-        ZooError: the entry embeds no recipe (pass your own ``rebuild``).
+        ZooError: the entry embeds no recipe (pass your own ``rebuild``), or its family is
+            not installed.
+        ZooFormatError: no family rebuilds the entry's architecture.
     """
-    arch = config["architecture"]
-    if arch["library"] != "timm":
-        raise ZooFormatError(f"cannot rebuild architecture library {arch['library']!r}")
+    name = config.get("name")
     if config.get("recipe") is None:
         raise ZooError(
-            f"entry {config.get('name')!r} embeds no recipe, so it cannot be rebuilt "
+            f"entry {name!r} embeds no recipe, so it cannot be rebuilt "
             "automatically; pass rebuild=<function(config) -> binarized nn.Module>"
         )
-    import timm
-
-    if not timm.is_model(arch["name"]):
-        raise ZooFormatError(
-            f"entry {config.get('name')!r}: {arch['name']!r} is not a timm architecture (see "
-            "timm.list_models()); for a model built by hand pass rebuild=<function(config) -> "
-            "binarized nn.Module>"
-        )
-    model = timm.create_model(arch["name"], pretrained=False, **arch["kwargs"])
-    example_inputs = None
-    if config.get("input_size"):
-        gen = torch.Generator().manual_seed(0)
-        example_inputs = (torch.randn((2, *config["input_size"]), generator=gen),)
-    recipe = Recipe.from_dict(config["recipe"], source=f"config.json of {config.get('name')!r}")
+    family = default_rebuild_family(config)
+    try:
+        model = family.float_skeleton(config["architecture"])
+    except BinarizeError as exc:
+        raise ZooFormatError(f"entry {name!r}: {exc}") from exc
+    size = config.get("input_size")
+    example_inputs = family.example_inputs(model, size) if size else None
+    recipe = Recipe.from_dict(config["recipe"], source=f"config.json of {name!r}")
     return binarize(model, recipe, example_inputs=example_inputs)
 
 
-def register_rebuild(library: str, rebuild: Rebuild) -> None:
-    """Rebuild entries whose ``architecture.library`` is ``library`` with ``rebuild``."""
-    _REBUILDS[library] = rebuild
+def default_rebuild_family(config: Mapping[str, Any]):
+    """The model family that rebuilds an entry (importing its integration on first use)."""
+    library = config["architecture"]["library"]
+    try:
+        return family_for_library(library)
+    except UnknownFamilyError as exc:
+        raise ZooError(f"entry {config.get('name')!r}: {exc}") from exc
 
 
 def default_rebuild(config: Mapping[str, Any]) -> Rebuild:
-    """The rebuild for an entry's architecture library (timm, or an integration's)."""
-    library = config["architecture"]["library"]
-    if library == "timm":
-        return timm_rebuild
-    if library not in _REBUILDS and library in REBUILD_PLUGINS:
-        try:
-            importlib.import_module(REBUILD_PLUGINS[library])
-        except ImportError as exc:
-            raise ZooError(
-                f"entry {config.get('name')!r} is an {library} model; rebuilding it needs "
-                f"{REBUILD_PLUGINS[library]} ({exc}); install it with: pip install "
-                f"'autobin[{library}]'"
-            ) from exc
-    if library not in _REBUILDS:
-        raise ZooFormatError(f"cannot rebuild architecture library {library!r}")
-    return _REBUILDS[library]
+    """The rebuild for an entry: :func:`family_rebuild` (checks that a family handles it)."""
+    default_rebuild_family(config)
+    return family_rebuild
 
 
-def _default_rebuild_available(config: Mapping[str, Any]) -> bool:
-    return config.get("recipe") is not None and (
-        config["architecture"]["library"] in ("timm", *REBUILD_PLUGINS)
-    )
+def can_rebuild(config: Mapping[str, Any]) -> bool:
+    return config.get("recipe") is not None
 
 
-def _check_rebuild(model: nn.Module, config: Mapping[str, Any], rebuild: Rebuild) -> None:
+def check_rebuild_matches(model: nn.Module, config: Mapping[str, Any], rebuild: Rebuild) -> None:
     """Rebuild from ``config`` and check it has ``model``'s state keys, shapes, binary layers."""
     hint = (
         "pass the timm create_model arguments the model was made with as arch_kwargs= (e.g. "
@@ -120,10 +97,4 @@ def _check_rebuild(model: nn.Module, config: Mapping[str, Any], rebuild: Rebuild
         )
 
 
-__all__ = [
-    "REBUILD_PLUGINS",
-    "Rebuild",
-    "default_rebuild",
-    "register_rebuild",
-    "timm_rebuild",
-]
+__all__ = ["Rebuild", "can_rebuild", "check_rebuild_matches", "default_rebuild", "family_rebuild"]

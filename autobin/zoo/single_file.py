@@ -36,7 +36,7 @@ from .format import (
     read_packed,
 )
 from .index import dumps_json
-from .rebuild import Rebuild, _check_rebuild, _default_rebuild_available, default_rebuild
+from .rebuild import Rebuild, can_rebuild, check_rebuild_matches, default_rebuild
 
 CONFIG_KEY = "autobin_config"
 DIGEST_KEY = "data_sha256"
@@ -90,8 +90,8 @@ def save_file(
         model, path.stem, arch=arch, arch_kwargs=arch_kwargs, recipe=None, input_size=input_size,
         metrics=None, dataset=None, teacher=None, schedule=None, license="apache-2.0",
     )  # fmt: skip
-    if check_rebuild and (rebuild is not None or _default_rebuild_available(config)):
-        _check_rebuild(model, config, rebuild or default_rebuild(config))
+    if check_rebuild and (rebuild is not None or can_rebuild(config)):
+        check_rebuild_matches(model, config, rebuild or default_rebuild(config))
     tensors, metadata = packed_state(model, float_dtype=float_dtype, keep_latent=keep_latent)
     config["weights"] = {
         "file": WEIGHTS_FILE,  # the tensors of this very file
@@ -132,33 +132,4 @@ def read_file_config(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any,
     return validate_config(config, f"{path} (embedded config)"), tensors, metadata
 
 
-def load_file(
-    path: str | os.PathLike[str],
-    *,
-    keep_latent: bool = False,
-    rebuild: Rebuild | None = None,
-    deploy: bool = False,
-) -> nn.Module:
-    """Load a one-file checkpoint written by :func:`save_file` (or ``autobin binarize -o``).
-
-    The same as :func:`autobin.zoo.load` (and :func:`autobin.load`) given the file's path.
-
-    Args:
-        path: the file.
-        keep_latent: restore the latent float weights and keep the model trainable (the file
-            must hold them); default freezes every binary layer with its packed binary weight.
-        rebuild: builds the binarized model from the embedded config (default
-            :func:`autobin.zoo.default_rebuild`).
-        deploy: return the inference-only packed model.
-
-    Returns:
-        The model in eval mode, with the embedded config as ``model.autobin_zoo_config``.
-    """
-    from .reading import load
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(2, "no such file", os.fspath(path))
-    return load(path, keep_latent=keep_latent, rebuild=rebuild, deploy=deploy)
-
-
-__all__ = ["CONFIG_KEY", "DIGEST_KEY", "load_file", "read_file_config", "save_file"]
+__all__ = ["CONFIG_KEY", "DIGEST_KEY", "read_file_config", "save_file"]

@@ -105,7 +105,7 @@ def test_a_fourth_method_is_one_class_pair_and_one_registration(absmax):
     ref = F.conv2d(torch.where(x >= 0, 1.0, -1.0), wb, None, layer.stride, layer.padding)
     assert torch.equal(layer(x), ref)
     # the report names it and counts no learned scalars for it
-    report = bnn.autobin_report
+    report = autobin.info(bnn).report
     assert "binarize (absmax)" in str(report)
     # the zoo's packed format stores and restores it bit-exactly
     tensors, metadata = packed_state(bnn)

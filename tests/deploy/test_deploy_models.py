@@ -132,8 +132,8 @@ def test_deploy_folds_every_resnet_batchnorm_and_shrinks_the_state():
     # every Bi-Real shortcut but those of the three stride-2 convs is added inside the kernel
     assert len(fast.summary.residuals) == 13 and "layer2.0.conv1" not in fast.summary.residuals
     assert fast.summary.float_state_bytes > 15 * fast.summary.state_bytes
-    assert not hasattr(fast.model, "_autobin_float_model")  # the teacher is not deployed
-    assert hasattr(bnn, "_autobin_float_model")  # and the source model is untouched
+    assert autobin.info(fast.model).float_model is None  # the teacher is not deployed
+    assert autobin.info(bnn).float_model is not None  # and the source is untouched
     assert any(isinstance(m, BinaryLayer) for m in bnn.modules())
 
 

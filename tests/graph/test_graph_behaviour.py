@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+import autobin
 from autobin.errors import BinarizeError
 from autobin.graph import binarize, explain
 from autobin.nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
@@ -109,7 +110,7 @@ def test_plain_module_with_example_inputs_and_functional_activations():
     result = binarize(model, example_inputs=x)
     assert isinstance(result, fx.GraphModule)
     assert sorted(_modules_of(result, BinaryLayer)) == ["conv1", "conv2", "conv3"]
-    report = result.autobin_report
+    report = autobin.info(result).report
     acts = report.layers(kind="activation")
     assert [e.type_name for e in acts] == [
         "torch.nn.functional.relu",
@@ -131,14 +132,14 @@ def test_plain_module_with_example_inputs_and_functional_activations():
     assert all(m.gamma_pos.grad is not None for m in maxouts.values())
     # a tuple of inputs works the same as a tensor
     again = binarize(model, example_inputs=(x,))
-    assert again.autobin_report.to_dict() == report.to_dict()
+    assert autobin.info(again).report.to_dict() == report.to_dict()
 
 
 def test_untraceable_root_is_traced_child_by_child():
     model = DataDependentNet()
     x = _x(2, 3, 16, 16)
     result = binarize(model, example_inputs=x)
-    report = result.autobin_report
+    report = autobin.info(result).report
     regions = {r["name"]: r for r in report.regions}
     assert regions["<root>"]["traced"] is False
     assert "control flow" in regions["<root>"]["error"]
@@ -271,7 +272,7 @@ def test_shared_activation_module_gets_a_maxout_per_call_site():
     model = SharedReLUNet()
     x = _x(2, 3, 8, 8)
     result = binarize(model, example_inputs=x)
-    report = result.autobin_report
+    report = autobin.info(result).report
     acts = report.layers(kind="activation")
     assert [e.name for e in acts] == ["relu@relu", "relu@relu_1", "relu@relu_2"]
     assert [e.channels for e in acts] == [8, 16, 16]

@@ -9,6 +9,7 @@ import torch
 from timm.layers import Conv2dSame, ScaledStdConv2d, ScaledStdConv2dSame, StdConv2d, StdConv2dSame
 from torch import nn
 
+import autobin
 from autobin.graph import binarize, explain
 from autobin.nn import BinaryConv2d, BinaryLayer
 
@@ -70,8 +71,8 @@ def test_conv_subclass_with_its_own_forward_stays_float():
 def test_dm_nfnet_f0_runs_at_its_own_input_size():
     model = timm.create_model("dm_nfnet_f0", num_classes=10)
     result = binarize(model)
-    assert result.autobin_report.input_shape == (3, 192, 192)  # its pretrained_cfg size
-    assert result.autobin_report.totals["binary_mac_share"] > 0.9
+    assert autobin.info(result).report.input_shape == (3, 192, 192)  # its pretrained_cfg size
+    assert autobin.info(result).report.totals["binary_mac_share"] > 0.9
     for size in (192, 256, 203):  # train, test and an odd size: "same" padding follows them
         assert result(torch.randn(1, 3, size, size)).shape == (1, 10)
 

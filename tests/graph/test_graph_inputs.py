@@ -28,7 +28,7 @@ def _binary_names(model: nn.Module) -> set[str]:
 def test_timm_model_with_one_input_channel():
     model = timm.create_model("resnet18", in_chans=1, num_classes=10)
     result = binarize(model)
-    assert result.autobin_report.input_shape == (1, 224, 224)
+    assert autobin.info(result).report.input_shape == (1, 224, 224)
     assert len(_binary_names(result)) == 16
     assert result(torch.randn(2, 1, 64, 64)).shape == (2, 10)
 
@@ -107,7 +107,7 @@ class Mixed(nn.Module):
 def test_unsupported_layers_are_listed_as_kept_float():
     x = torch.randn(1, 3, 6, 6)
     result = binarize(Mixed(), example_inputs=x)
-    entries = {e.name: e for e in result.autobin_report.entries}
+    entries = {e.name: e for e in autobin.info(result).report.entries}
     assert entries["body"].decision == "binarize"
     expected = (("temporal", "Conv1d", 36 * 8 * 8 * 3), ("volume", "Conv3d", 8 * 36 * 27))
     for name, kind, macs in expected:
@@ -116,7 +116,7 @@ def test_unsupported_layers_are_listed_as_kept_float():
         assert f"{kind} is not supported" in entry.reason and "kept float" in entry.reason
         assert entry.macs == macs
         assert type(result.get_submodule(name)).__name__ == kind
-    totals = result.autobin_report.totals
+    totals = autobin.info(result).report.totals
     assert totals["conv_linear_macs"] == sum(e.macs for e in entries.values())
 
 
@@ -137,7 +137,7 @@ def test_float_model_is_not_pickled_and_survives_deepcopy():
     assert float_model_of(result) is model
     copied = copy.deepcopy(result)
     assert float_model_of(copied) is model  # shared, not dropped and not copied
-    assert copied.autobin_report is not None and copied.pretrained_cfg == model.pretrained_cfg
+    assert autobin.info(copied).report is not None and copied.pretrained_cfg == model.pretrained_cfg
 
     saved_binary, saved_state = io.BytesIO(), io.BytesIO()
     torch.save(result, saved_binary)
@@ -157,7 +157,7 @@ def test_report_and_model_describe_the_same_shortcuts():
     import operator
 
     result = binarize(timm.create_model("resnet18", num_classes=10))
-    report = result.autobin_report
+    report = autobin.info(result).report
     shortcuts = report.layers(decision="shortcut")
     assert len(shortcuts) == 13  # every block conv but the three stride-2 ones
     assert {e.type_name for e in shortcuts} == {"operator.add"}
@@ -199,7 +199,10 @@ class LinearPatchEmbed(nn.Module):
 
 
 def test_linear_patch_embedding_takes_the_timm_input_size():
-    from autobin.graph.example_inputs import infer_input_shape
+    from autobin.graph import family_of
+
+    def infer_input_shape(model):
+        return family_of(model).input_shape(model)
 
     assert infer_input_shape(LinearPatchEmbed()) == (3, 16, 16)
     report = explain(LinearPatchEmbed(), "adabin-full")

@@ -12,6 +12,7 @@ import torch
 from graph_checks import packed_bytes
 from torch import nn
 
+import autobin
 from autobin.graph import binarize
 from autobin.nn import BinaryLayer, Maxout
 
@@ -91,7 +92,7 @@ def test_binarize_forward_backward(arch: str, recipe: str):
         2, *model.pretrained_cfg["input_size"], generator=torch.Generator().manual_seed(0)
     )
     result = binarize(model, recipe)
-    report = result.autobin_report
+    report = autobin.info(result).report
     totals = report.totals
 
     with torch.no_grad():

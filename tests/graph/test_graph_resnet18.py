@@ -12,6 +12,7 @@ import torch
 from graph_checks import packed_bytes
 from torch import fx, nn
 
+import autobin
 from autobin.graph import binarize, explain, float_model_of
 from autobin.nn import BinaryLayer, Maxout, SignConv2d, XnorConv2d
 from autobin.recipes import load_recipe
@@ -111,7 +112,7 @@ def test_forward_backward_and_every_binary_parameter_gets_a_gradient(float_model
 
 
 def test_bireal_shortcuts_only_where_shapes_match(binary_model):
-    report = binary_model.autobin_report
+    report = autobin.info(binary_model).report
     shortcuts = {e.name.removesuffix("+shortcut") for e in report.layers("shortcut")}
     assert shortcuts == set(BLOCK_CONVS) - STRIDED
     # in the graph: add(bn(conv(x)), x) right after each of those convs
@@ -132,11 +133,11 @@ def test_bireal_shortcuts_only_where_shapes_match(binary_model):
 # ------------------------------------------------------------------------------- report
 def test_explain_and_binarize_report_agree(float_model, binary_model):
     dry = explain(float_model)
-    assert dry.to_dict() == binary_model.autobin_report.to_dict()
+    assert dry.to_dict() == autobin.info(binary_model).report.to_dict()
 
 
 def test_report_totals_match_the_rewritten_model(float_model, binary_model):
-    t = binary_model.autobin_report.totals
+    t = autobin.info(binary_model).report.totals
     assert t["binarized_layers"] == len(_modules_of(binary_model, BinaryLayer)) == 16
     assert t["maxout"] == len(_modules_of(binary_model, Maxout)) == 17
     assert t["shortcuts"] == 13
@@ -185,7 +186,7 @@ def test_report_totals_match_the_rewritten_model(float_model, binary_model):
 
 
 def test_report_prints_and_serializes(binary_model):
-    report = binary_model.autobin_report
+    report = autobin.info(binary_model).report
     text = str(report)
     for name in [*BLOCK_CONVS, *FLOAT_CONVS, "fc", "act1", "layer4.1.act2"]:
         assert name in text
@@ -265,7 +266,7 @@ def test_scope_after_binary_keeps_the_stem_relu(tmp_path, float_model):
     assert type(result.get_submodule("act1")) is nn.ReLU
     maxouts = _modules_of(result, Maxout)
     assert "act1" not in maxouts and len(maxouts) == 16
-    entry = next(e for e in result.autobin_report.entries if e.name == "act1")
+    entry = next(e for e in autobin.info(result).report.entries if e.name == "act1")
     assert entry.decision == "keep" and "after_binary" in entry.reason
     assert sorted(_modules_of(result, BinaryLayer)) == sorted(BLOCK_CONVS)
 

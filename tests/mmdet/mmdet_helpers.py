@@ -25,7 +25,7 @@ def build_float(config: str, **model_changes):
     from autobin.integrations.mmdet import build_float_detector, load_config
     from autobin.integrations.mmdet.config import detector_config
 
-    det_cfg = detector_config(load_config(config), config)
+    det_cfg = detector_config(load_config(config))
     for key, value in model_changes.items():
         det_cfg[key].update(value)
     torch.manual_seed(0)

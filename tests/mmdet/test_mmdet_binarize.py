@@ -45,13 +45,13 @@ def test_ssd300_binarizes_backbone_and_neck_keeps_stem_and_predictions(ssd_float
     for name in expected_float:
         assert not isinstance(convs[name], BinaryLayer) and type(convs[name]) is nn.Conv2d
     # the report agrees with the model, layer by layer
-    decisions = _decisions(binary.autobin_report)
+    decisions = _decisions(autobin.info(binary).report)
     assert {n for n, d in decisions.items() if d == "binarize"} == expected_binary
     assert {n for n, d in decisions.items() if d == "float"} == expected_float
-    rules = {e.name: e.rule for e in binary.autobin_report.entries}
+    rules = {e.name: e.rule for e in autobin.info(binary).report.entries}
     assert rules["backbone.features.0"] == "stem"
     assert {rules[n] for n in predictions} == {"head-predictions"}
-    t = binary.autobin_report.totals
+    t = autobin.info(binary).report.totals
     assert t["binarized_layers"] == 22 and t["float_layers"] == 13
     assert 0.9 < t["binary_mac_share"] < 1.0
     # every ReLU became a Maxout (VGG: 15, neck: 8); mmdet's classes are kept
@@ -80,7 +80,7 @@ def test_ssd300_binary_detector_runs_mmdet_forward_and_backward(ssd_float) -> No
 def test_explain_matches_binarize_and_prediction_convs(ssd_float) -> None:
     report = explain_detector(ssd_float, "ssd300-adabin")
     binary = binarize_detector(ssd_float, "ssd300-adabin")
-    assert report.to_dict()["layers"] == binary.autobin_report.to_dict()["layers"]
+    assert report.to_dict()["layers"] == autobin.info(binary).report.to_dict()["layers"]
     names = prediction_convs(ssd_float, torch.randn(1, 3, 300, 300))
     assert sorted(names) == sorted(
         f"bbox_head.{kind}_convs.{i}.0" for kind in ("cls", "reg") for i in range(6)
@@ -110,7 +110,7 @@ def test_retinanet_r18_det_adabin_is_generic() -> None:
     assert len([n for n in binary_names if n.startswith("backbone.")]) == 16
     assert len([n for n in binary_names if n.startswith("neck.")]) == 8
     assert len([n for n in binary_names if n.startswith("bbox_head.")]) == 8
-    decisions = _decisions(binary.autobin_report)
+    decisions = _decisions(autobin.info(binary).report)
     assert {n for n, d in decisions.items() if d == "binarize"} == binary_names
     assert type(binary.backbone) is ResNet
     x = torch.randn(1, 3, 256, 256)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.mmdet
 
 @pytest.fixture(scope="module")
 def ssd_cfg() -> dict:
-    cfg = detector_config(load_config(SSD_VOC), SSD_VOC)
+    cfg = detector_config(load_config(SSD_VOC))
     cfg["bbox_head"]["num_classes"] = 10
     return cfg
 
@@ -110,7 +110,7 @@ def test_configs_without_a_detector(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out.py"
     for config in (no_model, classifier):
         with pytest.raises(DetectorConfigError, match=config.name):
-            detector_config(load_config(config), str(config))
+            load_config(config)
         assert main(["mmdet-config", str(config), "-o", str(out)]) == 2
         err = capsys.readouterr().err
         assert config.name in err and "mmdet::pascal_voc/ssd300_voc0712.py" in err

@@ -119,7 +119,9 @@ def test_teacher_from_student_attribute_or_clear_error(digits, tmp_path: Path) -
     student = _student(teacher)
     with pytest.raises(ValueError, match="teacher="):
         finetune(student, None, train, val, epochs=1, out_dir=tmp_path, **FAST)
-    object.__setattr__(student, "_autobin_float_model", teacher)
+    from autobin.model_info import FloatReference, ModelInfo, attach_info
+
+    attach_info(student, ModelInfo("plain", None, None, None, FloatReference(teacher)))
     result = finetune(student, None, train, val, epochs=1, out_dir=tmp_path, **FAST)
     assert result.history[0]["train_kd"] >= 0
     assert not any(p.requires_grad for p in teacher.parameters())

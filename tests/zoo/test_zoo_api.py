@@ -120,7 +120,9 @@ def test_card_shows_report_totals(kit, zoo):
                 "layers": [],
             }
 
-    model.autobin_report = Report()
+    from autobin.model_info import ModelInfo, attach_info
+
+    attach_info(model, ModelInfo("plain", None, None, Report()))
     publish(model, "r", zoo_dir=zoo, arch="tiny-cnn", arch_kwargs={})
     assert show("r", zoo_dir=zoo)["report"]["totals"]["bops"] == 64_000_000
     body = (zoo / "r" / "README.md").read_text()

@@ -3,7 +3,9 @@ mmengine's Runner, evaluate them with mmdet's own metrics, publish them to the z
 
 Importing this module (``custom_imports = dict(imports=['autobin.integrations.mmdet'])`` in a
 config) registers ``autobin.BinarizedDetector`` in mmengine's model registry (scope
-``autobin``) and lets :func:`autobin.zoo.load` rebuild detectors. It is the only part of
+``autobin``) and registers the mmdet model family (:mod:`.family`), so that
+:func:`autobin.binarize` works on detectors and :func:`autobin.zoo.load` rebuilds them. It is
+the only part of
 autobin that imports mmengine, mmcv or mmdet; nothing in mmdet is patched.
 
 Python::
@@ -18,6 +20,7 @@ Shell: ``autobin mmdet-data mnist-det data/mnist-det``, ``autobin mmdet-config .
 ``autobin mmdet-train cfg.py``, ``autobin mmdet-test cfg.py work_dirs/cfg/epoch_N.pth``.
 """
 
+from ...graph import register_family
 from .binarize import binarize_detector, explain_detector, prediction_convs
 from .build import build_float_detector
 from .config import (
@@ -34,18 +37,19 @@ from .errors import (
     RecipeMatchError,
     TeacherCheckpointError,
 )
+from .family import MMDetFamily
 from .model import MODELS, BinarizedDetector
 from .offline import fix_predict, mmengine_checkpoints, strip_pretrained
 from .runner import test, train
-from .zoo import rebuild_detector, register
 
-register()
+register_family(MMDetFamily())
 
 __all__ = [
     "MODELS",
     "BinarizedDetector",
     "DetectorConfigError",
     "DistillConfig",
+    "MMDetFamily",
     "MMDetIntegrationError",
     "RecipeMatchError",
     "TeacherCheckpointError",
@@ -59,7 +63,6 @@ __all__ = [
     "mmengine_checkpoints",
     "point_at_voc",
     "prediction_convs",
-    "rebuild_detector",
     "strip_pretrained",
     "test",
     "train",

@@ -9,11 +9,28 @@ from typing import Any
 
 from torch import nn
 
-from .binarize import check_detector
 from .errors import DetectorConfigError
 from .offline import fix_predict, strip_pretrained, warn_stripped
 
 BINARIZED_TYPE = "autobin.BinarizedDetector"
+ARCHITECTURE_ATTRIBUTE = "autobin_mmdet_architecture"
+"""Attribute of a float detector built by :func:`build_float_detector`: its zoo record (read by
+the mmdet family, :mod:`.family`)."""
+
+
+def is_detector(model: nn.Module) -> bool:
+    """Whether ``model`` looks like an mmdet detector (a backbone and ``extract_feat``)."""
+    return hasattr(model, "extract_feat") and hasattr(model, "backbone")
+
+
+def check_detector(detector: nn.Module) -> None:
+    """Raise :class:`DetectorConfigError` unless ``detector`` looks like an mmdet detector."""
+    if not is_detector(detector):
+        raise DetectorConfigError(
+            f"{type(detector).__name__} is not an mmdet detector (it has no backbone / "
+            "extract_feat); pass a model built from an mmdet detector config such as "
+            "mmdet::pascal_voc/ssd300_voc0712.py"
+        )
 
 
 def plain(cfg: Any) -> Any:
@@ -116,8 +133,17 @@ def build_float_detector(det_cfg: Mapping[str, Any], source: str = "model config
     check_detector(detector)
     _quiet_init(detector)
     fix_predict(detector)
-    detector.autobin_architecture = architecture(cfg)
+    detector.__dict__[ARCHITECTURE_ATTRIBUTE] = architecture(cfg)  # the zoo record
     return detector
 
 
-__all__ = ["BINARIZED_TYPE", "architecture", "build_float_detector", "check_detector_cfg", "plain"]
+__all__ = [
+    "ARCHITECTURE_ATTRIBUTE",
+    "BINARIZED_TYPE",
+    "architecture",
+    "build_float_detector",
+    "check_detector",
+    "check_detector_cfg",
+    "is_detector",
+    "plain",
+]

@@ -32,9 +32,13 @@ def shipped_config_path(name: str) -> Path:
 def load_config(path: str | os.PathLike[str]):
     """Load an mmdet config file (``mmdet::pascal_voc/ssd300_voc0712.py`` or a path).
 
+    The config's detector (``model``, or the ``detector`` of an ``autobin.BinarizedDetector``)
+    is validated here, once, and init_cfg entries that would download weights are removed from
+    it with a warning.
+
     Raises:
         FileNotFoundError: the file does not exist (the message says how to name shipped ones).
-        DetectorConfigError: the file cannot be parsed.
+        DetectorConfigError: the file cannot be parsed or has no detector.
     """
     from mmengine.config import Config
 
@@ -46,7 +50,7 @@ def load_config(path: str | os.PathLike[str]):
             "as mmdet::<dir>/<file>.py (e.g. mmdet::pascal_voc/ssd300_voc0712.py)"
         )
     try:
-        return Config.fromfile(str(file))
+        cfg = Config.fromfile(str(file))
     except FileNotFoundError as exc:
         raise FileNotFoundError(
             f"config {text}: {exc}; configs shipped with mmdet are named like "
@@ -56,14 +60,30 @@ def load_config(path: str | os.PathLike[str]):
         raise DetectorConfigError(
             f"cannot load config {text}: {type(exc).__name__}: {exc}"
         ) from exc
+    _check_model(cfg, text)
+    return cfg
 
 
-def detector_config(cfg: Any, source: str) -> dict:
-    """The float detector's model config in ``cfg`` (unwrapping a BinarizedDetector)."""
-    model = cfg.get("model") if isinstance(cfg, Mapping) or hasattr(cfg, "get") else None
+def _check_model(cfg: Any, source: str) -> None:
+    """Validate the config's detector once, at load, and remove pretrained downloads from it
+    (one warning); everything after trusts ``cfg.model``."""
+    model = cfg.get("model")
+    wrapped = isinstance(model, Mapping) and model.get("type") == BINARIZED_TYPE
+    det_cfg = check_detector_cfg(model.get("detector") if wrapped else model, source)
+    warn_stripped(strip_pretrained(det_cfg), source)
+    if wrapped:
+        cfg.model.detector = det_cfg
+    else:
+        cfg.model = det_cfg
+
+
+def detector_config(cfg: Any) -> dict:
+    """The float detector's model config in a loaded ``cfg`` (unwrapping a BinarizedDetector),
+    as a plain dict (:func:`load_config` validated it)."""
+    model = cfg.get("model")
     if isinstance(model, Mapping) and model.get("type") == BINARIZED_TYPE:
         model = model.get("detector")
-    return check_detector_cfg(model, source)
+    return plain(model)
 
 
 def binarized_model_config(cfg: Any, source: str) -> dict | None:
@@ -183,8 +203,7 @@ def make_binarized_config(
         VOCLayoutError: ``data_root`` is not VOC-shaped.
     """
     cfg = load_config(source)
-    det_cfg = detector_config(cfg, str(source))
-    warn_stripped(strip_pretrained(det_cfg), str(source))
+    det_cfg = detector_config(cfg)
     model: dict[str, Any] = {
         "type": BINARIZED_TYPE,
         "detector": det_cfg,
@@ -206,9 +225,7 @@ def make_binarized_config(
 def float_config(source: str | os.PathLike[str], *, data_root=None):
     """``source`` made offline-safe (no pretrained downloads), optionally on a VOC root."""
     cfg = load_config(source)
-    det_cfg = detector_config(cfg, str(source))
-    warn_stripped(strip_pretrained(det_cfg), str(source))
-    cfg.model = det_cfg
+    cfg.model = detector_config(cfg)
     if data_root is not None:
         point_at_voc(cfg, data_root)
     return cfg

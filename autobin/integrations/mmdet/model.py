@@ -29,11 +29,12 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 from torch import nn
 
+from ...model_info import attach_info, info
 from .binarize import binarize_detector
-from .build import build_float_detector, check_detector_cfg
+from .build import build_float_detector
 from .distill import DistillConfig, distill_losses
 from .errors import TeacherCheckpointError
-from .offline import fix_predict, load_checkpoint_file
+from .offline import load_checkpoint_file
 
 MODELS = Registry(
     "model", parent=MMENGINE_MODELS, scope="autobin", locations=["autobin.integrations.mmdet"]
@@ -102,10 +103,9 @@ class BinarizedDetector(BaseModel):
         data_preprocessor: Any = None,
         init_cfg: Any = None,
     ) -> None:
-        det_cfg = check_detector_cfg(detector, "BinarizedDetector.detector")
         checkpoint, init_student = _teacher_options(teacher)
         distill_config = DistillConfig.from_dict(distill) if distill is not None else None
-        float_detector = build_float_detector(det_cfg, "BinarizedDetector.detector")
+        float_detector = build_float_detector(detector, "BinarizedDetector.detector")
         teacher_model = None
         if checkpoint is not None:
             if init_student:
@@ -119,13 +119,11 @@ class BinarizedDetector(BaseModel):
         if distill_config is None or not distill_config.enabled:
             teacher_model = None
         student = binarize_detector(float_detector, recipe, input_size=input_size, inplace=True)
-        fix_predict(student)
         super().__init__(data_preprocessor=student.data_preprocessor)
         self.detector = student
         self.distill_config = distill_config
         self._teacher_holder = [self._freeze(teacher_model)]
-        self.autobin_report = student.autobin_report
-        self.autobin_recipe = student.autobin_recipe
+        attach_info(self, info(student))  # what autobin knows about the student, here too
         self.teacher_checkpoint = checkpoint
 
     # ------------------------------------------------------------------ teacher
@@ -133,7 +131,6 @@ class BinarizedDetector(BaseModel):
     def _freeze(teacher: nn.Module | None) -> nn.Module | None:
         if teacher is None:
             return None
-        fix_predict(teacher)
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)

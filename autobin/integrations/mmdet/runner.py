@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...data.mnist_det import check_voc_root
-from .offline import fix_predict, mmengine_checkpoints, strip_pretrained, warn_stripped
+from .offline import fix_predict, mmengine_checkpoints
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 
@@ -52,7 +52,7 @@ def prepare_config(
     amp: bool = False,
 ):
     """Load ``config`` and apply the usual tool flags; return the mmengine ``Config``."""
-    from .config import detector_config, load_config
+    from .config import load_config
 
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher must be one of {list(LAUNCHERS)}, got {launcher!r}")
@@ -66,11 +66,9 @@ def prepare_config(
                 "--nproc_per_node=N -m autobin mmdet-train CONFIG --launcher pytorch`, or drop "
                 "--launcher for one process"
             )
-    cfg = load_config(config)
+    cfg = load_config(config)  # validates the detector and removes pretrained downloads
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
-    detector_config(cfg, str(config))  # a clear error for a config without a detector
-    warn_stripped(strip_pretrained(cfg.model), str(config))
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = str(work_dir)
