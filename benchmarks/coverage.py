@@ -1,9 +1,10 @@
-"""Coverage sweep of autobin.binarize over timm's architectures.
+"""Coverage sweep of autobin.binarize over timm's (or torchvision's) architectures.
 
 For every model (a seeded sample, a pattern, a list, or with ``--all`` the whole
-``timm.list_models()`` registry, large models included), with random weights at the model's own
-input size (``pretrained_cfg['input_size']``): binarize it, run forward and backward at batch 2
-and record success or the failure and its cause. A model counts as a success only if it
+``timm.list_models()`` registry, large models included; with ``--family torchvision`` every
+classification model of ``torchvision.models``), with random weights at the model's own input
+size (as its model family reads it: timm's ``pretrained_cfg['input_size']``): binarize it, run
+forward and backward at batch 2 and record success or the failure and its cause. A model counts as a success only if it
 binarizes, runs forward with the float model's output shape, runs backward with finite
 gradients, and binarizes a real share of its weights (binary MAC share > 0: a model that
 binarizes nothing is a failure). Each model has a time budget (``--budget``, seconds; running
@@ -15,6 +16,7 @@ measured in the same run (goal: under 1 s).
     python benchmarks/coverage.py --all --jobs 16 --device cuda --json coverage.json
     python benchmarks/coverage.py --all --shard 0/4        # a quarter of the registry
     python benchmarks/coverage.py --models resnet18 vit_tiny_patch16_224 --recipe auto
+    python benchmarks/coverage.py --family torchvision --all --recipe auto --json tv.json
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from dataclasses import asdict, dataclass, field
 import timm
 import torch
 
-from autobin.graph import binarize
+import autobin
+from autobin.graph import binarize, family_of
 
 GOAL_SUCCESS = 0.995
 GOAL_RESNET18_S = 1.0
@@ -79,11 +82,34 @@ def cause(res: Result) -> str:
     return f"{res.stage}: {text[:120]}"
 
 
-def count_params(name: str) -> int | None:
+FAMILIES = ("timm", "torchvision")
+
+
+def create(name: str, family: str) -> torch.nn.Module:
+    """A 10-class model of ``family`` with random weights."""
+    if family == "torchvision":
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None, num_classes=10)
+    return timm.create_model(name, pretrained=False, num_classes=10)
+
+
+def list_names(family: str, pattern: str) -> list[str]:
+    if family == "torchvision":
+        import fnmatch
+
+        import torchvision
+
+        names = torchvision.models.list_models(module=torchvision.models)
+        return [n for n in names if fnmatch.fnmatch(n, pattern or "*")]
+    return timm.list_models(pattern or "*")
+
+
+def count_params(name: str, family: str = "timm") -> int | None:
     """Parameter count without allocating weights (meta device); None if that fails."""
     try:
         with torch.device("meta"):
-            model = timm.create_model(name, pretrained=False, num_classes=10)
+            model = create(name, family)
         return sum(p.numel() for p in model.parameters())
     except Exception:
         return None
@@ -100,11 +126,17 @@ def _alarm(_signum, _frame):
 
 
 def run_model(
-    name: str, recipe: str, max_params: float, batch: int, budget: float, device: str
+    name: str,
+    recipe: str,
+    max_params: float,
+    batch: int,
+    budget: float,
+    device: str,
+    family: str = "timm",
 ) -> Result:
     res = Result(name)
     start = time.perf_counter()
-    res.params = count_params(name)
+    res.params = count_params(name, family)
     if res.params is not None and res.params > max_params:
         res.reason = f"{res.params / 1e6:.1f}M params > --max-params"
         return res
@@ -115,9 +147,9 @@ def run_model(
     res.status, res.stage = "failed", "create"
     try:
         torch.manual_seed(0)
-        model = timm.create_model(name, pretrained=False, num_classes=10).to(device)
+        model = create(name, family).to(device)
         res.params = sum(p.numel() for p in model.parameters())
-        size = model.pretrained_cfg["input_size"]
+        size = family_of(model).input_shape(model)
         res.input_size = list(size)
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(batch, *size, generator=gen).to(device)
@@ -128,13 +160,13 @@ def run_model(
         res.stage = "binarize"
         res.recipe = "adabin" if recipe == "auto" else recipe
         result, res.binarize_s = _binarize_timed(model, res.recipe)
-        if recipe == "auto" and result.autobin_report.totals["binary_mac_share"] < 0.5:
+        share = autobin.info(result).report.totals["binary_mac_share"]
+        if recipe == "auto" and share < 0.5:
             # few conv MACs to binarize (a transformer / MLP): keep whichever binarizes more
             full, full_s = _binarize_timed(model, "adabin-full")
-            share = result.autobin_report.totals["binary_mac_share"]
-            if full.autobin_report.totals["binary_mac_share"] > share:
+            if autobin.info(full).report.totals["binary_mac_share"] > share:
                 result, res.binarize_s, res.recipe = full, full_s, "adabin-full"
-        totals = result.autobin_report.totals
+        totals = autobin.info(result).report.totals
         res.binary_mac_share = totals["binary_mac_share"]
         res.binarized_layers = totals["binarized_layers"]
         res.maxout = totals["maxout"]
@@ -199,7 +231,7 @@ def _table(rows: list[tuple], head: tuple) -> str:
 
 
 def select_models(args: argparse.Namespace) -> list[str]:
-    names = args.models or timm.list_models(args.filter or "*")
+    names = args.models or list_names(args.family, args.filter)
     if not args.models and not args.all and args.sample:
         names = sorted(random.Random(args.seed).sample(names, min(args.sample, len(names))))
     if args.shard:
@@ -212,7 +244,7 @@ def select_models(args: argparse.Namespace) -> list[str]:
 
 def run_all(names: list[str], args: argparse.Namespace) -> list[Result]:
     """Run every model, ``--jobs`` at a time (each in a worker process), printing progress."""
-    run_args = (args.recipe, args.max_params, args.batch, args.budget, args.device)
+    run_args = (args.recipe, args.max_params, args.batch, args.budget, args.device, args.family)
     results: list[Result] = []
 
     def report(i: int, res: Result) -> None:
@@ -310,6 +342,7 @@ def summarize(results: list[Result], wall: float, r18: float | None) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="the whole registry, any size")
+    parser.add_argument("--family", choices=FAMILIES, default="timm", help="model registry")
     parser.add_argument("--sample", type=int, default=0, help="random sample of N models (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random sample")
     parser.add_argument("--models", nargs="*", help="explicit model names (overrides --sample)")

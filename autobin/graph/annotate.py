@@ -23,23 +23,23 @@ from ..nn import BinaryLayer
 from ..recipes import LayerInfo, Recipe
 from .conv_variants import unsupported_reason
 from .dataflow import (
-    _call_name,
-    _functional_kind,
-    _is_graph_shortcut,
-    _propagate_shapes,
-    _shortcut_by_name,
-    _upstream_compute,
+    call_name,
+    functional_kind,
+    is_graph_shortcut,
+    propagate_shapes,
+    shortcut_by_name,
+    upstream_compute,
 )
 from .eager_pass import (
     UNSUPPORTED_LAYER_TYPES,
     CallRecord,
-    _first_tensor,
-    _kept_bytes,
-    _macs,
-    _nbytes,
-    _params,
-    _state_bytes,
+    count_macs,
+    count_params,
+    first_tensor,
+    kept_state_bytes,
     record_calls,
+    state_bytes_of,
+    tensor_bytes,
 )
 from .families import ModelFamily, family_of
 from .plan import ActivationEntry, Entry, LayerEntry, Plan, ShortcutEntry
@@ -81,7 +81,7 @@ def _layer_info(name, module, rec, first, last_names, last_order, graph_shortcut
         is_first=rec.order == first or rec.takes_model_input,
         is_last=rec.order == last_order
         or any(name == c or name.startswith(c + ".") for c in last_names),
-        is_shortcut=graph_shortcut or _shortcut_by_name(name),
+        is_shortcut=graph_shortcut or shortcut_by_name(name),
     )
 
 
@@ -125,7 +125,7 @@ def annotate(
     elif isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     example_inputs = tuple(example_inputs)
-    first_input = _first_tensor(list(example_inputs))
+    first_input = first_tensor(list(example_inputs))
     batch = int(first_input.shape[0]) if first_input is not None and first_input.dim() else 1
 
     regions = trace_family_parts(model, family)
@@ -160,11 +160,11 @@ def annotate(
             "name": name,
             "type_name": type(module).__name__,
             "layer_kind": "conv" if isinstance(module, nn.Conv2d) else "linear",
-            "params": _params(module),
+            "params": count_params(module),
             "weight_numel": module.weight.numel(),
             "out_channels": module.weight.shape[0],
-            "state_bytes": _state_bytes(module),
-            "bias_bytes": _nbytes([module.bias]) if module.bias is not None else 0,
+            "state_bytes": state_bytes_of(module),
+            "bias_bytes": tensor_bytes([module.bias]) if module.bias is not None else 0,
         }
         if rec.calls == 0:
             entries.append(
@@ -177,15 +177,15 @@ def annotate(
         if unknown is not None:
             entries.append(
                 LayerEntry(**base, decision="float", rule="unsupported", reason=unknown,
-                      handled_by="none", macs=_macs(module, rec, batch))
+                      handled_by="none", macs=count_macs(module, rec, batch))
             )  # fmt: skip
             continue
-        graph_shortcut = located is not None and _is_graph_shortcut(
+        graph_shortcut = located is not None and is_graph_shortcut(
             located[0].graph_module, located[1]
         )
         info = _layer_info(name, module, rec, first, last_names, last_order, graph_shortcut)
         decision = recipe.decide(info)
-        macs = _macs(module, rec, batch)
+        macs = count_macs(module, rec, batch)
         if decision.action == "binarize":
             binarized.add(name)
             entries.append(
@@ -206,8 +206,8 @@ def annotate(
         entries += _plan_shortcuts(entries, records)
     entries = _in_execution_order(entries, records)
     float_params = sum(p.numel() for p in model.parameters())
-    float_bytes = _state_bytes(model)
-    kept_bytes = _kept_bytes(model, regions)
+    float_bytes = state_bytes_of(model)
+    kept_bytes = kept_state_bytes(model, regions)
     input_shape = tuple(first_input.shape[1:]) if first_input is not None else None
     return Plan(recipe, regions, entries, float_params, float_bytes, kept_bytes, batch, input_shape,
                 example_inputs)  # fmt: skip
@@ -223,9 +223,9 @@ def _unsupported_layers(records: dict[str, CallRecord], batch: int) -> list[Entr
         kind = type(module).__name__
         entries.append(
             LayerEntry(name=name, type_name=kind, decision="float", rule="unsupported",
-                  handled_by="none", macs=_macs(module, rec, batch) if rec.calls else 0,
-                  params=_params(module), reason=f"{kind} is not supported by autobin's binary "
-                  "layers (Conv2d and Linear only): kept float")
+                  handled_by="none", macs=count_macs(module, rec, batch) if rec.calls else 0,
+                  params=count_params(module), reason=f"{kind} is not supported by autobin's "
+                  "binary layers (Conv2d and Linear only): kept float")
         )  # fmt: skip
     return entries
 
@@ -259,7 +259,7 @@ def _upstream(region: Region | None, node: fx.Node | None, rec: CallRecord | Non
     if region is not None and node is not None and node.args:
         src = node.args[0]
         if isinstance(src, fx.Node):
-            found, boundary = _upstream_compute(region.graph_module, src)
+            found, boundary = upstream_compute(region.graph_module, src)
             upstream = [_join(region.name, t) for t in found]
     if not upstream and boundary and rec is not None and rec.prev_compute:
         upstream = [rec.prev_compute]
@@ -286,7 +286,7 @@ def _plan_activations(recipe, records, sites, traced, binarized, captured) -> li
         if kind is None:
             continue
         base = {"name": name, "type_name": type(rec.module).__name__,
-                "state_bytes": _state_bytes(rec.module)}  # fmt: skip
+                "state_bytes": state_bytes_of(rec.module)}  # fmt: skip
         if rec.calls == 0:
             never = "never called in the forward pass"
             entries.append(ActivationEntry(**base, decision="left alone", rule="-",
@@ -337,12 +337,12 @@ def _plan_activations(recipe, records, sites, traced, binarized, captured) -> li
     # functional activations (F.relu, torch.relu, x.relu(), timm's swish, ...)
     for region in traced:
         gm = region.graph_module
-        candidates = [n for n in gm.graph.nodes if _functional_kind(n) is not None]
+        candidates = [n for n in gm.graph.nodes if functional_kind(n) is not None]
         if not candidates:
             continue
-        shapes_ok = _propagate_shapes(region, captured)
+        shapes_ok = propagate_shapes(region, captured)
         for node in candidates:
-            kind = _functional_kind(node)
+            kind = functional_kind(node)
             upstream = _upstream(region, node, None)
             replace, reason = decide(kind, any(u in binarized for u in upstream))
             nearest_linear = bool(upstream) and upstream[0] in linear_names
@@ -355,7 +355,7 @@ def _plan_activations(recipe, records, sites, traced, binarized, captured) -> li
                     replace, reason = False, f"{kind}: no shape for this call (shape propagation"
                     reason += " failed)" if not shapes_ok else " gave none)"
             entries.append(
-                ActivationEntry(name=_join(region.name, node.name), type_name=_call_name(node),
+                ActivationEntry(name=_join(region.name, node.name), type_name=call_name(node),
                       decision="maxout" if replace else "keep",
                       rule="activations", reason=reason,
                       handled_by="graph" if replace else "none", channels=channels,

@@ -13,6 +13,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..module_tools import eval_mode
 from ..nn.activation_kinds import function_activation_kind, method_activation_kind
 from .tracer import Region, is_compute_layer
 
@@ -23,7 +24,7 @@ POOL_TYPES = (nn.AvgPool2d, nn.MaxPool2d, nn.Identity)
 UPSTREAM_SEARCH_DEPTH = 8
 
 
-def _functional_kind(node: fx.Node) -> str | None:
+def functional_kind(node: fx.Node) -> str | None:
     if node.op == "call_function":
         return function_activation_kind(node.target)
     if node.op == "call_method":
@@ -31,7 +32,7 @@ def _functional_kind(node: fx.Node) -> str | None:
     return None
 
 
-def _upstream_compute(gm: fx.GraphModule, start: fx.Node) -> tuple[list[str], bool]:
+def upstream_compute(gm: fx.GraphModule, start: fx.Node) -> tuple[list[str], bool]:
     """Compute-layer targets feeding ``start`` (through non-compute nodes), nearest first.
 
     Returns the targets found and whether the search hit the region's inputs (placeholders).
@@ -58,7 +59,7 @@ def _upstream_compute(gm: fx.GraphModule, start: fx.Node) -> tuple[list[str], bo
     return found, boundary
 
 
-def _is_graph_shortcut(gm: fx.GraphModule, node: fx.Node) -> bool:
+def is_graph_shortcut(gm: fx.GraphModule, node: fx.Node) -> bool:
     """A pointwise conv on a light parallel branch: its input forks, its output reaches an add
     (via norms) whose other operands carry a heavier conv.
 
@@ -124,30 +125,24 @@ def _heaviest_conv(gm: fx.GraphModule, starts: list[fx.Node], stop: fx.Node) -> 
     return heaviest
 
 
-def _shortcut_by_name(name: str) -> bool:
+def shortcut_by_name(name: str) -> bool:
     parts = name.lower().split(".")
     return any(key in part for part in parts for key in SHORTCUT_NAME_PARTS)
 
 
-def _call_name(node: fx.Node) -> str:
+def call_name(node: fx.Node) -> str:
     if node.op == "call_method":
         return f"Tensor.{node.target}"
     return f"{getattr(node.target, '__module__', '')}.{getattr(node.target, '__name__', '?')}"
 
 
-def _propagate_shapes(region: Region, captured: dict[str, tuple]) -> bool:
+def propagate_shapes(region: Region, captured: dict[str, tuple]) -> bool:
     inputs = captured.get(region.name)
     if inputs is None or inputs[1]:
         return False
-    gm = region.graph_module
-    modes = {m: m.training for m in gm.modules()}
-    gm.eval()
     try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(*inputs[0])
+        with eval_mode(region.graph_module), torch.no_grad():
+            ShapeProp(region.graph_module).propagate(*inputs[0])
         return True
     except Exception:  # a graph that runs eagerly but not in the interpreter: no shapes
         return False
-    finally:
-        for m, mode in modes.items():
-            m.training = mode

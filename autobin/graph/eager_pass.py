@@ -61,7 +61,7 @@ def tensors_in(value: Any) -> Iterator[torch.Tensor]:
             yield from tensors_in(item)
 
 
-def _first_tensor(value: Any) -> torch.Tensor | None:
+def first_tensor(value: Any) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
@@ -84,7 +84,7 @@ def record_calls(
     def make_hook(rec: CallRecord, compute: bool):
         def hook(_mod, args, output):
             rec.calls += 1
-            x, y = _first_tensor(args), _first_tensor(output)
+            x, y = first_tensor(args), first_tensor(output)
             rec.in_shape_seq.append(tuple(x.shape) if x is not None else None)
             if x is not None:
                 rec.in_shapes.add(tuple(x.shape))
@@ -159,20 +159,20 @@ def _forward_failed(example_inputs: Sequence[Any], exc: Exception) -> str:
     )
 
 
-def _params(module: nn.Module) -> int:
+def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters(recurse=False))
 
 
-def _nbytes(tensors) -> int:
+def tensor_bytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def _state_bytes(module: nn.Module) -> int:
+def state_bytes_of(module: nn.Module) -> int:
     """Bytes of everything ``module`` saves (its whole subtree is dropped when it is replaced)."""
-    return _nbytes(module.state_dict().values())
+    return tensor_bytes(module.state_dict().values())
 
 
-def _kept_bytes(model: nn.Module, regions: list[Region]) -> int:
+def kept_state_bytes(model: nn.Module, regions: list[Region]) -> int:
     """State bytes of ``model`` once its traced regions are installed as GraphModules.
 
     A GraphModule keeps only the modules and attributes its graph uses, so the rewritten model
@@ -181,13 +181,13 @@ def _kept_bytes(model: nn.Module, regions: list[Region]) -> int:
     traced = [r for r in regions if r.graph_module is not None]
     root = next((r for r in traced if r.name == ""), None)
     if root is not None:  # the whole model traced: it is the only region
-        return _state_bytes(root.graph_module)
+        return state_bytes_of(root.graph_module)
     prefixes = tuple(f"{r.name}." for r in traced)
     untouched = (t for k, t in model.state_dict().items() if not k.startswith(prefixes))
-    return _nbytes(untouched) + sum(_state_bytes(r.graph_module) for r in traced)
+    return tensor_bytes(untouched) + sum(state_bytes_of(r.graph_module) for r in traced)
 
 
-def _macs(module: nn.Module, rec: CallRecord, batch: int) -> int:
+def count_macs(module: nn.Module, rec: CallRecord, batch: int) -> int:
     if rec.out_shape is None:
         return 0
     out = math.prod(rec.out_shape) // max(batch, 1)
