@@ -2,15 +2,15 @@
 
 For every model (a seeded sample, a pattern, a list, or with ``--all`` the whole
 ``timm.list_models()`` registry, large models included; with ``--family torchvision`` every
-classification model of ``torchvision.models``), with random weights at the model's own input
-size (as its model family reads it: timm's ``pretrained_cfg['input_size']``): binarize it, run
-forward and backward at batch 2 and record success or the failure and its cause. A model counts as a success only if it
-binarizes, runs forward with the float model's output shape, runs backward with finite
-gradients, and binarizes a real share of its weights (binary MAC share > 0: a model that
-binarizes nothing is a failure). Each model has a time budget (``--budget``, seconds; running
-out is a failure of cause "timeout"). Prints the success rate (goal: at least 99.5% of the
-registry), the failures grouped by cause, the slowest models, and resnet18's binarize time
-measured in the same run (goal: under 1 s).
+classification model of ``torchvision.models``), with random weights at the model's own input size
+(as its model family reads it: timm's ``pretrained_cfg['input_size']``): binarize it, run forward
+and backward at batch 2 and record success or the failure and its cause. A model counts as a
+success only if it binarizes, runs forward with the float model's output shape, runs backward with
+finite gradients, and binarizes a real share of its weights (binary MAC share > 0: a model that
+binarizes nothing is a failure). Each model has a time budget (``--budget``, seconds; running out
+is a failure of cause "timeout"). Prints the success rate (goal: at least 99.5% of the registry),
+the failures grouped by cause, the slowest models, and resnet18's binarize time measured in the
+same run (goal: under 1 s).
 
     python benchmarks/coverage.py --sample 60 --json coverage.json
     python benchmarks/coverage.py --all --jobs 16 --device cuda --json coverage.json
