@@ -50,6 +50,7 @@ from .tracer import (
     is_compute_layer,
     tensor_shape,
     trace_regions,
+    unused_optional_arguments,
 )
 
 
@@ -97,12 +98,20 @@ def check_not_binarized(model: nn.Module) -> None:
             )
 
 
-def trace_family_parts(model: nn.Module, family: ModelFamily) -> list[Region]:
-    """Trace the parts ``family`` names (the whole model, or a detector's parts)."""
+def trace_family_parts(
+    model: nn.Module, family: ModelFamily, example_inputs: Sequence[Any]
+) -> list[Region]:
+    """Trace the parts ``family`` names (the whole model, or a detector's parts).
+
+    The whole model is called with ``example_inputs`` alone, so its other optional arguments
+    are traced as None (:func:`~autobin.graph.tracer.unused_optional_arguments`).
+    """
     tracer = PassTracer(family.leaf_modules(), family.leaf_functions())
     regions: list[Region] = []
     for part in family.trace_parts(model):
-        regions += trace_regions(model.get_submodule(part), part, tracer)
+        module = model.get_submodule(part)
+        concrete = unused_optional_arguments(module, len(example_inputs)) if not part else None
+        regions += trace_regions(module, part, tracer, concrete)
     return regions
 
 
@@ -128,7 +137,7 @@ def annotate(
     first_input = first_tensor(list(example_inputs))
     batch = int(first_input.shape[0]) if first_input is not None and first_input.dim() else 1
 
-    regions = trace_family_parts(model, family)
+    regions = trace_family_parts(model, family, example_inputs)
     traced = [r for r in regions if r.graph_module is not None]
     records, captured = record_calls(model, example_inputs, {r.name: r.module for r in traced})
 

@@ -3,6 +3,8 @@ error naming where it failed, never a return value."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import linecache
 import traceback
 from collections.abc import Sequence
@@ -15,13 +17,19 @@ from ..errors import BinarizeError
 from ..module_tools import eval_mode
 
 
-def _graph_line(exc: BaseException) -> str | None:
-    """The line of fx-generated graph code that raised, if a graph's code is on the stack."""
+def _graph_line(exc: BaseException, printed: str) -> str | None:
+    """The line of fx-generated graph code that raised: from the traceback if a graph's code is
+    on it, else from what torch.fx printed (it marks the line ``<--- HERE``)."""
     found = None
     for frame in traceback.extract_tb(exc.__traceback__):
         if frame.filename.startswith("<eval_with_key"):
             line = frame.line or linecache.getline(frame.filename, frame.lineno or 0)
             found = line.strip() if line else found
+    if found is None:
+        lines = printed.splitlines()
+        marks = [i for i, line in enumerate(lines) if "<--- HERE" in line]
+        before = [line.strip() for line in lines[: marks[-1]] if line.strip()] if marks else []
+        found = before[-1] if before else None
     return found
 
 
@@ -72,13 +80,14 @@ def check_runs(model: nn.Module, example_inputs: Sequence[Any]) -> None:
 
     handles = [torch.nn.modules.module.register_module_forward_pre_hook(enter),
                torch.nn.modules.module.register_module_forward_hook(leave)]  # fmt: skip
+    printed = io.StringIO()  # torch.fx prints the failing graph line to stderr
     try:
-        with eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad(), contextlib.redirect_stderr(printed):
             model(*example_inputs)
     except Exception as exc:
         failed_in = list(running)
         where = f"in module {failed_in[-1] or '<root>'!r}" if failed_in else "in the model"
-        line = _graph_line(exc)
+        line = _graph_line(exc, printed.getvalue())
         node = f", at graph node `{line}`" if line else ""
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise BinarizeError(

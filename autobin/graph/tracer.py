@@ -12,6 +12,7 @@ back to module replacement.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,12 +69,38 @@ class Region:
     error: str = ""
 
 
-def trace_module(module: nn.Module, tracer: PassTracer | None = None) -> fx.GraphModule:
-    """Trace ``module`` with ``tracer`` (default: a :class:`PassTracer`); return the GraphModule."""
+def unused_optional_arguments(module: nn.Module, given: int) -> dict[str, None]:
+    """``forward``'s arguments after the first ``given`` positional ones whose default is None.
+
+    A model called with its example input alone gets None for these; tracing them as inputs
+    would trace the branch for a value (``if mask is not None: mask.view(...)``), so they are
+    traced as the constant None instead.
+    """
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {
+        p.name: None
+        for i, p in enumerate(params)
+        if p.default is None
+        and not (i < given and p.kind in positional)
+        and p.kind != inspect.Parameter.POSITIONAL_ONLY
+    }
+
+
+def trace_module(
+    module: nn.Module, tracer: PassTracer | None = None, concrete_args: dict | None = None
+) -> fx.GraphModule:
+    """Trace ``module`` with ``tracer`` (default: a :class:`PassTracer`); return the GraphModule.
+
+    ``concrete_args`` are traced as constants (see :func:`unused_optional_arguments`).
+    """
     tracer = (
         PassTracer() if tracer is None else PassTracer(tracer.leaf_modules, tracer.leaf_functions)
     )
-    graph = tracer.trace(module)
+    graph = tracer.trace(module, concrete_args=concrete_args or None)
     name = type(module).__name__
     gm = fx.GraphModule(tracer.root, graph, name)
     _keep_hierarchy(module, gm)
@@ -119,7 +146,10 @@ def _unpersist_constants(gm: fx.GraphModule) -> None:
 
 
 def trace_regions(
-    model: nn.Module, prefix: str = "", tracer: PassTracer | None = None
+    model: nn.Module,
+    prefix: str = "",
+    tracer: PassTracer | None = None,
+    concrete_args: dict | None = None,
 ) -> list[Region]:
     """Trace ``model``; where it fails, trace its children recursively.
 
@@ -131,7 +161,7 @@ def trace_regions(
     items are traced one by one.
     """
     try:
-        return [Region(prefix, model, trace_module(model, tracer))]
+        return [Region(prefix, model, trace_module(model, tracer, concrete_args))]
     except Exception as exc:  # tracing errors come in many types (TraceError, TypeError, ...)
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         reason = f"{type(exc).__name__}: {first_line[:160]}"
