@@ -125,7 +125,9 @@ def _binary_mac_share(config_path: str) -> float:
         cfg.model.teacher = None
         cfg.model.distill = None
         model = MODELS.build(cfg.model)
-    return float(model.autobin_report.totals["binary_mac_share"])
+    import autobin
+
+    return float(autobin.info(model).report.totals["binary_mac_share"])
 
 
 def main(argv: list[str] | None = None) -> int:

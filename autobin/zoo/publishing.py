@@ -89,18 +89,21 @@ def publish(
         name: entry name (``A-Z a-z 0-9 . _ -``, see :func:`autobin.zoo.index.check_name`).
         metrics: ``{name: number}``, e.g. ``{"top1": 63.1}``.
         zoo_dir: the zoo directory (created if absent).
-        arch: timm architecture name; default: ``model.pretrained_cfg["architecture"]``.
+        arch: timm architecture name; default: the architecture the model's family recorded
+            when it was binarized (``autobin.info(model).architecture``: a timm, torchvision or
+            mmdet model), else ``model.pretrained_cfg["architecture"]``.
         arch_kwargs: ``timm.create_model`` arguments (``num_classes``, ``in_chans``, ...);
-            default: ``{"num_classes": model.num_classes}`` when ``arch`` came from the model.
+            default: the recorded ones when ``arch`` came from the model.
         dataset, teacher, schedule: JSON data describing the training (stored and shown).
         float_dtype: ``"float32"`` or ``"float16"``: storage of the float parts.
         keep_latent: also store the latent float weights of the binary layers, so
             ``load(..., keep_latent=True)`` gives a trainable model.
         overwrite: replace an existing entry of the same name.
         recipe: the :class:`autobin.recipes.Recipe` (or its dict); default
-            ``model.autobin_recipe``.
-        input_size: ``(C, H, W)``, also the example input shape when rebuilding; default
-            ``model.pretrained_cfg["input_size"]`` with ``in_chans``/``img_size`` from
+            ``autobin.info(model).recipe``.
+        input_size: ``(C, H, W)``, also the example input shape when rebuilding; default: the
+            input the model was binarized with (``autobin.info(model).report.input_shape``),
+            else ``model.pretrained_cfg["input_size"]`` with ``in_chans``/``img_size`` from
             ``arch_kwargs`` applied.
         license: license identifier for the model card.
         rebuild: how to rebuild the model from its config (default: timm + autobin.binarize);

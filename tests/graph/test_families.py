@@ -39,7 +39,8 @@ class TwoHeads(nn.Module):
 
     def forward(self, x):
         y = self.body(self.stem(x))
-        return self.cls(y), self.box(y)
+        box = self.box(y)
+        return self.cls(y), box
 
 
 class ToyFamily(ModelFamily):
@@ -55,7 +56,7 @@ class ToyFamily(ModelFamily):
         return (2, 12, 12)
 
     def prediction_layers(self, model, returned: Sequence[str]) -> tuple[str, ...]:
-        return ("cls",)  # only the classification conv; box is binarized (a choice of the toy)
+        return ("cls",)  # box is returned too, yet binarized: the family decides
 
     def trace_parts(self, model: nn.Module) -> tuple[str, ...]:
         return ("body",)
@@ -82,12 +83,14 @@ def test_a_family_defined_here_drives_the_whole_pass(toy_family, tmp_path):
     assert record.family == "toy" and record.architecture["name"] == "two-heads"
     assert record.report.input_shape == (2, 12, 12)
     decisions = {e.name: e.decision for e in record.report.entries if e.kind == "conv"}
-    # stem: first layer to run; cls: the family's prediction layer; box: binarized
+    # stem: first layer to run; cls: the family's prediction layer (and the last to run);
+    # box: returned by the model, but not a prediction layer of this family -> binarized
     assert decisions == {"stem": "float", "body.0": "binarize", "box": "binarize", "cls": "float"}
     regions = [(r["name"], r["traced"]) for r in record.report.regions]
     assert regions == [("body", True)]  # only the part the family named was traced
     assert isinstance(bnn, TwoHeads) and isinstance(bnn.body, torch.fx.GraphModule)
-    assert isinstance(bnn.body[0], AdaBinConv2d) and isinstance(bnn.body[2], Maxout)
+    body = dict(bnn.body.named_children())
+    assert isinstance(body["0"], AdaBinConv2d) and isinstance(body["2"], Maxout)
     x = torch.randn(3, 2, 12, 12)
     cls, box = bnn(x)
     assert cls.shape == (3, 3, 12, 12) and box.shape == (3, 4, 12, 12)

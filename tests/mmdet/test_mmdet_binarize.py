@@ -77,6 +77,31 @@ def test_ssd300_binary_detector_runs_mmdet_forward_and_backward(ssd_float) -> No
     assert isinstance(conv, AdaBinConv2d) and conv.weight.grad is not None
 
 
+def test_binarize_is_the_same_pass_for_detectors(ssd_float) -> None:
+    """autobin.binarize takes a detector directly: the mmdet family adapter, no faked timm
+    metadata, no report edited after the fact."""
+    from mmdet.models.backbones import SSDVGG
+
+    from autobin.integrations.mmdet import MMDetFamily
+
+    assert isinstance(autobin.graph.family_of(ssd_float), MMDetFamily)
+    binary = autobin.binarize(ssd_float, "ssd300-adabin")
+    record = autobin.info(binary)
+    via_detector = autobin.info(binarize_detector(ssd_float, "ssd300-adabin"))
+    assert record.report.to_dict() == via_detector.report.to_dict()
+    assert record.family == "mmdet" and record.architecture["library"] == "mmdet"
+    assert "model = dict(" in record.architecture["config"]
+    assert record.float_model is ssd_float
+    assert "pretrained_cfg" not in vars(binary) and "pretrained_cfg" not in vars(ssd_float)
+    regions = [r["name"] for r in record.report.regions]
+    assert "<root>" not in regions and "data_preprocessor" not in regions
+    assert regions[0] == "backbone" and type(binary.backbone) is SSDVGG
+    # what print(model) shows is what the report says
+    text = str(binary)
+    assert text.count("AdaBinConv2d(") == record.report.totals["binarized_layers"]
+    assert text.count("Maxout(") == record.report.totals["maxout"]
+
+
 def test_explain_matches_binarize_and_prediction_convs(ssd_float) -> None:
     report = explain_detector(ssd_float, "ssd300-adabin")
     binary = binarize_detector(ssd_float, "ssd300-adabin")
