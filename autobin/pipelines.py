@@ -26,6 +26,8 @@ def create_float_model(arch: str, *, pretrained: bool = False, **kwargs: Any) ->
     """``timm.create_model(arch, **kwargs)`` with clear errors for unknown names and downloads."""
     import timm
 
+    from . import models  # noqa: F401  registers autobin's CIFAR architectures in timm
+
     if arch not in timm.list_models():
         close = timm.list_models(f"*{arch}*")[:10]
         hint = f"; similar names: {', '.join(close)}" if close else ""

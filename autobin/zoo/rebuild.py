@@ -49,6 +49,8 @@ def timm_rebuild(config: Mapping[str, Any]) -> nn.Module:
         )
     import timm
 
+    from .. import models  # noqa: F401  registers autobin's CIFAR architectures in timm
+
     if not timm.is_model(arch["name"]):
         raise ZooFormatError(
             f"entry {config.get('name')!r}: {arch['name']!r} is not a timm architecture (see "

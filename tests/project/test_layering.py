@@ -14,6 +14,7 @@ LAYER = {
     "float_reference": 0,
     "quantizers": 1,
     "nn": 2,
+    "models": 2,
     "recipes": 3,
     "graph": 4,
     "data": 5,
