@@ -48,9 +48,11 @@ def test_unknown_name_lists_available() -> None:
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset("cifar11", "train")
     message = str(info.value)
-    for name in ("mnist5k", "digits", "imagefolder:PATH"):
+    for name in ("mnist5k", "digits", "imagefolder:PATH", "cifar10:PATH", "cifar100:PATH"):
         assert name in message
-    assert list_datasets() == ["digits", "mnist5k", "imagefolder:PATH"]
+    assert list_datasets() == [
+        "digits", "mnist5k", "imagefolder:PATH", "cifar10:PATH", "cifar100:PATH"
+    ]  # fmt: skip
     with pytest.raises(ValueError, match="split"):
         load_dataset("digits", "validation")  # type: ignore[arg-type]
 
