@@ -344,8 +344,14 @@ def _load_imagefolder(
     else:
         mean, std = (0.5,), (0.5,)
     height, width = size if size is not None else (224, 224)
+    # training: random-resized crop (scale 0.08-1) and flip, as AdaBin's and ReActNet's ImageNet
+    # scripts; no colour jitter (neither uses it). Evaluation: resize to 1/0.875 and centre crop.
     transform = create_transform(
-        input_size=(chans, height, width), is_training=split == "train", mean=mean, std=std
+        input_size=(chans, height, width),
+        is_training=split == "train",
+        mean=mean,
+        std=std,
+        color_jitter=None,
     )
 
     def loader(path: str) -> Image.Image:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_cifar
+from cifar_batches import write_cifar
 
 from autobin.cli import main
 from autobin.data import DatasetFilesError, list_datasets, load_dataset
