@@ -126,7 +126,7 @@ def load_cifar(
 ) -> Any:
     """``torchvision.datasets.CIFAR10/100`` over ``path`` with the released code's transforms.
 
-    Returns the torchvision dataset with ``num_classes`` set.
+    Returns the torchvision dataset with ``num_classes`` and ``name`` (``"cifar10:PATH"``) set.
 
     Raises:
         DatasetFilesError: missing folder or file, or a file that is not a CIFAR python batch.
@@ -147,6 +147,7 @@ def load_cifar(
         ) from None
     _check_contents(variant, dataset, root / cls.base_folder)
     dataset.num_classes = len(dataset.classes)
+    dataset.name = f"{variant}:{path}"  # what run.json records as the data
     return dataset
 
 

@@ -360,4 +360,5 @@ def _load_imagefolder(
 
     dataset = ImageFolder(str(split_dir), transform=transform, loader=loader)
     dataset.num_classes = len(dataset.classes)  # type: ignore[attr-defined]
+    dataset.name = IMAGEFOLDER_PREFIX + root  # type: ignore[attr-defined]
     return dataset
