@@ -221,13 +221,15 @@ def list_train_configs() -> list[str]:
 
 
 def train_config_path(config: str | Path) -> Path:
-    """The YAML file ``config`` names: an existing file, else a built-in config's name.
+    """The YAML file ``config`` names: a path (with a suffix or a folder), else a built-in
+    config's name.
 
     Raises:
-        FileNotFoundError: neither (the message lists the built-in names).
+        FileNotFoundError: a bare name that is neither a file nor a built-in config (the message
+            lists the built-in names).
     """
     path = Path(config)
-    if path.is_file():
+    if path.is_file() or path.suffix or len(path.parts) > 1:  # a path: from_yaml checks it
         return path
     builtins = list_train_configs()
     if str(config) in builtins:
