@@ -134,6 +134,7 @@ def train_binary(
     seed: int = 0,
     compile: bool | None = None,
     from_scratch: bool = False,
+    teacher_arch: str | None = None,
 ) -> RunResult:
     """Train (or load) a float teacher, binarize it, and finetune the student by distillation.
 
@@ -157,6 +158,11 @@ def train_binary(
             train it with the config's labels loss (as the released AdaBin CIFAR and one-step
             ImageNet scripts do). The config must not distil (``kd_weight`` and
             ``feature_weight`` 0); ``teacher`` must not be given.
+        teacher_arch: the teacher's timm architecture when it differs from the student's (the
+            two-step schedule distils ResNet-18 from a ResNet-34); the student then starts
+            from its own random initialization, and ``teacher`` (if given) holds a float
+            ``teacher_arch`` model. By default the teacher is a float ``arch`` model that also
+            initializes the student.
     """
     from .data import load_dataset
     from .train import distributed_session, evaluate, finetune, load_train_config, train_float
@@ -171,7 +177,7 @@ def train_binary(
         epochs = 10
     cfg = load_train_config(config, epochs=epochs, seed=seed, compile=compile)
     if from_scratch:
-        _check_from_scratch(cfg, teacher)
+        _check_from_scratch(cfg, teacher, teacher_arch)
     float_objective = {"kd_weight": 0.0, "ce_weight": 1.0}
     if teacher_config is None or isinstance(teacher_config, dict):
         teacher_config = {**float_objective, **(teacher_config or {})}
@@ -183,6 +189,9 @@ def train_binary(
     # the seed decides the teacher's initial weights too: the same seed gives the same run
     torch.manual_seed(seed)
     float_model = create_float_model(arch, **arch_kwargs)
+    teacher_net = float_model  # the float teacher, and the student's starting point
+    if teacher_arch is not None:
+        teacher_net = create_float_model(teacher_arch, **arch_kwargs)
     if not resume and not overwrite:  # refuse now rather than after training a teacher
         prepare_run_dir(out, resume=False, overwrite=False)
         if teacher is None and not from_scratch:
@@ -190,15 +199,16 @@ def train_binary(
     # --- the work
     with distributed_session(cfg.device):
         if teacher_path is not None:
-            float_model.load_state_dict(_load_teacher_state(teacher_path))
+            teacher_net.load_state_dict(_load_teacher_state(teacher_path))
         elif not from_scratch:
-            train_float(float_model, train_set, test_set, config=teacher_cfg,
+            train_float(teacher_net, train_set, test_set, config=teacher_cfg,
                         out_dir=out / "teacher", resume=resume, overwrite=overwrite)  # fmt: skip
-            float_model.load_state_dict(_load_teacher_state(out / "teacher"))
+            teacher_net.load_state_dict(_load_teacher_state(out / "teacher"))
         float_model.eval()
+        teacher_net.eval()
         example = (torch.zeros(2, *image.shape),)
         student = binarize(float_model, recipe, example_inputs=example)
-        teacher_model = None if from_scratch else float_model
+        teacher_model = None if from_scratch else teacher_net
         result = finetune(student, teacher_model, train_set, test_set, config=cfg, out_dir=out,
                           resume=resume, overwrite=overwrite)  # fmt: skip
     if result.best_checkpoint is not None:
@@ -220,11 +230,11 @@ class RunSetupError(AutobinError, ValueError):
     """Arguments of a training workflow that contradict each other."""
 
 
-def _check_from_scratch(cfg: Any, teacher: str | Path | None) -> None:
-    if teacher is not None:
+def _check_from_scratch(cfg: Any, teacher: str | Path | None, teacher_arch: str | None) -> None:
+    if teacher is not None or teacher_arch is not None:
         raise RunSetupError(
-            "training from scratch (--from-scratch) has no teacher, but a teacher was given; drop "
-            "one of the two"
+            "training from scratch (--from-scratch) has no teacher, but a teacher (--teacher or "
+            "--teacher-arch) was given; drop one of the two"
         )
     if cfg.kd_weight > 0 or cfg.feature_weight > 0:
         raise RunSetupError(

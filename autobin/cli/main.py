@@ -96,6 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         compile=args.compile or None,
         from_scratch=args.from_scratch,
+        teacher_arch=args.teacher_arch,
     )
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         print(result.summary())
@@ -196,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="finetuning epochs (default: the config's, 10 without --config)",
     )
     p.add_argument("--teacher", default=None, help="float teacher run dir or checkpoint")
+    p.add_argument(
+        "--teacher-arch",
+        default=None,
+        help="the teacher's timm architecture if not ARCH (e.g. resnet34 for resnet18); the "
+        "student then starts from its random initialization",
+    )
     p.add_argument(
         "--from-scratch",
         action="store_true",

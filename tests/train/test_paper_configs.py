@@ -134,3 +134,21 @@ def test_cifar_config_runs_unchanged_under_torchrun(cifar10_dir, tmp_path):
     assert proc.stdout.count("test accuracy (%)") == 1  # rank 0 reports
     run = _check_run(out, "cifar10-resnet20")
     assert run["dataset"] == f"cifar10:{cifar10_dir}"
+
+
+def test_two_step_config_distils_from_a_teacher_of_another_architecture(cifar10_dir, tmp_path):
+    # the paper's ResNet-18* recipe: a float teacher of another architecture (ReActNet: a
+    # ResNet-34), a student from its own random initialization, binary activations first
+    out = tmp_path / "run"
+    args = ["train", "resnet20_cifar", "--recipe", "adabin-reference", "--config",
+            "imagenet-resnet18-two-step", "--data", f"cifar10:{cifar10_dir}[:64]",
+            "--teacher-arch", "resnet10t", "--epochs", "2", "--teacher-epochs", "1",
+            "-o", str(out)]  # fmt: skip
+    assert main(args) == 0
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert [r["phase"] for r in history] == [1, 2]
+    run = json.loads((out / "run.json").read_text())
+    assert run["arch"] == "resnet20_cifar" and run["teacher"]["arch"] == "resnet10t"
+    assert run["schedule"]["two_step"] and run["schedule"]["kd_weight"] == 1.0
+    teacher_history = json.loads((out / "teacher" / "metrics.json").read_text())["history"]
+    assert len(teacher_history) == 1  # the float resnet10t trained first, for --teacher-epochs
