@@ -9,7 +9,8 @@ Quick start::
     autobin.info(bnn)                      # family, architecture, recipe, report, float model
 
 ``import autobin`` stays light: the training loop (:func:`autobin.finetune`), the zoo
-(:mod:`autobin.zoo`) and packed inference (:func:`autobin.deploy`) are imported on first use,
+(:mod:`autobin.zoo`), packed inference (:func:`autobin.deploy`) and the CIFAR architectures
+(:mod:`autobin.models`, which imports timm and registers them there) are imported on first use,
 and nothing here imports mmdet or mmengine.
 """
 
@@ -29,6 +30,7 @@ _LAZY = {
     "deploy": ("autobin.deploy", None),  # a callable package: autobin.deploy(model)
     "finetune": ("autobin.train", "finetune"),
     "load": ("autobin.zoo", "load"),
+    "models": ("autobin.models", None),  # imports timm: registers the CIFAR architectures
     "zoo": ("autobin.zoo", None),
 }
 
@@ -58,6 +60,7 @@ __all__ = [
     "list_recipes",
     "load",
     "load_recipe",
+    "models",
     "nn",
     "zoo",
 ]

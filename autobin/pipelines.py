@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import AutobinError
 from .graph import binarize
 from .model_info import info
 from .recipes import RecipeLike, as_recipe
@@ -26,6 +27,8 @@ DEMO_ZOO_NAME = "resnet18.adabin_mnist5k"
 def create_float_model(arch: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """``timm.create_model(arch, **kwargs)`` with clear errors for unknown names and downloads."""
     import timm
+
+    from . import models  # noqa: F401  registers autobin's CIFAR architectures in timm
 
     if arch not in timm.list_models():
         close = timm.list_models(f"*{arch}*")[:10]
@@ -90,19 +93,20 @@ class RunResult:
     """What :func:`train_binary` produced."""
 
     out_dir: Path
-    teacher_acc: float
+    teacher_acc: float | None
     student_acc: float
     student_best_acc: float | None
     report: dict[str, Any]
-    teacher: nn.Module = dataclasses.field(repr=False)
+    teacher: nn.Module | None = dataclasses.field(repr=False)
     student: nn.Module = dataclasses.field(repr=False)
 
     def summary(self) -> str:
         t = self.report
+        teacher_acc = "-" if self.teacher_acc is None else f"{self.teacher_acc:.2f}"
         return "\n".join(
             [
                 f"{'':24s}{'float teacher':>16s}{'binary student':>16s}",
-                f"{'test accuracy (%)':24s}{self.teacher_acc:16.2f}{self.student_acc:16.2f}",
+                f"{'test accuracy (%)':24s}{teacher_acc:>16s}{self.student_acc:16.2f}",
                 f"{'binary share of MACs':24s}{'0.0%':>16s}{100 * t['binary_mac_share']:15.1f}%",
                 f"{'model size':24s}{_mib(t['float_size_bytes']):>16s}"
                 f"{_mib(t['packed_size_bytes']) + ' packed':>16s}",
@@ -120,7 +124,7 @@ def train_binary(
     *,
     recipe: RecipeLike = "adabin",
     data: str = DEMO_DATA,
-    epochs: int = 10,
+    epochs: int | None = None,
     teacher_epochs: int | None = None,
     teacher: str | Path | None = None,
     out_dir: str | Path = "runs/train",
@@ -130,20 +134,36 @@ def train_binary(
     overwrite: bool = False,
     seed: int = 0,
     compile: bool | None = None,
+    from_scratch: bool = False,
+    teacher_arch: str | None = None,
 ) -> RunResult:
     """Train (or load) a float teacher, binarize it, and finetune the student by distillation.
 
-    Writes ``out_dir/teacher/`` (unless ``teacher`` is given), the student run in ``out_dir``
-    (``best.pt``, ``last.pt``, ``metrics.json``, plots) and ``out_dir/run.json`` with everything
-    the zoo needs to rebuild the model (architecture, arguments, recipe, data, schedule).
+    Writes ``out_dir/teacher/`` (unless ``teacher`` is given or ``from_scratch``), the student
+    run in ``out_dir`` (``best.pt``, ``last.pt``, ``metrics.json``, plots) and
+    ``out_dir/run.json`` with everything the zoo needs to rebuild the model (architecture,
+    arguments, recipe, data, schedule).
 
     Every argument (recipe, data, configs, teacher path, run directory) is checked before any
     training starts. Under ``torchrun`` the whole workflow runs on every process with one
     process group (see :mod:`autobin.train.distributed`); rank 0 writes the files.
 
     Args:
+        epochs: student epochs; ``None`` takes the config's (10 without a config).
+        teacher_epochs: float teacher epochs; ``None`` takes the student's.
+        config: the student's schedule: a :class:`~autobin.train.TrainConfig`, a mapping, a
+            YAML path or a built-in config's name (:func:`autobin.train.list_train_configs`).
         compile: ``torch.compile`` the models being trained (overrides both configs).
         overwrite: replace earlier runs in ``out_dir`` (and ``out_dir/teacher``).
+        from_scratch: no float teacher: binarize the architecture's random initialization and
+            train it with the config's labels loss (as the released AdaBin CIFAR and one-step
+            ImageNet scripts do). The config must not distil (``kd_weight`` and
+            ``feature_weight`` 0); ``teacher`` must not be given.
+        teacher_arch: the teacher's timm architecture when it differs from the student's (the
+            two-step schedule distils ResNet-18 from a ResNet-34); the student then starts
+            from its own random initialization, and ``teacher`` (if given) holds a float
+            ``teacher_arch`` model. By default the teacher is a float ``arch`` model that also
+            initializes the student.
     """
     from .data import load_dataset
     from .train import distributed_session, evaluate, finetune, load_train_config, train_float
@@ -154,38 +174,47 @@ def train_binary(
     recipe = as_recipe(recipe)
     train_set, test_set = load_dataset(data, "train"), load_dataset(data, "test")
     teacher_path = _teacher_checkpoint(teacher) if teacher is not None else None
+    if epochs is None and config is None:
+        epochs = 10
     cfg = load_train_config(config, epochs=epochs, seed=seed, compile=compile)
+    if from_scratch:
+        _check_from_scratch(cfg, teacher, teacher_arch)
     float_objective = {"kd_weight": 0.0, "ce_weight": 1.0}
     if teacher_config is None or isinstance(teacher_config, dict):
         teacher_config = {**float_objective, **(teacher_config or {})}
     teacher_cfg = load_train_config(
-        teacher_config, epochs=teacher_epochs or epochs, seed=seed, compile=compile
+        teacher_config, epochs=teacher_epochs or cfg.epochs, seed=seed, compile=compile
     )
     image, _ = train_set[0]
     arch_kwargs = {"num_classes": train_set.num_classes, "in_chans": int(image.shape[0])}
     # the seed decides the teacher's initial weights too: the same seed gives the same run
     torch.manual_seed(seed)
     float_model = create_float_model(arch, **arch_kwargs)
+    teacher_net = float_model  # the float teacher, and the student's starting point
+    if teacher_arch is not None:
+        teacher_net = create_float_model(teacher_arch, **arch_kwargs)
     if not resume and not overwrite:  # refuse now rather than after training a teacher
         prepare_run_dir(out, resume=False, overwrite=False)
-        if teacher is None:
+        if teacher is None and not from_scratch:
             prepare_run_dir(out / "teacher", resume=False, overwrite=False)
     # --- the work
     with distributed_session(cfg.device):
         if teacher_path is not None:
-            float_model.load_state_dict(_load_teacher_state(teacher_path))
-        else:
-            train_float(float_model, train_set, test_set, config=teacher_cfg,
+            teacher_net.load_state_dict(_load_teacher_state(teacher_path))
+        elif not from_scratch:
+            train_float(teacher_net, train_set, test_set, config=teacher_cfg,
                         out_dir=out / "teacher", resume=resume, overwrite=overwrite)  # fmt: skip
-            float_model.load_state_dict(_load_teacher_state(out / "teacher"))
+            teacher_net.load_state_dict(_load_teacher_state(out / "teacher"))
         float_model.eval()
+        teacher_net.eval()
         example = (torch.zeros(2, *image.shape),)
         student = binarize(float_model, recipe, example_inputs=example)
-        result = finetune(student, float_model, train_set, test_set, config=cfg, out_dir=out,
+        teacher_model = None if from_scratch else teacher_net
+        result = finetune(student, teacher_model, train_set, test_set, config=cfg, out_dir=out,
                           resume=resume, overwrite=overwrite)  # fmt: skip
     if result.best_checkpoint is not None:
         student.load_state_dict(_load_teacher_state(result.best_checkpoint))
-    teacher_acc = evaluate(float_model, test_set)["acc"]
+    teacher_acc = None if teacher_model is None else evaluate(teacher_model, test_set)["acc"]
     student_acc = evaluate(student, test_set)["acc"]
     return RunResult(
         out_dir=out,
@@ -193,9 +222,27 @@ def train_binary(
         student_acc=student_acc,
         student_best_acc=result.best_val_acc,
         report=info(student).report.to_dict()["totals"],
-        teacher=float_model,
+        teacher=teacher_model,
         student=student,
     )
+
+
+class RunSetupError(AutobinError, ValueError):
+    """Arguments of a training workflow that contradict each other."""
+
+
+def _check_from_scratch(cfg: Any, teacher: str | Path | None, teacher_arch: str | None) -> None:
+    if teacher is not None or teacher_arch is not None:
+        raise RunSetupError(
+            "training from scratch (--from-scratch) has no teacher, but a teacher (--teacher or "
+            "--teacher-arch) was given; drop one of the two"
+        )
+    if cfg.kd_weight > 0 or cfg.feature_weight > 0:
+        raise RunSetupError(
+            "training from scratch (--from-scratch) has no teacher, but the config distils "
+            f"(kd_weight {cfg.kd_weight}, feature_weight {cfg.feature_weight}); set both to 0 "
+            "and ce_weight > 0, or train with a teacher (leave --from-scratch out)"
+        )
 
 
 def run_demo(

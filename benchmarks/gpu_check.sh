@@ -9,8 +9,12 @@
 #      best;
 #   3. the memory traffic of the compiled step's Triton kernels, float vs adabin, per image
 #      (benchmarks/compiled_traffic.py --device cuda; the same count on a CPU is the estimate
-#      the README reports).
-# Usage (repository root):  [PYTHON=python3] [REPEATS=15] [TRAFFIC=0] bash benchmarks/gpu_check.sh
+#      the README reports);
+#   4. training step time of the paper's CIFAR models (resnet20_cifar, resnet18_cifar,
+#      vgg_small_cifar with adabin-reference) at 32x32, batch 128, bf16, eager: the measured
+#      figures behind the README's per-epoch estimates of configs/ (CIFAR=0 skips it).
+# Usage (repository root):
+#   [PYTHON=python3] [REPEATS=15] [TRAFFIC=0] [CIFAR=0] bash benchmarks/gpu_check.sh
 # (Several processes on one GPU are not possible with NCCL; the multi-process path is tested
 # on the CPU with gloo in tests/train/test_torchrun.py.)
 set -uo pipefail
@@ -34,5 +38,14 @@ $PY benchmarks/step_time.py --device cuda --amp bf16 --input-size 3 224 224 --ba
 if [ "${TRAFFIC:-1}" = 1 ]; then  # TRAFFIC=0 skips it (four more compilations, 2-3 minutes)
     echo "== 3. compiled step's kernel traffic (Triton), float vs adabin"
     $PY benchmarks/compiled_traffic.py --device cuda || status=1
+fi
+
+if [ "${CIFAR:-1}" = 1 ]; then
+    echo "== 4. step time of the CIFAR models, batch 128, 32x32, bf16, eager"
+    for arch in resnet20_cifar resnet18_cifar vgg_small_cifar; do
+        $PY benchmarks/step_time.py --arch "$arch" --device cuda --amp bf16 --input-size 3 32 32 \
+            --batch 128 --variants adabin-reference --layouts channels_last --modes eager \
+            --repeats "$reps" --warmup 3 || status=1
+    done
 fi
 exit $status

@@ -7,6 +7,8 @@ its own optimizer (its Adam state exists before timing starts).
     .venv/bin/python benchmarks/step_time.py                       # mnist5k-sized, CPU
     .venv/bin/python benchmarks/step_time.py --device cuda --amp bf16 --input-size 3 224 224 \\
         --batch 256 --layouts nchw channels_last --modes eager compile --variants adabin
+    .venv/bin/python benchmarks/step_time.py --arch resnet20_cifar --input-size 3 32 32 \\
+        --batch 128 --variants adabin-reference              # the paper's CIFAR models too
 
 It prints images/s and the bytes the step keeps for backward (the storages autograd saves,
 counted once each, parameters excluded, on any device: the activation memory the layer design
@@ -32,9 +34,11 @@ import torch
 import torch.nn.functional as F
 
 import autobin
+import autobin.models  # registers the CIFAR architectures (resnet20_cifar, ...) in timm
 
 VARIANTS = {
     "adabin": ("adabin", "ede"),
+    "adabin-reference": ("adabin-reference", None),  # the released code's layers (CIFAR models)
     "adabin-ste": ("adabin", "ste"),
     "bnn": ("bnn", None),
     "xnor": ("xnor", None),

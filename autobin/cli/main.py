@@ -1,4 +1,4 @@
-"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes, bench.
+"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes, configs, bench.
 
 Every command parses its arguments and calls the public API; heavy imports happen inside the
 command that needs them.
@@ -95,6 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         seed=args.seed,
         compile=args.compile or None,
+        from_scratch=args.from_scratch,
+        teacher_arch=args.teacher_arch,
     )
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         print(result.summary())
@@ -107,6 +109,17 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     for name in autobin.list_recipes():
         recipe = autobin.load_recipe(name)
         print(f"{name:14s} {recipe.description}")
+    return 0
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    from ..train.config import TrainConfig, list_train_configs, train_config_path
+
+    for name in list_train_configs():
+        cfg = TrainConfig.from_yaml(train_config_path(name))
+        steps = "two-step" if cfg.two_step else "one-step"
+        print(f"{name:28s} {cfg.epochs} epochs {steps}, {cfg.optimizer} lr {cfg.lr:g}, batch "
+              f"{cfg.batch_size}/process, kd {cfg.kd_weight:g} ce {cfg.ce_weight:g}")  # fmt: skip
     return 0
 
 
@@ -172,16 +185,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a float teacher, binarize, finetune with distillation")
     p.add_argument("arch", help="timm architecture name, e.g. resnet18")
     p.add_argument("--recipe", default="adabin")
-    p.add_argument("--data", default="mnist5k", help="mnist5k | digits | imagefolder:PATH")
-    p.add_argument("--epochs", type=positive_int, default=10, help="finetuning epochs")
+    p.add_argument(
+        "--data",
+        default="mnist5k",
+        help="mnist5k | digits | imagefolder:PATH | cifar10:PATH | cifar100:PATH",
+    )
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="finetuning epochs (default: the config's, 10 without --config)",
+    )
     p.add_argument("--teacher", default=None, help="float teacher run dir or checkpoint")
+    p.add_argument(
+        "--teacher-arch",
+        default=None,
+        help="the teacher's timm architecture if not ARCH (e.g. resnet34 for resnet18); the "
+        "student then starts from its random initialization",
+    )
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="no float teacher: train the binarized random initialization (configs without "
+        "distillation, as the released AdaBin scripts)",
+    )
     p.add_argument(
         "--teacher-epochs",
         type=positive_int,
         default=None,
         help="epochs to train the float teacher",
     )
-    p.add_argument("--config", default=None, help="training config YAML (autobin.train)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="training config: a YAML file or a built-in name (autobin configs lists them)",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace a run in the directory")
     p.add_argument("--compile", action="store_true", help="torch.compile the trained models")
@@ -191,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recipes", help="list the built-in recipes")
     p.set_defaults(func=cmd_recipes)
+
+    p = sub.add_parser("configs", help="list the built-in training configs (the paper's)")
+    p.set_defaults(func=cmd_configs)
 
     p = sub.add_parser("zoo", help="published binary checkpoints")
     p.add_argument("--zoo-dir", default="zoo", type=existing_dir)

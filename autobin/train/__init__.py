@@ -14,7 +14,7 @@ the graph pass; it drives binary layers through their public toggles only.
 from .api import finetune, train_float
 from .callbacks import Callback, LoopState
 from .checkpoint import load_checkpoint
-from .config import TrainConfig, TrainConfigError, load_train_config
+from .config import TrainConfig, TrainConfigError, list_train_configs, load_train_config
 from .distributed import Ranks, distributed_session
 from .errors import (
     CheckpointError,
@@ -65,6 +65,7 @@ __all__ = [
     "distribution_loss",
     "evaluate",
     "finetune",
+    "list_train_configs",
     "load_checkpoint",
     "load_train_config",
     "lr_factor",

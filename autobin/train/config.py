@@ -1,14 +1,17 @@
 """Training schedules as data: one frozen, validated :class:`TrainConfig`.
 
-A config comes from keyword arguments, a dict or a YAML file (parsed with ``yaml.safe_load``,
-never executed). Every value is checked; an error names the key, the bad value and the allowed
-values, and the file when there is one.
+A config comes from keyword arguments, a dict, a YAML file (parsed with ``yaml.safe_load``,
+never executed) or the name of a built-in config (the top-level ``configs/`` folder, installed as
+``autobin.builtin_configs``: the AdaBin paper's schedules, see :func:`list_train_configs`).
+Every value is checked; an error names the key, the bad value and the allowed values, and the
+file when there is one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import re
 import typing
 from collections.abc import Mapping
@@ -200,10 +203,52 @@ class TrainConfig:
         return cls.from_dict(data if data is not None else {}, source=str(path))
 
 
+def builtin_configs_dir() -> Path:
+    """The folder holding the shipped training configs (``autobin.builtin_configs``)."""
+    try:
+        path = Path(str(importlib.resources.files("autobin.builtin_configs")))
+        if path.is_dir():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[2] / "configs"  # a source checkout
+
+
+def list_train_configs() -> list[str]:
+    """Names of the built-in training configs, sorted (e.g. ``"cifar10-resnet20"``)."""
+    folder = builtin_configs_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.iterdir() if p.suffix == ".yaml" and p.is_file())
+
+
+def train_config_path(config: str | Path) -> Path:
+    """The YAML file ``config`` names: a path (with a suffix or a folder), else a built-in
+    config's name.
+
+    Raises:
+        FileNotFoundError: a bare name that is neither a file nor a built-in config (the message
+            lists the built-in names).
+    """
+    path = Path(config)
+    if path.is_file() or path.suffix or len(path.parts) > 1:  # a path: from_yaml checks it
+        return path
+    builtins = list_train_configs()
+    if str(config) in builtins:
+        return builtin_configs_dir() / f"{config}.yaml"
+    close = difflib.get_close_matches(str(config), builtins, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise FileNotFoundError(
+        f"training config {str(config)!r} is neither a file nor a built-in config.{hint} "
+        f"Built-in configs: {', '.join(builtins)}"
+    )
+
+
 def load_train_config(
     config: TrainConfig | Mapping[str, Any] | str | Path | None = None, **overrides: Any
 ) -> TrainConfig:
-    """Resolve a config given as an object, a mapping or a YAML path, then apply ``overrides``.
+    """Resolve a config given as an object, a mapping, a YAML path or a built-in config's name,
+    then apply ``overrides``.
 
     ``None`` values in ``overrides`` are ignored (they mean "not given").
     """
@@ -215,7 +260,7 @@ def load_train_config(
     if isinstance(config, TrainConfig):
         base = config
     elif isinstance(config, (str, Path)):
-        base = TrainConfig.from_yaml(config)
+        base = TrainConfig.from_yaml(train_config_path(config))
     else:
         raise TypeError(
             f"config must be a TrainConfig, a mapping or a YAML path, got {type(config).__name__}"

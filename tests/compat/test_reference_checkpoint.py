@@ -7,7 +7,13 @@ import argparse
 
 import pytest
 import torch
-from released_layers import ReleasedAdaBinConv2d, TinyResNet
+from released_layers import (
+    ReleasedAdaBinConv2d,
+    ReleasedResNet,
+    randomize,
+    released_checkpoint,
+    tiny_resnet,
+)
 
 import autobin
 from autobin.compat import ReferenceCheckpointError, load_reference_checkpoint
@@ -17,33 +23,17 @@ F64 = torch.float64
 T, K = 0.37, 2.7  # an EDE point in the middle of the released schedule
 
 
-def _released_model() -> TinyResNet:
+def _released_model() -> ReleasedResNet:
     torch.manual_seed(0)
-    ref = TinyResNet(released=True).double()
-    with torch.no_grad():
-        for name, p in ref.named_parameters():
-            if name.endswith("alpha_a"):
-                p.uniform_(0.5, 1.5)
-            elif name.endswith(("beta_a", "pos_scale", "neg_scale")):
-                p.uniform_(-0.3, 0.8)
-        for m in ref.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-            if isinstance(m, ReleasedAdaBinConv2d):
-                m.t, m.k = T, K
-    return ref
+    return randomize(tiny_resnet(released=True).double(), T, K)
 
 
-def _checkpoint(ref: TinyResNet) -> dict:
-    state = {f"module.{k}": v.clone() for k, v in ref.state_dict().items()}
-    return {"state_dict": state, "best_prec1": 88.1}
+def _checkpoint(ref: ReleasedResNet) -> dict:
+    return released_checkpoint(ref, best_prec1=88.1)
 
 
 def _autobin_model() -> torch.nn.Module:
-    model = TinyResNet(released=False)
+    model = tiny_resnet(released=False)
     bnn = autobin.binarize(
         model, "adabin-reference", example_inputs=(torch.zeros(2, 3, 16, 16),)
     ).double()
@@ -63,8 +53,8 @@ def test_recipe_binarizes_the_released_layers_and_nothing_else():
     assert all(m.act_form == "code" and m.weight_estimator == "ede" for m in bnn.modules()
                if isinstance(m, AdaBinConv2d))  # fmt: skip
     maxouts = {n for n, m in bnn.named_modules() if isinstance(m, Maxout)}
-    assert maxouts == {f"layer1.{b}.nonlinear{i}" for b in (0, 1) for i in (1, 2)}
-    assert isinstance(bnn.relu, torch.nn.ReLU)  # the stem's ReLU is not after a binary conv
+    blocks = {f"layer{s}.0.nonlinear{i}" for s in (1, 2) for i in (1, 2)}
+    assert maxouts == {"nonlinear1", *blocks}  # the stem's too, as in the released ResNets
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
@@ -111,24 +101,24 @@ def test_bare_state_dict_without_prefix_and_old_batchnorm_counters():
 
 def test_missing_and_unexpected_keys_are_named():
     state = _checkpoint(_released_model())
-    del state["state_dict"]["module.layer1.1.conv2.binary_a.beta_a"]
+    del state["state_dict"]["module.layer2.0.conv2.binary_a.beta_a"]
     state["state_dict"]["module.layer1.9.weight"] = torch.zeros(1)
     with pytest.raises(ReferenceCheckpointError) as err:
         load_reference_checkpoint(_autobin_model(), state)
     msg = str(err.value)
-    assert "'layer1.1.conv2.act_beta'" in msg and "'layer1.9.weight'" in msg
+    assert "'layer2.0.conv2.act_beta'" in msg and "'layer1.9.weight'" in msg
 
 
 def test_shape_mismatch_is_refused():
     state = _checkpoint(_released_model())
-    state["state_dict"]["module.fc.weight"] = torch.zeros(5, 16, dtype=F64)
-    with pytest.raises(ReferenceCheckpointError, match=r"'fc.weight' has shape \(5, 16\)"):
+    state["state_dict"]["module.linear.weight"] = torch.zeros(5, 16, dtype=F64)
+    with pytest.raises(ReferenceCheckpointError, match=r"'linear.weight' has shape \(5, 16\)"):
         load_reference_checkpoint(_autobin_model(), state)
 
 
 def test_paper_form_model_is_refused():
     model = autobin.binarize(
-        TinyResNet(released=False), "adabin", example_inputs=(torch.zeros(2, 3, 16, 16),)
+        tiny_resnet(released=False), "adabin", example_inputs=(torch.zeros(2, 3, 16, 16),)
     )
     with pytest.raises(ReferenceCheckpointError, match=r"act_form 'paper'.*adabin-reference"):
         load_reference_checkpoint(model, _checkpoint(_released_model()))

@@ -48,9 +48,11 @@ def test_unknown_name_lists_available() -> None:
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset("cifar11", "train")
     message = str(info.value)
-    for name in ("mnist5k", "digits", "imagefolder:PATH"):
+    for name in ("mnist5k", "digits", "imagefolder:PATH", "cifar10:PATH", "cifar100:PATH"):
         assert name in message
-    assert list_datasets() == ["digits", "mnist5k", "imagefolder:PATH"]
+    assert list_datasets() == [
+        "digits", "mnist5k", "imagefolder:PATH", "cifar10:PATH", "cifar100:PATH"
+    ]  # fmt: skip
     with pytest.raises(ValueError, match="split"):
         load_dataset("digits", "validation")  # type: ignore[arg-type]
 
@@ -75,6 +77,10 @@ def test_imagefolder_missing_path_and_tiny_folder(tmp_path: Path) -> None:
     assert data.classes == ["cat", "dog"]
     gray = load_dataset(f"imagefolder:{tmp_path}", "train", image_size=16, in_chans=1)
     assert gray[0][0].shape == (1, 16, 16)
+    # the paper's ImageNet augmentation: random-resized crop and flip, no colour jitter
+    steps = [type(t).__name__ for t in gray.transform.transforms]
+    assert steps[:2] == ["RandomResizedCropAndInterpolation", "RandomHorizontalFlip"]
+    assert "ColorJitter" not in steps
 
 
 def test_slice_of_a_builtin_takes_the_first_items_of_each_split() -> None:

@@ -16,6 +16,7 @@ LAYER = {
     "version": 0,
     "quantizers": 1,
     "nn": 2,
+    "models": 2,
     "recipes": 3,
     "graph": 4,
     "data": 5,

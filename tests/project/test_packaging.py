@@ -24,7 +24,7 @@ def test_every_package_folder_is_listed_in_pyproject():
     on_disk = {
         ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "autobin").rglob("__init__.py")
     }
-    assert on_disk | {"autobin.builtin_recipes"} == listed
+    assert on_disk | {"autobin.builtin_recipes", "autobin.builtin_configs"} == listed
 
 
 def test_builtin_recipes_ship_as_package_data():
@@ -34,6 +34,18 @@ def test_builtin_recipes_ship_as_package_data():
         p.name for p in files("autobin.builtin_recipes").iterdir() if p.name.endswith(".yaml")
     )
     assert names == sorted(f"{n}.yaml" for n in autobin.list_recipes())
+
+
+def test_builtin_train_configs_ship_as_package_data():
+    from importlib.resources import files
+
+    from autobin.train import list_train_configs
+
+    shipped = sorted(p.name for p in files("autobin.builtin_configs").iterdir()
+                     if p.name.endswith(".yaml"))  # fmt: skip
+    on_disk = sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))
+    assert shipped == on_disk == sorted(f"{n}.yaml" for n in list_train_configs())
+    assert len(on_disk) == 5
 
 
 def test_import_autobin_stays_light():

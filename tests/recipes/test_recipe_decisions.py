@@ -45,7 +45,7 @@ def test_list_recipes_lists_the_shipped_recipes():
 def test_adabin_reference_is_the_released_code():
     ref, adabin = load_recipe("adabin-reference"), load_recipe("adabin")
     assert (ref.defaults.act_form, ref.defaults.weight_estimator) == ("code", "ede")
-    assert ref.shortcuts.bireal is False and ref.activations.scope == "after_binary"
+    assert ref.shortcuts.bireal is False and ref.activations.scope == "all"  # stem Maxout too
     assert ref.rules == adabin.rules  # the same layer policy
 
 

@@ -105,6 +105,8 @@ class TimmFamily(ModelFamily):
     def float_skeleton(self, architecture: Mapping[str, Any]) -> nn.Module:
         import timm
 
+        from ...models import CIFAR_MODELS  # noqa: F401  registers autobin's CIFAR models
+
         name = architecture["name"]
         if not timm.is_model(name):
             raise BinarizeError(
