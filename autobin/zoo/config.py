@@ -261,8 +261,8 @@ def _architecture(
     if not isinstance(arch, str) or not arch:
         raise ValueError(
             "publish needs the model's architecture: the model was not made by autobin.binarize "
-            "from a timm, torchvision or mmdet model whose architecture is known, so pass the "
-            "timm name as arch= (e.g. arch='resnet18')"
+            "from a timm, torchvision or mmdet model whose architecture is known, so pass "
+            "arch= (the timm name, e.g. arch='resnet18')"
         )
     if arch_kwargs is None:
         same = recorded is not None and recorded.get("name") == arch

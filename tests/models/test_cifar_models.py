@@ -79,7 +79,7 @@ def test_num_classes_in_chans_and_reset_classifier(name):
 def test_binarized_with_adabin_reference_trains(name):
     torch.manual_seed(0)
     bnn = autobin.binarize(timm.create_model(name), recipe="adabin-reference")
-    report = bnn.autobin_report.to_dict()["totals"]
+    report = autobin.info(bnn).report.to_dict()["totals"]
     convs = [m for m in bnn.modules() if isinstance(m, torch.nn.Conv2d)]
     binary = [m for m in convs if isinstance(m, AdaBinConv2d)]
     # every 3x3 conv but the stem is binary; the stem, 1x1 shortcuts and classifier stay float
