@@ -8,9 +8,10 @@ builder's 1000-class default.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -39,12 +40,31 @@ def _builder_class(name: str) -> str:
 
 @functools.cache
 def _meta_shapes(name: str, num_classes: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """State shapes of ``get_model(name, num_classes=...)``, built on the meta device."""
+    """State shapes of ``get_model(name, num_classes=...)``, built on the meta device (nothing
+    allocated), or on the CPU for builders that compute with tensors while building (RegNet)."""
     from torchvision import models
 
-    with torch.device("meta"):
-        model = models.get_model(name, weights=None, num_classes=num_classes)
+    try:
+        with torch.device("meta"):
+            model = models.get_model(name, weights=None, num_classes=num_classes)
+    except (NotImplementedError, RuntimeError):
+        with _uninitialised():  # allocated, never written: untouched pages cost nothing
+            model = models.get_model(name, weights=None, num_classes=num_classes)
     return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
+@contextlib.contextmanager
+def _uninitialised() -> Iterator[None]:
+    """``torch.nn.init``'s in-place initialisers as no-ops (only the shapes are wanted)."""
+    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)
 
 
 def _num_classes(ours: dict[str, tuple[int, ...]], default: dict[str, tuple[int, ...]]) -> int:
@@ -75,9 +95,12 @@ def identify(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
     for name in classification_builders():
         if _builder_class(name) != cls:
             continue
-        n = _num_classes(ours, dict(_meta_shapes(name, DEFAULT_CLASSES)))
-        if n > 0 and dict(_meta_shapes(name, n)) == ours:
-            return name, ({"num_classes": n} if n != DEFAULT_CLASSES else {})
+        try:
+            n = _num_classes(ours, dict(_meta_shapes(name, DEFAULT_CLASSES)))
+            if n > 0 and dict(_meta_shapes(name, n)) == ours:
+                return name, ({"num_classes": n} if n != DEFAULT_CLASSES else {})
+        except Exception:  # a builder that cannot be built here names nothing
+            continue
     return None
 
 
