@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .build import active_kernel
+from .errors import DeployError
 from .layers import InferenceMaxout, PackedConv2d, PackedLinear
 from .model import DeployedModel, deploy
 
@@ -273,6 +274,7 @@ def bench_timm(
     import timm
 
     from ..graph import binarize
+    from ..nn import BinaryLayer
 
     torch.manual_seed(0)
     model = timm.create_model(arch, pretrained=False, **create_kwargs).eval()
@@ -282,6 +284,11 @@ def bench_timm(
     chans = create_kwargs.get("in_chans", chans)
     x = torch.randn(batch, chans, *size)
     bnn = binarize(model, recipe, example_inputs=(x[:1].repeat(2, 1, 1, 1),)).eval()
+    if not any(isinstance(m, BinaryLayer) for m in bnn.modules()):
+        raise DeployError(
+            f"recipe {recipe!r} binarizes no layer of {arch}: there is nothing to deploy or "
+            "time; choose a recipe that binarizes layers (see `autobin explain`)"
+        )
     return bench_models(model, bnn, x, arch=arch, recipe=str(recipe), reps=reps, clock=clock)
 
 

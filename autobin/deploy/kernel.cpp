@@ -290,6 +290,9 @@ void autobin_maxout(const float* x, int64_t npix, int64_t c, const float* gp, co
   }
 }
 
+// The ABI version: autobin/deploy/build.py (ABI_VERSION) rebuilds a library reporting another.
+int autobin_abi_version() { return 2; }
+
 // Bit 0: AVX2 path usable; bit 1: AVX-512 VPOPCNTDQ path usable (cpuid and OS state checked by
 // libgcc's __builtin_cpu_supports).
 int autobin_cpu_features() {

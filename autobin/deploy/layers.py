@@ -21,9 +21,70 @@ from torch import nn
 
 from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
 from .build import active_kernel, load_library, path_code
-from .errors import DeployError
+from .errors import DeployError, DeployInputError
 from .packing import pack_weight_signs, tap_popcounts
 from .reference import UNIT_ROUNDOFF, packed_conv_reference
+
+
+def refuse_tracing(owner: str) -> None:
+    """Raise when ``torch.jit.trace`` (or ``torch.onnx.export``) runs a deployed module: the
+    compiled kernels run outside torch, so a trace would record their outputs as constants."""
+    if torch.jit.is_tracing():
+        raise DeployError(
+            f"{owner} cannot be traced (torch.jit.trace, torch.onnx.export): its packed kernels "
+            "run outside torch and a trace would freeze their outputs; call the deployed model "
+            "directly, or trace the fake-quantized model"
+        )
+
+
+def refuse_scripting(owner: str) -> None:
+    """``torch.jit.script`` calls ``__prepare_scriptable__`` first: refuse there, in one line."""
+    raise DeployError(
+        f"{owner} cannot be scripted (torch.jit.script): its packed kernels are C++ calls "
+        "TorchScript cannot run; call the deployed model directly, or script the fake-quantized "
+        "model"
+    )
+
+
+def guarded_apply(owner: str, fn: Any, *, keep_contiguous: bool) -> Any:
+    """The tensor function a deployed module's ``_apply`` may run in place of ``fn``.
+
+    Deployed modules run float32 on the CPU; their packed state includes float64 coefficients
+    and int64 words the kernels read by address. A cast to float32 on the CPU (``.float()``,
+    ``.to(torch.float32)``, ``.cpu()``, ``share_memory()``) is allowed and leaves the float64
+    buffers as they are; any other dtype or device is refused with a :class:`DeployError`.
+    ``keep_contiguous`` restores the dense layout a ``memory_format`` change would alter.
+    """
+    try:
+        probe32 = fn(torch.zeros(1, 1, 1, 1))
+        probe64 = fn(torch.zeros(1, 1, 1, 1, dtype=torch.float64))
+    except Exception as e:  # e.g. .cuda() without CUDA
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DeployError(
+            f"{owner} runs float32 on the CPU and cannot be moved or cast ({reason}); deploy "
+            "again, or move/cast the fake-quantized model instead"
+        ) from None
+    if (
+        probe32.dtype != torch.float32
+        or probe32.device.type != "cpu"
+        or (probe64.device.type != "cpu")
+    ):
+        raise DeployError(
+            f"{owner} runs float32 on the CPU; casting or moving it to {probe32.dtype} on "
+            f"{probe32.device} is not supported (its packed kernels read float32 input and "
+            "float64 coefficients); cast the input instead, or use the fake-quantized model"
+        )
+    keep64 = probe64.dtype != torch.float64
+
+    def apply(t: torch.Tensor) -> torch.Tensor:
+        if keep64 and t.dtype == torch.float64:
+            return t
+        out = fn(t)
+        if keep_contiguous and isinstance(out, torch.Tensor) and not out.is_contiguous():
+            out = out.contiguous()
+        return out
+
+    return apply
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -137,7 +198,14 @@ class _PackedLayer(nn.Module):
         self.register_buffer("error_bound", bound)
 
     # ------------------------------------------------------------------ checks
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        return super()._apply(guarded_apply(type(self).__name__, fn, keep_contiguous=True), recurse)
+
+    def __prepare_scriptable__(self) -> Any:
+        refuse_scripting(type(self).__name__)
+
     def _check_call(self, x: torch.Tensor) -> None:
+        refuse_tracing(type(self).__name__)
         if self.training:
             raise DeployError(
                 f"{type(self).__name__} is inference only but was put in training mode; call "
@@ -190,8 +258,10 @@ class _PackedLayer(nn.Module):
     def _static_args(self) -> tuple:
         """The call's per-layer arguments (buffer addresses, geometry), rebuilt if the buffers
         moved (a copy, ``load_state_dict``)."""
-        key = (self.wbits.data_ptr(), self.coefficients.data_ptr(), self.threshold)
+        buffers = (self.wbits, self.pcw, self.coefficients, self.kernel_coefficients)
+        key = (*(b.data_ptr() for b in buffers), self.threshold)
         if getattr(self, "_static_key", None) != key:
+            self._check_buffers()
             (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
             coef, kcoef = self.coefficients, self.kernel_coefficients
             self._static = (
@@ -203,6 +273,20 @@ class _PackedLayer(nn.Module):
             self._static_key = key
         return self._static
 
+    def _check_buffers(self) -> None:
+        """The kernels read the buffers by address: refuse any that were replaced by a tensor of
+        another dtype, device or layout (``load_state_dict(assign=True)``, direct assignment)."""
+        want = {"wbits": torch.int64, "pcw": torch.int32, "coefficients": torch.float64,
+                "kernel_coefficients": torch.float32}  # fmt: skip
+        for name, dtype in want.items():
+            t = getattr(self, name)
+            if t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous():
+                raise DeployError(
+                    f"{type(self).__name__}.{name} is a {t.dtype} {t.device} tensor"
+                    f"{'' if t.is_contiguous() else ' (not contiguous)'}; the kernels need a "
+                    f"contiguous {dtype} CPU tensor: deploy the model again"
+                )
+
     def _kernel_conv(self, x: torch.Tensor, path: str) -> torch.Tensor:
         n, c, h, w = x.shape
         xl = x.permute(0, 2, 3, 1)
@@ -213,7 +297,7 @@ class _PackedLayer(nn.Module):
         oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
         ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
         if oh <= 0 or ow <= 0:
-            raise ValueError(
+            raise DeployInputError(
                 f"input of {h}x{w} is too small for kernel {self.kernel_size} with padding "
                 f"{(pt, pb, pl, pr)} and dilation {self.dilation}"
             )
@@ -291,7 +375,7 @@ class PackedConv2d(_PackedLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_call(x)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise DeployInputError(
                 f"PackedConv2d expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
         return self._conv(x)
@@ -334,7 +418,7 @@ class PackedLinear(_PackedLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_call(x)
         if x.dim() == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
+            raise DeployInputError(
                 f"PackedLinear expects input (..., {self.in_features}), got {tuple(x.shape)}"
             )
         lead = x.shape[:-1]
@@ -373,7 +457,14 @@ class InferenceMaxout(nn.Module):
             return None
         return view if view.is_contiguous() else None
 
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        return super()._apply(guarded_apply("InferenceMaxout", fn, keep_contiguous=True), recurse)
+
+    def __prepare_scriptable__(self) -> Any:
+        refuse_scripting("InferenceMaxout")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        refuse_tracing("InferenceMaxout")
         view = self._channels_last_view(x)
         path = active_kernel() if view is not None else "reference"
         if path == "reference":
@@ -395,6 +486,9 @@ __all__ = [
     "InferenceMaxout",
     "PackedConv2d",
     "PackedLinear",
+    "guarded_apply",
     "input_threshold",
+    "refuse_scripting",
+    "refuse_tracing",
     "unsupported_reason",
 ]

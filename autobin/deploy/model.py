@@ -16,8 +16,16 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
 from .build import active_kernel
-from .errors import DeployError
-from .layers import InferenceMaxout, PackedConv2d, PackedLinear, unsupported_reason
+from .errors import DeployError, DeployInputError
+from .layers import (
+    InferenceMaxout,
+    PackedConv2d,
+    PackedLinear,
+    guarded_apply,
+    refuse_scripting,
+    refuse_tracing,
+    unsupported_reason,
+)
 
 FLOAT_MODEL_ATTR = "_autobin_float_model"  # the teacher binarize() keeps; not part of a deployment
 
@@ -202,23 +210,100 @@ def _fuse_residuals(root: nn.Module) -> set[str]:
     return fused
 
 
+def _input_channels(model: nn.Module) -> int | None:
+    """Channels the model's image input must have: the first conv's input channels (the first
+    conv the fx graph applies to its input, else the first conv in module order), or None."""
+    if isinstance(model, fx.GraphModule):
+        placeholders = [n for n in model.graph.nodes if n.op == "placeholder"]
+        if placeholders:
+            for user in placeholders[0].users:
+                if user.op == "call_module":
+                    first = model.get_submodule(user.target)
+                    if isinstance(first, nn.Conv2d):
+                        return int(first.in_channels)
+            return None
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, PackedConv2d)):
+            return int(m.in_channels)
+        if isinstance(m, (nn.Linear, PackedLinear)):
+            return None
+    return None
+
+
 class DeployedModel(nn.Module):
     """Inference-only model whose binary layers run packed XNOR/popcount kernels.
 
-    Call it like the source model. Tensor inputs must not require grad; 4-D float inputs are
-    made channels-last (the packed kernels read and write that layout). Outputs equal the
-    source model's eval-mode outputs up to float rounding (see :mod:`autobin.deploy`).
+    Call it like the source model, on a float32 CPU batch ``(N, C, H, W)`` (other input is
+    refused with a :class:`~autobin.deploy.errors.DeployInputError` naming the fix). Tensor
+    inputs must not require grad; 4-D float inputs are made channels-last (the packed kernels
+    read and write that layout). Outputs equal the source model's eval-mode outputs up to float
+    rounding (see :mod:`autobin.deploy`).
+
+    NaN or infinite input is refused: the kernels binarize by comparison, where NaN has no sign,
+    so the output would be finite and differ from the fake-quantized model's (which propagates
+    NaN). ``.float()``, ``.to(torch.float32)``, ``.cpu()`` leave the model as it is; other casts
+    and moves, ``torch.jit.trace`` and ``torch.jit.script`` are refused in one line.
 
     Attributes:
         model: the rewritten module.
         summary: the :class:`DeploySummary`.
+        input_channels: the channels an image input must have (None: not checked).
     """
 
     def __init__(self, model: nn.Module, summary: DeploySummary) -> None:
         super().__init__()
         self.model = model
         self.summary = summary
+        self.input_channels = _input_channels(model)
         super().train(False)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        return super()._apply(guarded_apply("a deployed model", fn, keep_contiguous=False), recurse)
+
+    def __prepare_scriptable__(self) -> Any:
+        refuse_scripting("a deployed model")
+
+    def _check_image(self, x: torch.Tensor) -> None:
+        """One-line errors for the first positional input (the image batch)."""
+        shape = tuple(x.shape)
+        if not x.is_floating_point():
+            raise DeployInputError(
+                f"the deployed model expects a float32 image batch, got a {x.dtype} tensor of "
+                f"shape {shape}; convert it with x.float() (scaled as in training)"
+            )
+        if x.dtype != torch.float32 or x.device.type != "cpu":
+            raise DeployInputError(
+                f"the deployed model runs float32 on the CPU, got a {x.dtype} tensor on "
+                f"{x.device}; pass x.float().cpu()"
+            )
+        c = self.input_channels
+        if c is None:
+            return
+        if x.dim() == 3 and shape[0] == c:
+            raise DeployInputError(
+                f"the deployed model expects a batch (N, {c}, H, W), got one unbatched image of "
+                f"shape {shape}; pass x.unsqueeze(0)"
+            )
+        if x.dim() != 4 or shape[1] != c:
+            raise DeployInputError(
+                f"the deployed model expects a batch (N, {c}, H, W), got shape {shape}; give "
+                f"it {c}-channel images"
+            )
+
+    def _check_finite(self, values: list[Any]) -> None:
+        for v in values:
+            if (
+                isinstance(v, torch.Tensor)
+                and v.is_floating_point()
+                and not bool(torch.isfinite(v).all())
+            ):
+                bad = ~torch.isfinite(v)
+                first = tuple(int(i) for i in bad.nonzero()[0])
+                raise DeployInputError(
+                    f"the input holds {int(bad.sum())} NaN or infinite values (first at index "
+                    f"{first}); the packed kernels binarize by comparison, where NaN has no "
+                    "sign, so the output would be wrong: clean or drop those inputs"
+                )
 
     def train(self, mode: bool = True) -> DeployedModel:
         if mode:
@@ -229,7 +314,11 @@ class DeployedModel(nn.Module):
         return super().train(False)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        refuse_tracing("a deployed model")
         values = [*args, *kwargs.values()]
+        if args and isinstance(args[0], torch.Tensor):
+            self._check_image(args[0])
+        self._check_finite(values)
         for v in values:
             if isinstance(v, torch.Tensor) and v.requires_grad:
                 raise DeployError(

@@ -30,3 +30,35 @@ def test_bench_table_and_bad_arguments(capsys):
     assert "kernel path reference" in out and "end to end" in out and "glue" in out
     assert main([*argv, "--kernel", "avx9"]) == 2
     assert "unknown kernel path 'avx9'" in capsys.readouterr().err
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bench_refuses_non_positive_sizes_in_one_line(capsys):
+    import pytest
+
+    for bad in (["--input-size", "0", "32"], ["--input-size", "32", "-4"], ["--batch", "0"],
+                ["--reps", "-1"], ["--threads", "0"], ["--num-classes", "0"]):  # fmt: skip
+        with pytest.raises(SystemExit) as info:
+            main(["bench", "resnet18", *bad])
+        assert info.value.code == 2  # argparse: its usage, then one error line
+        assert "must be a positive integer" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_bench_refuses_a_recipe_that_binarizes_nothing_and_a_config_file(capsys, tmp_path):
+    recipe = tmp_path / "nothing.yaml"
+    recipe.write_text(
+        "schema_version: 1\nname: nothing\nrules:\n  - name: all-float\n    match: {type: conv}\n"
+        "    action: float\n    reason: keep every conv float\n"
+    )
+    argv = ["bench", "resnet18", "--input-size", "32", "32", "--reps", "1"]
+    assert main([*argv, "--recipe", str(recipe)]) == 2
+    assert "binarizes no layer of resnet18" in _one_error_line(capsys)
+    config = tmp_path / "retinanet_bin.py"
+    config.write_text("model = dict(type='RetinaNet')\n")
+    assert main(["bench", str(config)]) == 2
+    assert "looks like a config file" in _one_error_line(capsys)
