@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .build import active_kernel
+from .float_parts import Int8Conv2d
 from .errors import DeployError
 from .layers import InferenceMaxout, PackedConv2d, PackedLinear
 from .model import DeployedModel, deploy
@@ -37,7 +38,7 @@ def median_time(fn: Callable[[], Any], *, reps: int = 10, warmup: int = 2,
 def _leaves(model: nn.Module) -> dict[str, nn.Module]:
     """Modules timed as one layer: childless ones and the deploy modules (whose children, such
     as the original Maxout kept inside an InferenceMaxout, do not run)."""
-    whole = (PackedConv2d, PackedLinear, InferenceMaxout)
+    whole = (PackedConv2d, PackedLinear, InferenceMaxout, Int8Conv2d)
     out: dict[str, nn.Module] = {}
     inside: list[str] = []
     for name, m in model.named_modules():
@@ -108,9 +109,8 @@ class ModelBench:
         for name, t in self.layers.items():
             d = t.get("deployed", 0.0)
             kind = self.kinds.get(name, "other")
-            key = {"packed": "packed binary layers", "float": "float conv/linear"}.get(
-                kind, "other modules"
-            )
+            key = {"packed": "packed binary layers", "float": "float conv/linear",
+                   "int8": "float conv/linear"}.get(kind, "other modules")  # fmt: skip
             parts[key] += d
         parts["  of which input packing"] = self.packing
         parts["glue (outside modules)"] = max(0.0, self.total["deployed"] - sum(
@@ -161,6 +161,8 @@ def _kind(module: nn.Module) -> str:
 
     if isinstance(module, (PackedConv2d, PackedLinear)):
         return "packed"
+    if isinstance(module, Int8Conv2d):
+        return "int8"
     if isinstance(module, BinaryLayer):
         return "binary"
     if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -236,15 +238,17 @@ def bench_models(
 def _packing_time(
     fast: DeployedModel, x: torch.Tensor, reps: int, clock: Callable[[], float]
 ) -> float:
-    """Total time the packed layers spend binarizing and bit-packing their inputs."""
+    """Total time the packed layers spend binarizing and bit-packing their inputs (those whose
+    producer does not hand them packed bits already)."""
     path = active_kernel()
     if path == "reference":
         return 0.0
+    prepacked = set(fast.summary.packs_next.values())
     inputs: dict[str, torch.Tensor] = {}
     hooks = [
         m.register_forward_pre_hook(lambda mod, a, n=n: inputs.__setitem__(n, a[0]))
         for n, m in fast.model.named_modules()
-        if isinstance(m, PackedConv2d)
+        if isinstance(m, PackedConv2d) and n not in prepacked
     ]
     try:
         fast(x)

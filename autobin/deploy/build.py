@@ -49,10 +49,11 @@ SOURCE = Path(__file__).with_name("kernel.cpp")
 CXX_FLAGS: tuple[str, ...] = ("-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp")
 ENV_KERNEL = "AUTOBIN_KERNEL"
 ENV_CACHE = "AUTOBIN_CACHE_DIR"
-ABI_VERSION = 2
+ABI_VERSION = 5
 """What ``autobin_abi_version()`` in ``kernel.cpp`` returns; another value means rebuild."""
 _SYMBOLS = ("autobin_abi_version", "autobin_cpu_features", "autobin_pack", "autobin_packed_conv",
-            "autobin_maxout", "autobin_conv")  # fmt: skip
+            "autobin_maxout", "autobin_conv", "autobin_int8_conv", "autobin_run_plan",
+            "autobin_plan_op_size")  # fmt: skip
 
 
 class KernelFallbackWarning(RuntimeWarning):
@@ -156,12 +157,19 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.autobin_pack.argtypes = [ptr, i64, i64, i64, f32, i32, i32, ptr, ptr]
     lib.autobin_packed_conv.restype = None
     lib.autobin_packed_conv.argtypes = [ptr, *[i64] * 7, i32, i32, i32, ptr, i64, i64, f32,
-                                        ptr, ptr, *[i64] * 7, *[ptr] * 6]  # fmt: skip
+                                        ptr, ptr, *[i64] * 7, *[ptr] * 6,
+                                        *[ptr] * 5, i64, f32, ptr, ptr]  # fmt: skip
     lib.autobin_maxout.restype = None
     lib.autobin_maxout.argtypes = [ptr, i64, i64, ptr, ptr, i32, ptr]
+    lib.autobin_int8_conv.restype = i32
+    lib.autobin_int8_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, i64, *[ptr] * 5, i32, ptr]
+    lib.autobin_run_plan.restype = i32
+    lib.autobin_run_plan.argtypes = [ptr, i64, i64, ptr, ptr, i32, i32]
+    lib.autobin_plan_op_size.restype = i64
+    lib.autobin_plan_op_size.argtypes = []
     lib.autobin_conv.restype = None
     lib.autobin_conv.argtypes = [ptr, ptr, *[i64] * 5, ptr, ptr, *[i64] * 11, *[ptr] * 7,
-                                 i32, i32, ptr]  # fmt: skip
+                                 i32, i32, ptr, *[ptr] * 3, i64, f32, ptr, ptr]  # fmt: skip
 
 
 def load_library() -> ctypes.CDLL:
@@ -201,6 +209,14 @@ def _supported_compiled() -> list[str]:
     except DeployError:
         return []
     return [p for p in ("avx512", "avx2") if features & _FEATURE_BITS[p]] + ["portable"]
+
+
+def cpu_has_vnni() -> bool:
+    """Whether the kernel library is loaded and the CPU has AVX-512 VNNI (int8 float parts)."""
+    try:
+        return bool(load_library().autobin_cpu_features() & 4)
+    except DeployError:
+        return False
 
 
 def available_kernels() -> list[str]:
@@ -285,6 +301,7 @@ __all__ = [
     "active_kernel",
     "available_kernels",
     "cache_dir",
+    "cpu_has_vnni",
     "load_library",
     "requested_kernel",
     "use_kernel",

@@ -171,6 +171,9 @@ class _PackedLayer(nn.Module):
         self.method, self.act_form = layer.method, layer.act_form
         self.folded_norm = norm is not None
         self.residual = False
+        self.fused_maxout: InferenceMaxout | None = None
+        self.adds_extra = False
+        self.next_input: tuple[float, int] | None = None
         out = self.out_channels
         signs = signs.detach().cpu().to(torch.bool).reshape(out, -1, *self.kernel_size)
         self.register_buffer("wbits", pack_weight_signs(signs, self.groups))
@@ -287,7 +290,39 @@ class _PackedLayer(nn.Module):
                     f"contiguous {dtype} CPU tensor: deploy the model again"
                 )
 
-    def _kernel_conv(self, x: torch.Tensor, path: str) -> torch.Tensor:
+    def fuse_glue(
+        self,
+        *,
+        maxout: InferenceMaxout | None = None,
+        adds_extra: bool = False,
+        next_input: tuple[float, int] | None = None,
+    ) -> None:
+        """Take over the glue after this layer (see :func:`autobin.deploy.model.deploy`).
+
+        Args:
+            maxout: a Maxout over the output channels, applied in the epilogue.
+            adds_extra: ``forward(x, extra)`` adds ``extra`` (shaped like the output) before
+                the Maxout: the graph's shortcut add.
+            next_input: ``(threshold, groups)`` of the packed layer that consumes the output:
+                the epilogue also writes the output binarized and bit-packed for it.
+        """
+        self.fused_maxout = maxout
+        self.adds_extra = bool(adds_extra)
+        self.next_input = next_input
+
+    def _packed_input(self, x: torch.Tensor) -> tuple[int, int]:
+        """Addresses of ``x`` already packed for this layer by the producer's epilogue, or 0."""
+        bits = getattr(x, "_autobin_bits", None)
+        if bits is None:
+            return 0, 0
+        version, threshold, groups, act, sa = bits
+        if version != x._version or threshold != self.threshold or groups != self.groups:
+            return 0, 0  # changed in place since, or packed for another layer
+        return act.data_ptr(), sa.data_ptr()
+
+    def _kernel_conv(
+        self, x: torch.Tensor, path: str, extra: torch.Tensor | None = None, glue: bool = True
+    ) -> torch.Tensor:
         n, c, h, w = x.shape
         xl = x.permute(0, 2, 3, 1)
         if not xl.is_contiguous():
@@ -308,18 +343,64 @@ class _PackedLayer(nn.Module):
                 f"for input {(c, h, w)}"
             )
         out = torch.empty((n, oh, ow, o), dtype=torch.float32)
+        extra_ptr = 0
+        if extra is not None:
+            el = extra.permute(0, 2, 3, 1)
+            if not el.is_contiguous():
+                el = el.contiguous()
+            extra_ptr = el.data_ptr()
+        gp = gn = 0
+        if glue and self.fused_maxout is not None:
+            gp = self.fused_maxout.gamma_pos.data_ptr()
+            gn = self.fused_maxout.gamma_neg.data_ptr()
+        next_thr, next_groups, nact, nsa = 0.0, 0, None, None
+        if glue and self.next_input is not None:
+            next_thr, next_groups = self.next_input
+            words = n * oh * ow * next_groups * ((o // next_groups + 63) // 64)
+            nact = torch.empty((words,), dtype=torch.int64)
+            nsa = torch.empty((n * oh * ow * next_groups,), dtype=torch.int32)
+        in_act, in_sa = self._packed_input(x)
         load_library().autobin_packed_conv(
             xl.data_ptr(), n, h, w, pt, pl, oh, ow, int(self.residual), path_code(path),
-            torch.get_num_threads(), out.data_ptr(), *self._static_args(),
+            torch.get_num_threads(), out.data_ptr(), *self._static_args(), in_act, in_sa,
+            extra_ptr, gp, gn, next_groups, next_thr,
+            0 if nact is None else nact.data_ptr(), 0 if nsa is None else nsa.data_ptr(),
         )  # fmt: skip
-        return out.permute(0, 3, 1, 2)
+        y = out.permute(0, 3, 1, 2)
+        if nact is not None:
+            y._autobin_bits = (y._version, next_thr, next_groups, nact, nsa)
+        return y
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's own output (with its fused residual), without the fused glue."""
         path = active_kernel()
         if path == "reference" or x.dtype != torch.float32 or x.device.type != "cpu":
             y = packed_conv_reference(self, x)
             return y + x if self.residual else y
-        return self._kernel_conv(x, path)
+        return self._kernel_conv(x, path, glue=False)
+
+    def _conv_with_glue(self, x: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        """The layer's output, ``+ extra``, through the fused Maxout; the kernel does it all in
+        its epilogue where it can, else the same steps run one by one (same values)."""
+        path = active_kernel()
+        kernel = path != "reference" and x.dtype == torch.float32 and x.device.type == "cpu"
+        if kernel and extra is not None:
+            o, (oh, ow) = self.out_channels, self._output_size(x)
+            kernel = extra.shape == (x.shape[0], o, oh, ow) and extra.dtype == torch.float32
+        if kernel:
+            return self._kernel_conv(x, path, extra)
+        y = self._conv(x)
+        if extra is not None:
+            y = y + extra
+        return self.fused_maxout(y) if self.fused_maxout is not None else y
+
+    def _output_size(self, x: torch.Tensor) -> tuple[int, int]:
+        h, w = x.shape[-2:]
+        pt, pb, pl, pr = self.paddings(h, w)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        return (h + pt + pb - dh * (kh - 1) - 1) // sh + 1, (
+            w + pl + pr - dw * (kw - 1) - 1
+        ) // sw + 1
 
     def packed_bytes(self) -> int:
         """Bytes of this layer's state (packed weights, tap counts, coefficients)."""
@@ -328,7 +409,10 @@ class _PackedLayer(nn.Module):
     def _packed_repr(self) -> str:
         bn = ", bn folded" if self.folded_norm else ""
         res = ", + input" if self.residual else ""
-        return f"method={self.method}, threshold={self.threshold:.4g}{bn}{res}"
+        glue = ", + extra" if self.adds_extra else ""
+        glue += ", maxout" if self.fused_maxout is not None else ""
+        glue += ", packs next input" if self.next_input is not None else ""
+        return f"method={self.method}, threshold={self.threshold:.4g}{bn}{res}{glue}"
 
 
 class PackedConv2d(_PackedLayer):
@@ -372,13 +456,26 @@ class PackedConv2d(_PackedLayer):
         self.residual = bool(residual)
         self.eval()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         self._check_call(x)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise DeployInputError(
                 f"PackedConv2d expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        return self._conv(x)
+        if (extra is not None) != self.adds_extra:
+            raise DeployError(
+                "PackedConv2d: a second input is "
+                + ("required (its fused shortcut add)" if self.adds_extra else "not expected")
+            )
+        if self.fused_maxout is None and extra is None and self.next_input is None:
+            return self._conv(x)
+        return self._conv_with_glue(x, extra)
+
+    def conv_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's own output (BatchNorm and residual included), without the fused glue."""
+        self._check_call(x)
+        with torch.no_grad():
+            return self._conv(x)
 
     def extra_repr(self) -> str:
         pad = "dynamic-same" if self.padding is None else self.padding

@@ -17,6 +17,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
 from .build import active_kernel
 from .errors import DeployError, DeployInputError
+from .float_parts import Int8Conv2d, check_float_parts, choose_int8
+from .plan import compile_chains
 from .layers import (
     InferenceMaxout,
     PackedConv2d,
@@ -47,6 +49,14 @@ class DeploySummary:
         float_folded_norms: ``{float conv path: BatchNorm path}`` folded into a float conv.
         maxouts: paths of the Maxouts now run by the compiled kernel (:class:`InferenceMaxout`).
         residuals: packed convs that add their input (fused Bi-Real shortcuts).
+        fused_maxouts: ``{packed conv path: Maxout path}`` Maxouts done in the conv's epilogue.
+        fused_adds: packed convs that also add the graph's shortcut (``conv(x) + r``) there.
+        packs_next: ``{packed conv path: consumer path}``: the epilogue writes the output
+            binarized and bit-packed for the next packed layer, which then skips packing.
+        int8_layers: ``{float conv path: relative weight quantization error}`` of the float
+            convs run in int8 (:mod:`autobin.deploy.float_parts`).
+        float_parts: the ``float_parts`` choice deploy was given.
+        compiled_chains: module paths of each run of layers executed by one C++ call.
         kept: ``{path: reason}`` binary layers left fake-quantized (not packable).
         state_bytes: bytes of the deployed model's parameters and buffers.
         float_state_bytes: bytes of the source model's parameters and buffers as float32.
@@ -57,6 +67,12 @@ class DeploySummary:
     float_folded_norms: dict[str, str] = field(default_factory=dict)
     maxouts: list[str] = field(default_factory=list)
     residuals: list[str] = field(default_factory=list)
+    fused_maxouts: dict[str, str] = field(default_factory=dict)
+    fused_adds: list[str] = field(default_factory=list)
+    packs_next: dict[str, str] = field(default_factory=dict)
+    int8_layers: dict[str, float] = field(default_factory=dict)
+    float_parts: str = "fp32"
+    compiled_chains: list[list[str]] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)
     state_bytes: int = 0
     float_state_bytes: int = 0
@@ -67,7 +83,11 @@ class DeploySummary:
             f"packed binary layers: {len(self.packed)} (BatchNorm folded into "
             f"{len(self.folded_norms)}, shortcut fused into {len(self.residuals)}), BatchNorm "
             f"folded into {len(self.float_folded_norms)} float convs, {len(self.maxouts)} Maxouts "
-            f"compiled; kernel path: {active_kernel()}",
+            f"compiled; fused glue: {len(self.fused_maxouts)} Maxouts and {len(self.fused_adds)} "
+            f"shortcut adds in conv epilogues, {len(self.packs_next)} outputs packed for the next "
+            f"layer there; float parts ({self.float_parts}): {len(self.int8_layers)} convs in "
+            f"int8; {sum(map(len, self.compiled_chains))} layers run by "
+            f"{len(self.compiled_chains)} C++ call(s); kernel path: {active_kernel()}",
             f"parameter and buffer bytes: {self.state_bytes:,} deployed vs "
             f"{self.float_state_bytes:,} float32 ({ratio:.1f}x smaller)",
         ]
@@ -230,6 +250,132 @@ def _input_channels(model: nn.Module) -> int | None:
     return None
 
 
+def _drop_identities(gm: fx.GraphModule) -> bool:
+    """Remove calls of ``nn.Identity`` (timm's drop_block/aa placeholders) from a graph."""
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and type(gm.get_submodule(node.target)) is nn.Identity:
+            if len(node.args) == 1 and not node.kwargs and isinstance(node.args[0], fx.Node):
+                node.replace_all_uses_with(node.args[0])
+                gm.graph.erase_node(node)
+                changed = True
+    return changed
+
+
+def _channel_maxout(module: nn.Module, channels: int) -> bool:
+    """An InferenceMaxout over dim 1 of a 4-D tensor with ``channels`` channels."""
+    if not isinstance(module, InferenceMaxout) or module.num_channels != channels:
+        return False
+    dim = module.maxout.channel_dim
+    return dim is None or dim % 4 == 1
+
+
+def _fuse_glue(root: nn.Module, summary: DeploySummary) -> None:
+    """Move the glue after packed convs into their epilogues (fx graphs only).
+
+    ``conv -> [+ r] -> Maxout`` becomes one call ``conv(x, r)`` whose kernel adds ``r`` and
+    applies the Maxout per output pixel; and a packed conv whose output feeds another packed
+    conv directly writes that output binarized and bit-packed for it as well. Every step keeps
+    the rounding of the module it replaces, so the values are those of the unfused model.
+    """
+    for prefix, gm in list(root.named_modules()):
+        if not isinstance(gm, fx.GraphModule):
+            continue
+        changed = _drop_identities(gm)
+        calls: dict[str, int] = {}
+        for node in gm.graph.nodes:
+            if node.op == "call_module":
+                calls[node.target] = calls.get(node.target, 0) + 1
+        for node in list(gm.graph.nodes):
+            if node.op != "call_module" or calls[node.target] != 1 or len(node.users) != 1:
+                continue
+            conv = gm.get_submodule(node.target)
+            if type(conv) is not PackedConv2d or conv.fused_maxout is not None:
+                continue
+            (user,) = node.users
+            extra = None
+            if (
+                user.op == "call_function" and user.target in _ADDS and not user.kwargs
+                and len(user.args) == 2 and len(user.users) == 1
+            ):  # fmt: skip
+                others = [a for a in user.args if a is not node]
+                if len(others) == 1 and isinstance(others[0], fx.Node):
+                    extra, add = others[0], user
+                    (user,) = user.users
+            if user.op != "call_module" or calls.get(user.target) != 1:
+                continue
+            maxout = gm.get_submodule(user.target)
+            if not _channel_maxout(maxout, conv.out_channels):
+                continue
+            conv.fuse_glue(maxout=maxout, adds_extra=extra is not None)
+            if extra is not None:
+                add.prepend(node)  # after the shortcut's own computation
+                node.args = (node.args[0], extra)
+                add.replace_all_uses_with(node)
+                gm.graph.erase_node(add)
+                summary.fused_adds.append(_join(prefix, node.target))
+            user.replace_all_uses_with(node)
+            gm.graph.erase_node(user)
+            summary.fused_maxouts[_join(prefix, node.target)] = _join(prefix, user.target)
+            changed = True
+        for node in gm.graph.nodes:
+            if node.op != "call_module" or type(gm.get_submodule(node.target)) is not PackedConv2d:
+                continue
+            for user in node.users:
+                consumer = gm.get_submodule(user.target) if user.op == "call_module" else None
+                if type(consumer) is PackedConv2d and user.args[0] is node:
+                    producer = gm.get_submodule(node.target)
+                    producer.fuse_glue(
+                        maxout=producer.fused_maxout, adds_extra=producer.adds_extra,
+                        next_input=(consumer.threshold, consumer.groups),
+                    )  # fmt: skip
+                    summary.packs_next[_join(prefix, node.target)] = _join(prefix, user.target)
+                    break
+        if changed:
+            gm.graph.lint()
+            gm.recompile()
+
+
+def _int8_float_parts(root: nn.Module, summary: DeploySummary, float_parts: str) -> None:
+    """Replace the float convs ``float_parts`` selects by :class:`Int8Conv2d`; in fx graphs a
+    channel Maxout right after one is done in its epilogue."""
+    for prefix, gm in list(root.named_modules()):
+        if not isinstance(gm, fx.GraphModule):
+            continue
+        calls: dict[str, int] = {}
+        for node in gm.graph.nodes:
+            if node.op == "call_module":
+                calls[node.target] = calls.get(node.target, 0) + 1
+        changed = False
+        for node in list(gm.graph.nodes):
+            if node.op != "call_module" or calls[node.target] != 1 or len(node.users) != 1:
+                continue
+            conv = gm.get_submodule(node.target)
+            if type(conv) is not nn.Conv2d or not choose_int8(conv, float_parts):
+                continue
+            (user,) = node.users
+            maxout = None
+            if user.op == "call_module" and calls.get(user.target) == 1:
+                candidate = gm.get_submodule(user.target)
+                if _channel_maxout(candidate, conv.out_channels):
+                    maxout = candidate
+                    user.replace_all_uses_with(node)
+                    gm.graph.erase_node(user)
+                    summary.fused_maxouts[_join(prefix, node.target)] = _join(prefix, user.target)
+                    changed = True
+            layer = Int8Conv2d(conv, maxout)
+            _set_module(gm, node.target, layer)
+            summary.int8_layers[_join(prefix, node.target)] = layer.weight_error
+        if changed:
+            gm.graph.lint()
+            gm.recompile()
+    for name, m in list(root.named_modules()):
+        if type(m) is nn.Conv2d and choose_int8(m, float_parts):
+            layer = Int8Conv2d(m)
+            _set_module(root, name, layer)
+            summary.int8_layers[name] = layer.weight_error
+
+
 class DeployedModel(nn.Module):
     """Inference-only model whose binary layers run packed XNOR/popcount kernels.
 
@@ -292,9 +438,11 @@ class DeployedModel(nn.Module):
 
     def _check_finite(self, values: list[Any]) -> None:
         for v in values:
+            # a sum is non-finite when any value is (or it overflows: then check exactly)
             if (
                 isinstance(v, torch.Tensor)
                 and v.is_floating_point()
+                and not bool(torch.isfinite(v.sum()))
                 and not bool(torch.isfinite(v).all())
             ):
                 bad = ~torch.isfinite(v)
@@ -353,6 +501,9 @@ def deploy(
     *,
     fold_norms: bool = True,
     fuse_residuals: bool = True,
+    fuse_glue: bool = True,
+    float_parts: str = "auto",
+    compile_graph: bool = True,
     weight_signs: WeightSigns | None = None,
 ) -> nn.Module:
     """Inference-only copy of a binarized model with packed binary layers.
@@ -370,6 +521,15 @@ def deploy(
         fold_norms: fold BatchNorms into the packed layers where the graph allows.
         fuse_residuals: let a packed conv add its own input where the graph adds it right
             after the conv (and its folded BatchNorm): the Bi-Real shortcut.
+        fuse_glue: do a Maxout (and a shortcut add before it) that follows a packed conv in
+            the conv's epilogue, and let a packed conv write its output already bit-packed for
+            a packed conv that consumes it (same values: each step keeps its rounding).
+        float_parts: ``"auto"`` (int8 for the float convs that pass the accuracy check where
+            the CPU has AVX-512 VNNI), ``"fp32"`` (float32: the fake-quantized model's values
+            within the documented bound) or ``"int8"``; see
+            :mod:`autobin.deploy.float_parts`.
+        compile_graph: run each run of consecutive packed/int8 convs and max pools in fx
+            graphs by one C++ call (:mod:`autobin.deploy.plan`; same values).
         weight_signs: binary weights by layer path, used instead of the layers' own (the zoo
             passes its stored packed signs, so they are packed without a float detour).
 
@@ -382,6 +542,7 @@ def deploy(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"deploy expects an nn.Module, got {type(model).__name__}")
+    check_float_parts(float_parts)
     if isinstance(model, DeployedModel):
         return model
     layers = {n: m for n, m in model.named_modules() if isinstance(m, BinaryLayer)}
@@ -403,7 +564,9 @@ def deploy(
     work = _deepcopy(model, memo)
     if FLOAT_MODEL_ATTR in work.__dict__:
         object.__delattr__(work, FLOAT_MODEL_ATTR)
-    summary = DeploySummary(float_state_bytes=_state_bytes(model, as_float32=True))
+    summary = DeploySummary(
+        float_state_bytes=_state_bytes(model, as_float32=True), float_parts=float_parts
+    )
     folded = _fold_norms(work, summary) if fold_norms else {}
     residuals = _fuse_residuals(work) if fuse_residuals else set()
     for name, layer in [(n, m) for n, m in work.named_modules() if isinstance(m, BinaryLayer)]:
@@ -430,6 +593,12 @@ def deploy(
     for name, m in [(n, m) for n, m in work.named_modules() if isinstance(m, Maxout)]:
         _set_module(work, name, InferenceMaxout(m))
         summary.maxouts.append(name)
+    if fuse_glue:
+        _fuse_glue(work, summary)
+    if float_parts != "fp32":
+        _int8_float_parts(work, summary, float_parts)
+    if compile_graph:
+        summary.compiled_chains = compile_chains(work)
     for p in work.parameters():
         p.requires_grad_(False)
     work.eval()
