@@ -41,6 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="'thread': CPU time of the calling thread (only with --threads 1; a busy machine "
         "does not inflate it)",
     )  # fmt: skip
+    p.add_argument(
+        "--float-parts", choices=["auto", "fp32", "int8", "bf16"], default="auto",
+        help="the deployed model's float convs: auto (int8 stem, bf16 elsewhere, where the CPU "
+        "has the instructions), fp32 (exact), int8 or bf16",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the timings as JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -76,6 +81,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             input_size=tuple(args.input_size) if args.input_size else None,
             reps=args.reps,
             clock=args.clock,
+            float_parts=args.float_parts,
             **kwargs,
         )
     if args.json:

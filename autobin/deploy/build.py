@@ -49,11 +49,11 @@ SOURCE = Path(__file__).with_name("kernel.cpp")
 CXX_FLAGS: tuple[str, ...] = ("-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp")
 ENV_KERNEL = "AUTOBIN_KERNEL"
 ENV_CACHE = "AUTOBIN_CACHE_DIR"
-ABI_VERSION = 5
+ABI_VERSION = 6
 """What ``autobin_abi_version()`` in ``kernel.cpp`` returns; another value means rebuild."""
 _SYMBOLS = ("autobin_abi_version", "autobin_cpu_features", "autobin_pack", "autobin_packed_conv",
-            "autobin_maxout", "autobin_conv", "autobin_int8_conv", "autobin_run_plan",
-            "autobin_plan_op_size")  # fmt: skip
+            "autobin_maxout", "autobin_conv", "autobin_int8_conv", "autobin_bf16_conv",
+            "autobin_run_plan", "autobin_plan_op_size")  # fmt: skip
 
 
 class KernelFallbackWarning(RuntimeWarning):
@@ -163,6 +163,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.autobin_maxout.argtypes = [ptr, i64, i64, ptr, ptr, i32, ptr]
     lib.autobin_int8_conv.restype = i32
     lib.autobin_int8_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, i64, *[ptr] * 5, i32, ptr]
+    lib.autobin_bf16_conv.restype = i32
+    lib.autobin_bf16_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, i64, *[ptr] * 3, i32, ptr]
     lib.autobin_run_plan.restype = i32
     lib.autobin_run_plan.argtypes = [ptr, i64, i64, ptr, ptr, i32, i32]
     lib.autobin_plan_op_size.restype = i64
@@ -215,6 +217,14 @@ def cpu_has_vnni() -> bool:
     """Whether the kernel library is loaded and the CPU has AVX-512 VNNI (int8 float parts)."""
     try:
         return bool(load_library().autobin_cpu_features() & 4)
+    except DeployError:
+        return False
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the kernel library is loaded and the CPU has AVX-512 BF16 (bf16 float parts)."""
+    try:
+        return bool(load_library().autobin_cpu_features() & 8)
     except DeployError:
         return False
 
@@ -301,6 +311,7 @@ __all__ = [
     "active_kernel",
     "available_kernels",
     "cache_dir",
+    "cpu_has_bf16",
     "cpu_has_vnni",
     "load_library",
     "requested_kernel",

@@ -432,6 +432,89 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void maxpool_row(
     }
   }
 }
+
+// ------------------------------------------------------------------ bf16 float-part conv
+// The same scheme in bfloat16 (AVX-512 BF16): the input rounded to bf16 (nearest even), the
+// weights stored in bf16 as wb[kh][r2][op][2] (pairs of consecutive row values, r2 pairs per
+// kernel row, op = O rounded up to 64); vdpbf16ps adds the two products of a pair (exact in
+// float32) to a float32 accumulator per output channel. y = acc + bias (then the Maxout).
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_convert_row(const float* x,
+                                                                              int64_t n,
+                                                                              uint16_t* q) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
+    std::memcpy(q + i, &v, 32);
+  }
+  if (i < n) {
+    const __mmask16 live = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(live, x + i));
+    uint16_t tmp[16];
+    std::memcpy(tmp, &v, 32);
+    std::memcpy(q + i, tmp, static_cast<size_t>(n - i) * 2);
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_conv_image(
+    const uint16_t* img, int64_t wp, int64_t c, int64_t kh, int64_t sh, int64_t sw,
+    int64_t oh_size, int64_t ow_size, const uint16_t* wb, int64_t r2, int64_t o, int64_t op,
+    const float* bias, const float* gp, const float* gn, int nthreads, float* out) {
+  const int64_t nblk = (ow_size + kQPix - 1) / kQPix;
+  const int64_t items = oh_size * nblk;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t oy = item / nblk, ox0 = (item % nblk) * kQPix;
+    const int npix = static_cast<int>(std::min<int64_t>(kQPix, ow_size - ox0));
+    const uint16_t* base = img + ((oy * sh) * wp + ox0 * sw) * c;
+    for (int64_t oc0 = 0; oc0 < op; oc0 += 64) {
+      __m512 acc[kQPix][4];
+      for (int p = 0; p < kQPix; ++p)
+        for (int v = 0; v < 4; ++v) acc[p][v] = _mm512_setzero_ps();
+      for (int64_t i = 0; i < kh; ++i) {
+        const uint16_t* row = base + i * wp * c;
+        const uint16_t* wrow = wb + (i * r2 * op + oc0) * 2;
+        for (int64_t d = 0; d < r2; ++d) {
+          const uint16_t* wl = wrow + d * op * 2;
+          const __m512bh w0 = (__m512bh)_mm512_loadu_si512(wl);
+          const __m512bh w1 = (__m512bh)_mm512_loadu_si512(wl + 32);
+          const __m512bh w2 = (__m512bh)_mm512_loadu_si512(wl + 64);
+          const __m512bh w3 = (__m512bh)_mm512_loadu_si512(wl + 96);
+#pragma GCC unroll 6
+          for (int p = 0; p < kQPix; ++p) {
+            int32_t word;
+            std::memcpy(&word, row + p * sw * c + 2 * d, 4);
+            const __m512bh a = (__m512bh)_mm512_set1_epi32(word);
+            acc[p][0] = _mm512_dpbf16_ps(acc[p][0], a, w0);
+            acc[p][1] = _mm512_dpbf16_ps(acc[p][1], a, w1);
+            acc[p][2] = _mm512_dpbf16_ps(acc[p][2], a, w2);
+            acc[p][3] = _mm512_dpbf16_ps(acc[p][3], a, w3);
+          }
+        }
+      }
+      for (int v = 0; v < 4; ++v) {
+        const int64_t o0 = oc0 + 16 * v;
+        const int64_t live_n = std::min<int64_t>(16, o - o0);
+        if (live_n <= 0) break;
+        const __mmask16 live =
+            static_cast<__mmask16>(live_n == 16 ? 0xffff : ((1u << live_n) - 1));
+        const __m512 bi = _mm512_maskz_loadu_ps(live, bias + o0);
+        __m512 pos = _mm512_setzero_ps(), neg = pos;
+        if (gp) {
+          pos = _mm512_maskz_loadu_ps(live, gp + o0);
+          neg = _mm512_maskz_loadu_ps(live, gn + o0);
+        }
+        for (int p = 0; p < npix; ++p) {
+          __m512 y = _mm512_add_ps(acc[p][v], bi);
+          if (gp) {
+            const __mmask16 ge = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GE_OQ);
+            y = _mm512_mul_ps(y, _mm512_mask_blend_ps(ge, neg, pos));
+          }
+          _mm512_mask_storeu_ps(out + ((oy * ow_size) + ox0 + p) * o + o0, live, y);
+        }
+      }
+    }
+  }
+}
 }  // namespace
 
 extern "C" {
@@ -449,10 +532,10 @@ void autobin_maxout(const float* x, int64_t npix, int64_t c, const float* gp, co
 }
 
 // The ABI version: autobin/deploy/build.py (ABI_VERSION) rebuilds a library reporting another.
-int autobin_abi_version() { return 5; }
+int autobin_abi_version() { return 6; }
 
 // Bit 0: AVX2 path usable; bit 1: AVX-512 VPOPCNTDQ path usable; bit 2: AVX-512 VNNI (the
-// int8 float-part convolution) (cpuid and OS state checked by
+// int8 float-part convolution); bit 3: AVX-512 BF16 (the bfloat16 one) (cpuid and OS state checked by
 // libgcc's __builtin_cpu_supports).
 int autobin_cpu_features() {
   __builtin_cpu_init();
@@ -466,6 +549,9 @@ int autobin_cpu_features() {
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vnni"))
     f |= 4;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512bf16"))
+    f |= 8;
   return f;
 }
 
@@ -757,6 +843,29 @@ void autobin_packed_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_
                nthreads, out, residual2, gp, gn, next_groups, next_thr, next_act, next_sa);
 }
 
+// bfloat16 convolution of a float layer (see bf16_conv_image); arguments as autobin_int8_conv
+// with wb the bf16 weights and r2 pairs per kernel row. Returns -1 when the CPU lacks
+// AVX-512 BF16.
+int autobin_bf16_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                      int64_t kw, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
+                      int64_t oh_size, int64_t ow_size, const uint16_t* wb, int64_t r2,
+                      int64_t o, int64_t op, const float* bias, const float* gp, const float* gn,
+                      int nthreads, float* out) {
+  if (!(autobin_cpu_features() & 8)) return -1;
+  const int64_t hp = std::max(h + pt, (oh_size - 1) * sh + kh);
+  const int64_t wp = std::max(w + pl, (ow_size + kQPix - 1) / kQPix * kQPix * sw + kw) + 2;
+  std::vector<uint16_t> img(static_cast<size_t>(hp * wp * c + 2 * r2 + 64), 0);
+  for (int64_t b = 0; b < n; ++b) {
+    const float* xb = x + b * h * w * c;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t y = 0; y < h; ++y)
+      bf16_convert_row(xb + y * w * c, w * c, img.data() + ((y + pt) * wp + pl) * c);
+    bf16_conv_image(img.data(), wp, c, kh, sh, sw, oh_size, ow_size, wb, r2, o, op, bias, gp,
+                    gn, nthreads, out + b * oh_size * ow_size * o);
+  }
+  return 0;
+}
+
 // int8 convolution of a float layer (see int8_conv_image): x (n, h, w, c) float32
 // channels-last; geometry as in autobin_conv (bottom/right padding implied by oh, ow); out
 // (n, oh, ow, o) float32. Returns 0, or -1 when the CPU lacks AVX-512 VNNI.
@@ -796,7 +905,7 @@ int autobin_int8_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c
 // live in an arena owned by the calling thread; every slot is a byte offset into it (-1: the
 // plan's input for `in`, its output for `out`; -1 elsewhere: none).
 struct PlanOp {
-  int64_t kind;  // 0 packed conv, 1 int8 conv, 2 max pool
+  int64_t kind;  // 0 packed conv, 1 int8 conv, 2 max pool, 3 bf16 conv
   int64_t in, extra, out, in_act, in_sa, next_act, next_sa;
   int64_t n, h, w, c, pt, pl, oh, ow, residual;
   int64_t groups, cg, og, kh, kw, sh, sw, dh, dw, next_groups;
@@ -851,6 +960,12 @@ int autobin_run_plan(const PlanOp* ops, int64_t nops, int64_t arena_bytes, const
                             p.ow, static_cast<const int8_t*>(p.wq), p.r4, p.o, p.op,
                             static_cast<const int32_t*>(p.sumw),
                             static_cast<const float*>(p.wscale),
+                            static_cast<const float*>(p.bias), static_cast<const float*>(p.gp),
+                            static_cast<const float*>(p.gn), nthreads, dst) != 0)
+        return -1;
+    } else if (p.kind == 3) {
+      if (autobin_bf16_conv(in, p.n, p.h, p.w, p.c, p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, p.oh,
+                            p.ow, static_cast<const uint16_t*>(p.wq), p.r4, p.o, p.op,
                             static_cast<const float*>(p.bias), static_cast<const float*>(p.gp),
                             static_cast<const float*>(p.gn), nthreads, dst) != 0)
         return -1;

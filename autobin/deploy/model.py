@@ -17,8 +17,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
 from .build import active_kernel
 from .errors import DeployError, DeployInputError
-from .float_parts import Int8Conv2d, check_float_parts, choose_int8
-from .plan import compile_chains
+from .float_parts import check_float_parts, choose_precision, low_precision_conv
 from .layers import (
     InferenceMaxout,
     PackedConv2d,
@@ -28,6 +27,7 @@ from .layers import (
     refuse_tracing,
     unsupported_reason,
 )
+from .plan import compile_chains
 
 FLOAT_MODEL_ATTR = "_autobin_float_model"  # the teacher binarize() keeps; not part of a deployment
 
@@ -53,8 +53,8 @@ class DeploySummary:
         fused_adds: packed convs that also add the graph's shortcut (``conv(x) + r``) there.
         packs_next: ``{packed conv path: consumer path}``: the epilogue writes the output
             binarized and bit-packed for the next packed layer, which then skips packing.
-        int8_layers: ``{float conv path: relative weight quantization error}`` of the float
-            convs run in int8 (:mod:`autobin.deploy.float_parts`).
+        low_precision: ``{float conv path: "int8" or "bf16"}``: the float convs run in low
+            precision (:mod:`autobin.deploy.float_parts`).
         float_parts: the ``float_parts`` choice deploy was given.
         compiled_chains: module paths of each run of layers executed by one C++ call.
         kept: ``{path: reason}`` binary layers left fake-quantized (not packable).
@@ -70,7 +70,7 @@ class DeploySummary:
     fused_maxouts: dict[str, str] = field(default_factory=dict)
     fused_adds: list[str] = field(default_factory=list)
     packs_next: dict[str, str] = field(default_factory=dict)
-    int8_layers: dict[str, float] = field(default_factory=dict)
+    low_precision: dict[str, str] = field(default_factory=dict)
     float_parts: str = "fp32"
     compiled_chains: list[list[str]] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)
@@ -85,8 +85,10 @@ class DeploySummary:
             f"folded into {len(self.float_folded_norms)} float convs, {len(self.maxouts)} Maxouts "
             f"compiled; fused glue: {len(self.fused_maxouts)} Maxouts and {len(self.fused_adds)} "
             f"shortcut adds in conv epilogues, {len(self.packs_next)} outputs packed for the next "
-            f"layer there; float parts ({self.float_parts}): {len(self.int8_layers)} convs in "
-            f"int8; {sum(map(len, self.compiled_chains))} layers run by "
+            f"layer there; float parts ({self.float_parts}): "
+            f"{list(self.low_precision.values()).count('int8')} convs in int8, "
+            f"{list(self.low_precision.values()).count('bf16')} in bf16; "
+            f"{sum(map(len, self.compiled_chains))} layers run by "
             f"{len(self.compiled_chains)} C++ call(s); kernel path: {active_kernel()}",
             f"parameter and buffer bytes: {self.state_bytes:,} deployed vs "
             f"{self.float_state_bytes:,} float32 ({ratio:.1f}x smaller)",
@@ -231,8 +233,9 @@ def _fuse_residuals(root: nn.Module) -> set[str]:
 
 
 def _input_channels(model: nn.Module) -> int | None:
-    """Channels the model's image input must have: the first conv's input channels (the first
-    conv the fx graph applies to its input, else the first conv in module order), or None."""
+    """Channels the model's image input must have (read before deploy rewrites it): the first
+    conv's input channels (the first conv the fx graph applies to its input, else the first
+    conv in module order), or None."""
     if isinstance(model, fx.GraphModule):
         placeholders = [n for n in model.graph.nodes if n.op == "placeholder"]
         if placeholders:
@@ -243,9 +246,9 @@ def _input_channels(model: nn.Module) -> int | None:
                         return int(first.in_channels)
             return None
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, PackedConv2d)):
+        if isinstance(m, nn.Conv2d):
             return int(m.in_channels)
-        if isinstance(m, (nn.Linear, PackedLinear)):
+        if isinstance(m, nn.Linear):
             return None
     return None
 
@@ -254,11 +257,16 @@ def _drop_identities(gm: fx.GraphModule) -> bool:
     """Remove calls of ``nn.Identity`` (timm's drop_block/aa placeholders) from a graph."""
     changed = False
     for node in list(gm.graph.nodes):
-        if node.op == "call_module" and type(gm.get_submodule(node.target)) is nn.Identity:
-            if len(node.args) == 1 and not node.kwargs and isinstance(node.args[0], fx.Node):
-                node.replace_all_uses_with(node.args[0])
-                gm.graph.erase_node(node)
-                changed = True
+        if (
+            node.op == "call_module"
+            and type(gm.get_submodule(node.target)) is nn.Identity
+            and len(node.args) == 1
+            and not node.kwargs
+            and isinstance(node.args[0], fx.Node)
+        ):
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+            changed = True
     return changed
 
 
@@ -336,9 +344,18 @@ def _fuse_glue(root: nn.Module, summary: DeploySummary) -> None:
             gm.recompile()
 
 
-def _int8_float_parts(root: nn.Module, summary: DeploySummary, float_parts: str) -> None:
-    """Replace the float convs ``float_parts`` selects by :class:`Int8Conv2d`; in fx graphs a
-    channel Maxout right after one is done in its epilogue."""
+def _low_precision_float_parts(
+    root: nn.Module, summary: DeploySummary, float_parts: str, input_conv: nn.Module | None
+) -> None:
+    """Replace the float convs ``float_parts`` selects by int8/bf16 ones
+    (:mod:`.float_parts`); in fx graphs a channel Maxout right after one is done in its
+    epilogue. ``input_conv``: the conv applied to the model's input (the stem)."""
+
+    def precision(conv: nn.Module) -> str:
+        if type(conv) is not nn.Conv2d:
+            return "fp32"
+        return choose_precision(conv, float_parts, stem=conv is input_conv)
+
     for prefix, gm in list(root.named_modules()):
         if not isinstance(gm, fx.GraphModule):
             continue
@@ -351,7 +368,8 @@ def _int8_float_parts(root: nn.Module, summary: DeploySummary, float_parts: str)
             if node.op != "call_module" or calls[node.target] != 1 or len(node.users) != 1:
                 continue
             conv = gm.get_submodule(node.target)
-            if type(conv) is not nn.Conv2d or not choose_int8(conv, float_parts):
+            kind = precision(conv)
+            if kind == "fp32":
                 continue
             (user,) = node.users
             maxout = None
@@ -363,17 +381,27 @@ def _int8_float_parts(root: nn.Module, summary: DeploySummary, float_parts: str)
                     gm.graph.erase_node(user)
                     summary.fused_maxouts[_join(prefix, node.target)] = _join(prefix, user.target)
                     changed = True
-            layer = Int8Conv2d(conv, maxout)
-            _set_module(gm, node.target, layer)
-            summary.int8_layers[_join(prefix, node.target)] = layer.weight_error
+            _set_module(gm, node.target, low_precision_conv(conv, kind, maxout))
+            summary.low_precision[_join(prefix, node.target)] = kind
         if changed:
             gm.graph.lint()
             gm.recompile()
     for name, m in list(root.named_modules()):
-        if type(m) is nn.Conv2d and choose_int8(m, float_parts):
-            layer = Int8Conv2d(m)
-            _set_module(root, name, layer)
-            summary.int8_layers[name] = layer.weight_error
+        kind = precision(m)
+        if kind != "fp32":
+            _set_module(root, name, low_precision_conv(m, kind))
+            summary.low_precision[name] = kind
+
+
+def _first_conv(model: nn.Module) -> nn.Module | None:
+    """The conv the model applies to its input (as :func:`_input_channels` finds it)."""
+    if isinstance(model, fx.GraphModule):
+        placeholders = [n for n in model.graph.nodes if n.op == "placeholder"]
+        for user in placeholders[0].users if placeholders else []:
+            if user.op == "call_module" and isinstance(model.get_submodule(user.target), nn.Conv2d):
+                return model.get_submodule(user.target)
+        return None
+    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
 
 
 class DeployedModel(nn.Module):
@@ -396,11 +424,13 @@ class DeployedModel(nn.Module):
         input_channels: the channels an image input must have (None: not checked).
     """
 
-    def __init__(self, model: nn.Module, summary: DeploySummary) -> None:
+    def __init__(
+        self, model: nn.Module, summary: DeploySummary, input_channels: int | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.summary = summary
-        self.input_channels = _input_channels(model)
+        self.input_channels = input_channels
         super().train(False)
 
     def _apply(self, fn: Any, recurse: bool = True) -> Any:
@@ -567,6 +597,7 @@ def deploy(
     summary = DeploySummary(
         float_state_bytes=_state_bytes(model, as_float32=True), float_parts=float_parts
     )
+    input_channels = _input_channels(work)
     folded = _fold_norms(work, summary) if fold_norms else {}
     residuals = _fuse_residuals(work) if fuse_residuals else set()
     for name, layer in [(n, m) for n, m in work.named_modules() if isinstance(m, BinaryLayer)]:
@@ -596,14 +627,14 @@ def deploy(
     if fuse_glue:
         _fuse_glue(work, summary)
     if float_parts != "fp32":
-        _int8_float_parts(work, summary, float_parts)
+        _low_precision_float_parts(work, summary, float_parts, _first_conv(work))
     if compile_graph:
         summary.compiled_chains = compile_chains(work)
     for p in work.parameters():
         p.requires_grad_(False)
     work.eval()
     summary.state_bytes = _state_bytes(work, as_float32=False)
-    return DeployedModel(work, summary)
+    return DeployedModel(work, summary, input_channels)
 
 
 __all__ = ["DeploySummary", "DeployedModel", "NoBinaryLayersWarning", "WeightSigns", "deploy"]

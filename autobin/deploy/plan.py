@@ -22,10 +22,10 @@ from torch import fx, nn
 
 from .build import active_kernel, load_library, path_code
 from .errors import DeployError
-from .float_parts import Int8Conv2d
+from .float_parts import Bf16Conv2d, Int8Conv2d
 from .layers import PackedConv2d, refuse_scripting, refuse_tracing
 
-_KINDS = {PackedConv2d: 0, Int8Conv2d: 1, nn.MaxPool2d: 2}
+_KINDS = {PackedConv2d: 0, Int8Conv2d: 1, nn.MaxPool2d: 2, Bf16Conv2d: 3}
 _ALIGN = 64
 
 
@@ -87,6 +87,8 @@ class CompiledChain(nn.Module):
                 keys.append(module.coefficients.data_ptr())
             elif isinstance(module, Int8Conv2d):
                 keys.append(module.wq.data_ptr())
+            elif isinstance(module, Bf16Conv2d):
+                keys.append(module.wb.data_ptr())
         return tuple(keys)
 
     def _one_by_one(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,7 +127,7 @@ class CompiledChain(nn.Module):
             op.n, op.h, op.w, op.c = n, hi, wi, ci
             if isinstance(module, PackedConv2d):
                 module._check_buffers()
-                pt, pb, pl, pr = module.paddings(hi, wi)
+                pt, _, pl, _ = module.paddings(hi, wi)
                 oh, ow = module._output_size(torch.empty(0, 0, hi, wi))
                 co = module.out_channels
                 if oh <= 0 or ow <= 0 or (module.residual and (oh, ow, co) != (hi, wi, ci)):
@@ -150,14 +152,17 @@ class CompiledChain(nn.Module):
                     op.next_groups, op.next_thr = ngroups, nthr
                     produced = (op.next_act, op.next_sa, nthr, ngroups)
                 bits.append(produced)
-            elif isinstance(module, Int8Conv2d):
+            elif isinstance(module, (Int8Conv2d, Bf16Conv2d)):
                 oh, ow = module._output_size(hi, wi)
                 co = module.out_channels
                 (op.kh, op.kw), (op.sh, op.sw) = module.kernel_size, module.stride
                 op.pt, _, op.pl, _ = module.padding
-                op.wq, op.r4, op.o, op.op = module.wq.data_ptr(), module.r4, co, module.padded_out
-                op.sumw, op.wscale = module.sumw.data_ptr(), module.wscale.data_ptr()
-                op.bias = module.bias.data_ptr()
+                op.o, op.op, op.bias = co, module.padded_out, module.bias.data_ptr()
+                if isinstance(module, Int8Conv2d):
+                    op.wq, op.r4 = module.wq.data_ptr(), module.r4
+                    op.sumw, op.wscale = module.sumw.data_ptr(), module.wscale.data_ptr()
+                else:
+                    op.wq, op.r4 = module.wb.data_ptr(), module.r2
                 if module.maxout is not None:
                     op.gp = module.maxout.gamma_pos.data_ptr()
                     op.gn = module.maxout.gamma_neg.data_ptr()
@@ -207,7 +212,7 @@ class CompiledChain(nn.Module):
             torch.get_num_threads(),
         )  # fmt: skip
         if status != 0:
-            raise DeployError("an int8 layer of a compiled chain needs AVX-512 VNNI")
+            raise DeployError("an int8/bf16 layer of a compiled chain lacks its CPU instructions")
         return out.permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
@@ -231,7 +236,7 @@ def _supported(gm: fx.GraphModule, node: fx.Node) -> bool:
         return _pool_ok(m) and len(node.args) == 1
     if type(m) is PackedConv2d:
         return len(node.args) == (2 if m.adds_extra else 1)
-    return type(m) is Int8Conv2d and len(node.args) == 1
+    return type(m) in (Int8Conv2d, Bf16Conv2d) and len(node.args) == 1
 
 
 def _chain_of(run: list[fx.Node]) -> tuple[fx.Node, list[tuple[int, int]]] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from autobin.cli.main import main
+from autobin.deploy.build import cpu_has_vnni
 
 
 def test_bench_json_has_every_layer_of_all_three_models(capsys):
@@ -12,12 +13,22 @@ def test_bench_json_has_every_layer_of_all_three_models(capsys):
     assert main([*argv, "--json", "--threads", "1"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["arch"] == "resnet18" and data["input_shape"] == [1, 3, 32, 32]
-    assert set(data["total"]) == {"float", "fake", "deployed"}
+    assert set(data["total"]) == {"float", "fake", "deployed", "float_best"}
     assert all(v > 0 for v in data["total"].values())
+    assert data["float_best"] in {"float32 nchw", "float32 channels_last", "bfloat16 channels_last"}
     kinds = data["kinds"]
     packed = [n for n, k in kinds.items() if k == "packed"]
     assert len(packed) == 16 and "layer1.0.conv1" in packed
-    assert kinds["conv1"] == "float" and kinds["fc"] == "float"
+    stem = "int8" if cpu_has_vnni() else "float"  # float_parts="auto"
+    assert kinds["conv1"] == stem and kinds["layer2.0.downsample.0"] == stem
+    assert kinds["fc"] == "float"
+    # one C++ call runs the stem (int8 on VNNI), max pool and every block; its time and the
+    # remaining glue are in the breakdown
+    (chain,) = data["chain_layers"].values()
+    assert chain[-1] == "layer4.1.conv2" and len(chain) == (21 if stem == "int8" else 19)
+    breakdown = data["breakdown"]
+    assert breakdown["compiled chains (one C++ call each)"] > 0
+    assert "glue (Python, graph ops outside modules)" in breakdown
     assert set(data["layers"]["layer1.0.conv1"]) == {"float", "fake", "deployed"}
     assert "layer1.0.bn1" not in {n for n, t in data["layers"].items() if "deployed" in t}
     assert data["state_bytes"]["float"] > 8 * data["state_bytes"]["deployed"]
@@ -28,6 +39,7 @@ def test_bench_table_and_bad_arguments(capsys):
     assert main([*argv, "--kernel", "reference"]) == 0
     out = capsys.readouterr().out
     assert "kernel path reference" in out and "end to end" in out and "glue" in out
+    assert "best CPU configuration" in out
     assert main([*argv, "--kernel", "avx9"]) == 2
     assert "unknown kernel path 'avx9'" in capsys.readouterr().err
 

@@ -52,8 +52,7 @@ def assert_layerwise_within_bound(fake: torch.nn.Module, fast: DeployedModel, x:
         if name in summary.residuals:  # the graph's add, now inside the packed layer
             layer_out = layer_out + layer_in
             bound = bound + 2.0**-22 * float(layer_out.abs().max())
-        with torch.no_grad():
-            y = packed(layer_in)
+        y = packed.conv_output(layer_in) if isinstance(packed, PackedConv2d) else packed(layer_in)
         dim = 1 if isinstance(packed, PackedConv2d) else -1
         assert_within_bound(y, layer_out, bound, dim=dim)
 
@@ -104,7 +103,7 @@ MODELS = [
 @pytest.mark.parametrize(("arch", "recipe", "size", "kwargs"), MODELS, ids=lambda v: str(v))
 def test_deploy_timm_models_match_eval_fake_quantization(arch, recipe, size, kwargs):
     bnn = _binarized(arch, recipe, size, **kwargs)
-    fast = autobin.deploy(bnn)
+    fast = autobin.deploy(bnn, float_parts="fp32")
     n_binary = sum(isinstance(m, BinaryLayer) for m in bnn.modules())
     assert len(fast.summary.packed) == n_binary > 0 and not fast.summary.kept
     assert not any(isinstance(m, BinaryLayer) for m in fast.modules())
@@ -140,7 +139,7 @@ def test_deploy_folds_every_resnet_batchnorm_and_shrinks_the_state():
 @pytest.mark.slow
 def test_deploy_resnet18_at_224_on_every_kernel_path():
     bnn = _binarized("resnet18", "adabin", 224)
-    fast = autobin.deploy(bnn)
+    fast = autobin.deploy(bnn, float_parts="fp32")
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ref = bnn(x)

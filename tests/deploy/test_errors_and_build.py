@@ -83,7 +83,7 @@ def test_model_without_binary_layers_is_returned_unchanged_with_a_message():
 
 def test_plain_module_deploys_without_folding_and_matches():
     model = _small_bnn()
-    fast = autobin.deploy(model)
+    fast = autobin.deploy(model, float_parts="fp32")
     assert isinstance(fast, DeployedModel)
     assert fast.summary.packed == ["3"] and fast.summary.folded_norms == {}
     assert isinstance(fast.model[3], PackedConv2d)
@@ -96,7 +96,7 @@ def test_plain_module_deploys_without_folding_and_matches():
 def test_unpackable_layers_stay_fake_quantized_and_are_reported():
     model = _small_bnn()
     model[3].binarize_activations = False
-    fast = autobin.deploy(model)
+    fast = autobin.deploy(model, float_parts="fp32")
     assert fast.summary.packed == [] and "activation binarization" in fast.summary.kept["3"]
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():  # (channels-last float convs sum in another order)
