@@ -168,11 +168,21 @@ def test_zoo_entry_deploys_from_its_packed_signs():
     size = fast.autobin_zoo_config["input_size"]
     x = torch.randn(16, *size, generator=torch.Generator().manual_seed(0))
     assert_layerwise_within_bound(fake, fast, x)
+    exact = autobin.deploy(fake, float_parts="fp32")  # float parts in float32: the bound holds
     with torch.no_grad():
         ref = fake(x)
-    y = fast(x)
+    y = exact(x)
     assert float((y - ref).abs().max()) <= 1e-3 * float(ref.abs().max())
     assert torch.equal(y.argmax(1), ref.argmax(1))
+    # the default (int8 stem, bf16 downsample where the CPU has them): the same predictions on
+    # real test images but for the rare image near a decision boundary
+    from autobin.data import load_dataset
+
+    test = load_dataset("mnist5k", "test")
+    images = torch.stack([test[i][0] for i in range(64)])
+    with torch.no_grad():
+        agree = (fast(images).argmax(1) == fake(images).argmax(1)).sum()
+    assert int(agree) >= 63
 
 
 @pytest.mark.slow
@@ -181,9 +191,13 @@ def test_deployed_zoo_entry_reaches_its_recorded_accuracy():
     from autobin.train import evaluate
 
     recorded = autobin.zoo.show(ENTRY, zoo_dir=ZOO)["metrics"]["top1_mnist5k_test"]
-    fast = autobin.zoo.load(ENTRY, zoo_dir=ZOO, deploy=True)
-    acc = evaluate(fast, load_dataset("mnist5k", "test"))["acc"]
-    assert abs(acc - recorded) <= 0.1  # one image of 1,000 may sit on a threshold
+    test = load_dataset("mnist5k", "test")
+    fast = autobin.zoo.load(ENTRY, zoo_dir=ZOO, deploy=True)  # float_parts="auto"
+    exact = autobin.deploy(autobin.zoo.load(ENTRY, zoo_dir=ZOO), float_parts="fp32")
+    # one image of 1,000 may sit on a threshold: the limit is a drop of 0.1 point
+    for model in (fast, exact):
+        acc = evaluate(model, test)["acc"]
+        assert recorded - acc <= 0.1 + 1e-9 and acc - recorded <= 0.1 + 1e-9
 
 
 def test_packed_linear_appears_for_binary_linears():
