@@ -369,4 +369,35 @@ def bench_timm(
                         float_parts=float_parts)  # fmt: skip
 
 
-__all__ = ["ModelBench", "bench_models", "bench_timm", "layer_times", "median_time"]
+def single_image_latency(
+    float_model: nn.Module, deployed: nn.Module, image: torch.Tensor, *, reps: int = 30
+) -> tuple[float, float]:
+    """Median wall-clock seconds of a one-image forward of ``float_model`` (the faster of NCHW
+    and channels-last input) and of ``deployed``, alternated in one loop (``make demo``)."""
+    x = image if image.dim() == 4 else image.unsqueeze(0)
+    xc, xl = x.contiguous(), x.contiguous(memory_format=torch.channels_last)
+    float_model = float_model.eval()
+    with torch.no_grad():
+        faster = min((xc, xl), key=lambda t: median_time(lambda: float_model(t), reps=3))
+        samples: dict[str, list[float]] = {"float": [], "deployed": []}
+        for fn in (lambda: float_model(faster), lambda: deployed(xl)):
+            fn()  # warm up (the deployed model builds its plan on the first call)
+        for _ in range(reps):
+            for key, fn in (
+                ("float", lambda: float_model(faster)),
+                ("deployed", lambda: deployed(xl)),
+            ):
+                t = time.perf_counter()
+                fn()
+                samples[key].append(time.perf_counter() - t)
+    return statistics.median(samples["float"]), statistics.median(samples["deployed"])
+
+
+__all__ = [
+    "ModelBench",
+    "bench_models",
+    "bench_timm",
+    "layer_times",
+    "median_time",
+    "single_image_latency",
+]

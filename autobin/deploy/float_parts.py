@@ -215,8 +215,7 @@ class Bf16Conv2d(nn.Module):
         self.padding = _static_pads(conv)
         self.maxout = maxout
         w = conv.weight.detach().float()
-        rounded = w.to(torch.bfloat16).float()
-        self.weight_error = float((rounded - w).norm() / w.norm().clamp_min(1e-30))
+        self.weight_error = _bf16_weight_error(conv)
         o, c, kh, kw = w.shape
         r2 = (kw * c + 1) // 2
         op = (o + 63) // 64 * 64
@@ -225,7 +224,7 @@ class Bf16Conv2d(nn.Module):
         rows = F.pad(rows.reshape(o, kh, r2, 2), (0, 0, 0, 0, 0, 0, 0, op - o))
         self.r2, self.padded_out = r2, op
         self.register_buffer("wb", rows.permute(1, 2, 0, 3).contiguous())
-        self.register_buffer("weight", rounded)
+        self.register_buffer("weight_bits", _bf16_bits(w).contiguous())  # for the reference
         bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros(o)
         self.register_buffer("bias", bias.contiguous())
 
@@ -279,7 +278,8 @@ def bf16_conv_reference(layer: Bf16Conv2d, x: torch.Tensor) -> torch.Tensor:
     kernel sums the same exact products in float32)."""
     xb = x.float().cpu().to(torch.bfloat16).double()
     pt, pb, pl, pr = layer.padding
-    y = F.conv2d(F.pad(xb, (pl, pr, pt, pb)), layer.weight.double(), stride=layer.stride)
+    weight = layer.weight_bits.view(torch.bfloat16).double()
+    y = F.conv2d(F.pad(xb, (pl, pr, pt, pb)), weight, stride=layer.stride)
     return (y + layer.bias.double().reshape(1, -1, 1, 1)).to(x.dtype).to(x.device)
 
 

@@ -154,7 +154,8 @@ def test_bf16_kernel_equals_its_reference_within_float32_summation(cin, cout, k,
         ref = bf16_conv_reference(layer, x)
         # products of bf16 values are exact in float32; only the n-term float32 sum rounds
         xb = x.to(torch.bfloat16).float().abs()
-        magnitude = F.conv2d(F.pad(xb, (p, p, p, p)), layer.weight.abs(), stride=s)
+        weight = layer.weight_bits.view(torch.bfloat16).float().abs()
+        magnitude = F.conv2d(F.pad(xb, (p, p, p, p)), weight, stride=s)
         n = cin * k * k
         bound = (n + 2) * 2.0**-24 * (magnitude + conv.bias.abs().reshape(1, -1, 1, 1))
         assert ((y - ref).abs() <= bound).all()
@@ -174,3 +175,20 @@ def test_float_parts_choice_per_layer():
     assert autobin.deploy(bnn, float_parts="fp32").summary.low_precision == {}
     with pytest.raises(autobin.AutobinError, match="unknown float_parts 'fp16'"):
         autobin.deploy(bnn, float_parts="fp16")
+
+
+def test_demo_table_row_for_the_deployed_students_latency():
+    from pathlib import Path
+
+    from autobin.deploy.bench import single_image_latency
+    from autobin.pipelines import RunResult
+
+    bnn = _resnet(awkward=False)
+    teacher = timm.create_model("resnet18", num_classes=10).eval()
+    float_s, deployed_s = single_image_latency(teacher, autobin.deploy(bnn), _x(1, 40, 40)[0])
+    assert float_s > 0 and deployed_s > 0
+    report = {"binary_mac_share": 0.9, "float_size_bytes": 2**20, "packed_size_bytes": 2**17}
+    res = RunResult(Path("runs/x"), 99.0, 98.0, None, report, teacher, bnn)
+    table = res.summary(latency=(0.004, 0.001))
+    assert "1-image latency                  4.00 ms         1.00 ms deployed, 4.0x faster" in table
+    assert "latency" not in res.summary()
