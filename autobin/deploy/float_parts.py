@@ -104,7 +104,30 @@ def _quantize_input(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     return q, sx, zx
 
 
-class Int8Conv2d(nn.Module):
+class _LowPrecisionConv(nn.Module):
+    """What the int8 and bf16 convs share: geometry, cast guard, output size."""
+
+    in_channels: int
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, int, int, int]
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        return super()._apply(guarded_apply(type(self).__name__, fn, keep_contiguous=True), recurse)
+
+    def __prepare_scriptable__(self) -> Any:
+        refuse_scripting(type(self).__name__)
+
+    def _output_size(self, h: int, w: int) -> tuple[int, int]:
+        pt, pb, pl, pr = self.padding
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+        if oh <= 0 or ow <= 0:
+            raise DeployInputError(f"input of {h}x{w} is too small for kernel {self.kernel_size}")
+        return oh, ow
+
+
+class Int8Conv2d(_LowPrecisionConv):
     """A float conv (BatchNorm folded) run in int8 by the AVX-512 VNNI kernel.
 
     Optionally applies a following channel Maxout in its epilogue. Input the kernel cannot run
@@ -137,20 +160,6 @@ class Int8Conv2d(nn.Module):
         self.register_buffer("wscale", scale.contiguous())
         bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros(o)
         self.register_buffer("bias", bias.contiguous())
-
-    def _apply(self, fn: Any, recurse: bool = True) -> Any:
-        return super()._apply(guarded_apply("Int8Conv2d", fn, keep_contiguous=True), recurse)
-
-    def __prepare_scriptable__(self) -> Any:
-        refuse_scripting("Int8Conv2d")
-
-    def _output_size(self, h: int, w: int) -> tuple[int, int]:
-        pt, pb, pl, pr = self.padding
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
-        if oh <= 0 or ow <= 0:
-            raise DeployInputError(f"input of {h}x{w} is too small for kernel {self.kernel_size}")
-        return oh, ow
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         refuse_tracing("Int8Conv2d")
@@ -197,7 +206,7 @@ def _bf16_bits(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.bfloat16).view(torch.int16)
 
 
-class Bf16Conv2d(nn.Module):
+class Bf16Conv2d(_LowPrecisionConv):
     """A float conv (BatchNorm folded) run in bfloat16 by the AVX-512 BF16 kernel.
 
     Optionally applies a following channel Maxout in its epilogue; input the kernel cannot run
@@ -227,12 +236,6 @@ class Bf16Conv2d(nn.Module):
         self.register_buffer("weight_bits", _bf16_bits(w).contiguous())  # for the reference
         bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros(o)
         self.register_buffer("bias", bias.contiguous())
-
-    _apply = Int8Conv2d._apply
-    _output_size = Int8Conv2d._output_size
-
-    def __prepare_scriptable__(self) -> Any:
-        refuse_scripting("Bf16Conv2d")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         refuse_tracing("Bf16Conv2d")

@@ -79,17 +79,10 @@ class CompiledChain(nn.Module):
     def __prepare_scriptable__(self) -> Any:
         refuse_scripting("CompiledChain")
 
-    def _signature(self) -> tuple:
-        keys = []
-        for module, _, _ in self._steps:
-            if isinstance(module, PackedConv2d):
-                keys.append(module.wbits.data_ptr())
-                keys.append(module.coefficients.data_ptr())
-            elif isinstance(module, Int8Conv2d):
-                keys.append(module.wq.data_ptr())
-            elif isinstance(module, Bf16Conv2d):
-                keys.append(module.wb.data_ptr())
-        return tuple(keys)
+    def _signature(self) -> tuple[int, ...]:
+        """Addresses of every buffer the plan points to: a plan is rebuilt when any moved
+        (``load_state_dict(assign=True)``, ``share_memory()``, a layout change)."""
+        return tuple(b.data_ptr() for module, _, _ in self._steps for b in module.buffers())
 
     def _one_by_one(self, x: torch.Tensor) -> torch.Tensor:
         values: list[torch.Tensor] = []

@@ -192,3 +192,14 @@ def test_demo_table_row_for_the_deployed_students_latency():
     table = res.summary(latency=(0.004, 0.001))
     assert "1-image latency                  4.00 ms         1.00 ms deployed, 4.0x faster" in table
     assert "latency" not in res.summary()
+
+
+@pytest.mark.skipif(not (cpu_has_vnni() and cpu_has_bf16()), reason="needs VNNI and BF16")
+def test_compiled_plan_follows_buffers_that_move():
+    fast = autobin.deploy(_resnet(awkward=False))
+    x = _x(1, 40, 40)
+    before = fast(x)
+    state = {k: v.clone() for k, v in fast.state_dict().items()}
+    fast.load_state_dict(state, assign=True)  # every buffer is a new tensor now
+    fast.share_memory()
+    assert torch.equal(fast(x), before)
