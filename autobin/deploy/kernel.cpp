@@ -532,7 +532,7 @@ void autobin_maxout(const float* x, int64_t npix, int64_t c, const float* gp, co
 }
 
 // The ABI version: autobin/deploy/build.py (ABI_VERSION) rebuilds a library reporting another.
-int autobin_abi_version() { return 6; }
+int autobin_abi_version() { return 7; }
 
 // Bit 0: AVX2 path usable; bit 1: AVX-512 VPOPCNTDQ path usable; bit 2: AVX-512 VNNI (the
 // int8 float-part convolution); bit 3: AVX-512 BF16 (the bfloat16 one) (cpuid and OS state checked by
@@ -926,12 +926,9 @@ struct PlanOp {
   const void* wscale;
 };
 
-int autobin_run_plan(const PlanOp* ops, int64_t nops, int64_t arena_bytes, const float* x,
-                     float* out, int path, int nthreads) {
-  thread_local std::vector<uint8_t> arena;
-  if (static_cast<int64_t>(arena.size()) < arena_bytes)
-    arena.resize(static_cast<size_t>(arena_bytes));
-  uint8_t* base = arena.data();
+// One image through the plan (the plan's ops are built for n = 1).
+int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* x, float* out,
+                   int path, int nthreads) {
   auto fslot = [&](int64_t off, bool is_out) -> float* {
     if (off < 0) return is_out ? out : const_cast<float*>(x);
     return reinterpret_cast<float*>(base + off);
@@ -979,6 +976,21 @@ int autobin_run_plan(const PlanOp* ops, int64_t nops, int64_t arena_bytes, const
       }
     }
   }
+  return 0;
+}
+
+// Runs the plan on n images one after another (x: n images of in_floats floats each, out:
+// n of out_floats): each image's activations stay in cache from one layer to the next.
+int autobin_run_plan(const PlanOp* ops, int64_t nops, int64_t arena_bytes, const float* x,
+                     float* out, int path, int nthreads, int64_t n, int64_t in_floats,
+                     int64_t out_floats) {
+  thread_local std::vector<uint8_t> arena;
+  if (static_cast<int64_t>(arena.size()) < arena_bytes)
+    arena.resize(static_cast<size_t>(arena_bytes));
+  for (int64_t b = 0; b < n; ++b)
+    if (run_plan_image(ops, nops, arena.data(), x + b * in_floats, out + b * out_floats, path,
+                       nthreads) != 0)
+      return -1;
   return 0;
 }
 
