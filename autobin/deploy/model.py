@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import operator
 import sys
 import warnings
 from collections.abc import Mapping
@@ -15,9 +14,11 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
+from . import fusion
 from .build import active_kernel
 from .errors import DeployError, DeployInputError
-from .float_parts import check_float_parts, choose_precision, low_precision_conv
+from .float_parts import check_float_parts
+from .fusion import ADDS, first_conv, join_path, low_precision_float_parts, set_module
 from .layers import (
     InferenceMaxout,
     PackedConv2d,
@@ -105,16 +106,6 @@ def _state_bytes(model: nn.Module, as_float32: bool) -> int:
     return total
 
 
-def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, attr, module)
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
 def _foldable_norm(norm: nn.Module) -> bool:
     return (
         type(norm) is nn.BatchNorm2d
@@ -158,21 +149,18 @@ def _fold_norms(root: nn.Module, summary: DeploySummary) -> dict[str, tuple[nn.M
                 continue
             user.replace_all_uses_with(node)
             gm.graph.erase_node(user)
-            conv_path, norm_path = _join(prefix, node.target), _join(prefix, user.target)
+            conv_path, norm_path = join_path(prefix, node.target), join_path(prefix, user.target)
             if is_float:
-                _set_module(gm, node.target, fuse_conv_bn_eval(conv, norm))
+                set_module(gm, node.target, fuse_conv_bn_eval(conv, norm))
                 summary.float_folded_norms[conv_path] = norm_path
             else:
                 folded[conv_path] = (norm, norm_path)
-            _set_module(gm, user.target, nn.Identity())
+            set_module(gm, user.target, nn.Identity())
             changed = True
         if changed:
             gm.graph.lint()
             gm.recompile()
     return folded
-
-
-_ADDS = (operator.add, torch.add, operator.iadd)
 
 
 def _keeps_shape(conv: BinaryConv2d) -> bool:
@@ -216,7 +204,7 @@ def _fuse_residuals(root: nn.Module) -> set[str]:
             if not isinstance(conv, BinaryConv2d) or unsupported_reason(conv) is not None:
                 continue
             (user,) = node.users
-            if user.op != "call_function" or user.target not in _ADDS or user.kwargs:
+            if user.op != "call_function" or user.target not in ADDS or user.kwargs:
                 continue
             if sorted(map(id, user.args)) != sorted((id(node), id(node.args[0]))):
                 continue
@@ -224,7 +212,7 @@ def _fuse_residuals(root: nn.Module) -> set[str]:
                 continue
             user.replace_all_uses_with(node)
             gm.graph.erase_node(user)
-            fused.add(_join(prefix, node.target))
+            fused.add(join_path(prefix, node.target))
             changed = True
         if changed:
             gm.graph.lint()
@@ -251,157 +239,6 @@ def _input_channels(model: nn.Module) -> int | None:
         if isinstance(m, nn.Linear):
             return None
     return None
-
-
-def _drop_identities(gm: fx.GraphModule) -> bool:
-    """Remove calls of ``nn.Identity`` (timm's drop_block/aa placeholders) from a graph."""
-    changed = False
-    for node in list(gm.graph.nodes):
-        if (
-            node.op == "call_module"
-            and type(gm.get_submodule(node.target)) is nn.Identity
-            and len(node.args) == 1
-            and not node.kwargs
-            and isinstance(node.args[0], fx.Node)
-        ):
-            node.replace_all_uses_with(node.args[0])
-            gm.graph.erase_node(node)
-            changed = True
-    return changed
-
-
-def _channel_maxout(module: nn.Module, channels: int) -> bool:
-    """An InferenceMaxout over dim 1 of a 4-D tensor with ``channels`` channels."""
-    if not isinstance(module, InferenceMaxout) or module.num_channels != channels:
-        return False
-    dim = module.maxout.channel_dim
-    return dim is None or dim % 4 == 1
-
-
-def _fuse_glue(root: nn.Module, summary: DeploySummary) -> None:
-    """Move the glue after packed convs into their epilogues (fx graphs only).
-
-    ``conv -> [+ r] -> Maxout`` becomes one call ``conv(x, r)`` whose kernel adds ``r`` and
-    applies the Maxout per output pixel; and a packed conv whose output feeds another packed
-    conv directly writes that output binarized and bit-packed for it as well. Every step keeps
-    the rounding of the module it replaces, so the values are those of the unfused model.
-    """
-    for prefix, gm in list(root.named_modules()):
-        if not isinstance(gm, fx.GraphModule):
-            continue
-        changed = _drop_identities(gm)
-        calls: dict[str, int] = {}
-        for node in gm.graph.nodes:
-            if node.op == "call_module":
-                calls[node.target] = calls.get(node.target, 0) + 1
-        for node in list(gm.graph.nodes):
-            if node.op != "call_module" or calls[node.target] != 1 or len(node.users) != 1:
-                continue
-            conv = gm.get_submodule(node.target)
-            if type(conv) is not PackedConv2d or conv.fused_maxout is not None:
-                continue
-            (user,) = node.users
-            extra = None
-            if (
-                user.op == "call_function" and user.target in _ADDS and not user.kwargs
-                and len(user.args) == 2 and len(user.users) == 1
-            ):  # fmt: skip
-                others = [a for a in user.args if a is not node]
-                if len(others) == 1 and isinstance(others[0], fx.Node):
-                    extra, add = others[0], user
-                    (user,) = user.users
-            if user.op != "call_module" or calls.get(user.target) != 1:
-                continue
-            maxout = gm.get_submodule(user.target)
-            if not _channel_maxout(maxout, conv.out_channels):
-                continue
-            conv.fuse_glue(maxout=maxout, adds_extra=extra is not None)
-            if extra is not None:
-                add.prepend(node)  # after the shortcut's own computation
-                node.args = (node.args[0], extra)
-                add.replace_all_uses_with(node)
-                gm.graph.erase_node(add)
-                summary.fused_adds.append(_join(prefix, node.target))
-            user.replace_all_uses_with(node)
-            gm.graph.erase_node(user)
-            summary.fused_maxouts[_join(prefix, node.target)] = _join(prefix, user.target)
-            changed = True
-        for node in gm.graph.nodes:
-            if node.op != "call_module" or type(gm.get_submodule(node.target)) is not PackedConv2d:
-                continue
-            for user in node.users:
-                consumer = gm.get_submodule(user.target) if user.op == "call_module" else None
-                if type(consumer) is PackedConv2d and user.args[0] is node:
-                    producer = gm.get_submodule(node.target)
-                    producer.fuse_glue(
-                        maxout=producer.fused_maxout, adds_extra=producer.adds_extra,
-                        next_input=(consumer.threshold, consumer.groups),
-                    )  # fmt: skip
-                    summary.packs_next[_join(prefix, node.target)] = _join(prefix, user.target)
-                    break
-        if changed:
-            gm.graph.lint()
-            gm.recompile()
-
-
-def _low_precision_float_parts(
-    root: nn.Module, summary: DeploySummary, float_parts: str, input_conv: nn.Module | None
-) -> None:
-    """Replace the float convs ``float_parts`` selects by int8/bf16 ones
-    (:mod:`.float_parts`); in fx graphs a channel Maxout right after one is done in its
-    epilogue. ``input_conv``: the conv applied to the model's input (the stem)."""
-
-    def precision(conv: nn.Module) -> str:
-        if type(conv) is not nn.Conv2d:
-            return "fp32"
-        return choose_precision(conv, float_parts, stem=conv is input_conv)
-
-    for prefix, gm in list(root.named_modules()):
-        if not isinstance(gm, fx.GraphModule):
-            continue
-        calls: dict[str, int] = {}
-        for node in gm.graph.nodes:
-            if node.op == "call_module":
-                calls[node.target] = calls.get(node.target, 0) + 1
-        changed = False
-        for node in list(gm.graph.nodes):
-            if node.op != "call_module" or calls[node.target] != 1 or len(node.users) != 1:
-                continue
-            conv = gm.get_submodule(node.target)
-            kind = precision(conv)
-            if kind == "fp32":
-                continue
-            (user,) = node.users
-            maxout = None
-            if user.op == "call_module" and calls.get(user.target) == 1:
-                candidate = gm.get_submodule(user.target)
-                if _channel_maxout(candidate, conv.out_channels):
-                    maxout = candidate
-                    user.replace_all_uses_with(node)
-                    gm.graph.erase_node(user)
-                    summary.fused_maxouts[_join(prefix, node.target)] = _join(prefix, user.target)
-                    changed = True
-            _set_module(gm, node.target, low_precision_conv(conv, kind, maxout))
-            summary.low_precision[_join(prefix, node.target)] = kind
-        if changed:
-            gm.graph.lint()
-            gm.recompile()
-    for name, m in list(root.named_modules()):
-        kind = precision(m)
-        if kind != "fp32":
-            _set_module(root, name, low_precision_conv(m, kind))
-            summary.low_precision[name] = kind
-
-
-def _first_conv(model: nn.Module) -> nn.Module | None:
-    """The conv the model applies to its input (as :func:`_input_channels` finds it)."""
-    if isinstance(model, fx.GraphModule):
-        placeholders = [n for n in model.graph.nodes if n.op == "placeholder"]
-        for user in placeholders[0].users if placeholders else []:
-            if user.op == "call_module" and isinstance(model.get_submodule(user.target), nn.Conv2d):
-                return model.get_submodule(user.target)
-        return None
-    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
 
 
 class DeployedModel(nn.Module):
@@ -615,19 +452,24 @@ def deploy(
         else:
             assert isinstance(layer, BinaryLinear)
             packed = PackedLinear(layer, norm=norm, **options)
-        _set_module(work, name, packed)
+        set_module(work, name, packed)
         if name in residuals:
             summary.residuals.append(name)
         summary.packed.append(name)
         if norm_path is not None:
             summary.folded_norms[name] = norm_path
     for name, m in [(n, m) for n, m in work.named_modules() if isinstance(m, Maxout)]:
-        _set_module(work, name, InferenceMaxout(m))
+        set_module(work, name, InferenceMaxout(m))
         summary.maxouts.append(name)
     if fuse_glue:
-        _fuse_glue(work, summary)
+        maxouts, adds, packs = fusion.fuse_glue(work)
+        summary.fused_maxouts.update(maxouts)
+        summary.fused_adds += adds
+        summary.packs_next.update(packs)
     if float_parts != "fp32":
-        _low_precision_float_parts(work, summary, float_parts, _first_conv(work))
+        kinds, stem_maxouts = low_precision_float_parts(work, float_parts, first_conv(work))
+        summary.low_precision.update(kinds)
+        summary.fused_maxouts.update(stem_maxouts)
     if compile_graph:
         summary.compiled_chains = compile_chains(work)
     for p in work.parameters():
