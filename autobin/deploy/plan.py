@@ -79,6 +79,12 @@ class CompiledChain(nn.Module):
     def __prepare_scriptable__(self) -> Any:
         refuse_scripting("CompiledChain")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles drop the plans (they hold addresses); they are rebuilt on use."""
+        state = self.__dict__.copy()
+        state["_plans"] = {}
+        return state
+
     def _signature(self) -> tuple[int, ...]:
         """Addresses of every buffer the plan points to: a plan is rebuilt when any moved
         (``load_state_dict(assign=True)``, ``share_memory()``, a layout change)."""

@@ -117,6 +117,10 @@ def test_deploy_timm_models_match_eval_fake_quantization(arch, recipe, size, kwa
     assert y.shape == ref.shape
     assert float((y - ref).abs().max()) <= 1e-3 * float(ref.abs().max())
     assert (bnn.training, fast.training) == (False, False)
+    # the defaults (int8/bf16 float parts where eligible, compiled chains) run the same model
+    default = autobin.deploy(bnn)
+    layered = autobin.deploy(bnn, compile_graph=False)
+    assert torch.equal(default(x), layered(x)) and default(x).shape == ref.shape
 
 
 def test_deploy_folds_every_resnet_batchnorm_and_shrinks_the_state():

@@ -203,3 +203,16 @@ def test_compiled_plan_follows_buffers_that_move():
     fast.load_state_dict(state, assign=True)  # every buffer is a new tensor now
     fast.share_memory()
     assert torch.equal(fast(x), before)
+
+
+def test_deployed_model_copies_and_pickles(tmp_path):
+    import copy
+
+    fast = autobin.deploy(_resnet(awkward=False))
+    x = _x(2, 40, 40)
+    before = fast(x)  # builds the plans
+    clone = copy.deepcopy(fast)
+    torch.save(fast, tmp_path / "fast.pt")
+    loaded = torch.load(tmp_path / "fast.pt", weights_only=False)
+    del fast
+    assert torch.equal(clone(x), before) and torch.equal(loaded(x), before)
