@@ -27,13 +27,15 @@ from .reference import UNIT_ROUNDOFF, packed_conv_reference
 
 
 def refuse_tracing(owner: str) -> None:
-    """Raise when ``torch.jit.trace`` (or ``torch.onnx.export``) runs a deployed module: the
-    compiled kernels run outside torch, so a trace would record their outputs as constants."""
-    if torch.jit.is_tracing():
+    """Raise when ``torch.jit.trace``, ``torch.export`` or ``torch.onnx.export`` runs a deployed
+    module: the compiled kernels run outside torch, so a trace would record their outputs as
+    constants."""
+    if torch.jit.is_tracing() or torch.compiler.is_exporting():
         raise DeployError(
-            f"{owner} cannot be traced (torch.jit.trace, torch.onnx.export): its packed kernels "
-            "run outside torch and a trace would freeze their outputs; call the deployed model "
-            "directly, or trace the fake-quantized model"
+            f"{owner} cannot be traced or exported (torch.jit.trace, torch.export, "
+            "torch.onnx.export): its packed kernels run outside torch and a trace would freeze "
+            "their outputs; call the deployed model directly (torch.compile works around them), "
+            "or export the fake-quantized model"
         )
 
 

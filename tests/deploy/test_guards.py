@@ -104,12 +104,15 @@ def test_buffers_replaced_by_another_dtype_are_refused():
         fast(X)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch deprecates jit itself
 def test_tracing_and_scripting_are_refused_in_one_line():
     fast = autobin.deploy(_bnn())
-    with pytest.raises(DeployError, match="cannot be traced"):
+    with pytest.raises(DeployError, match="cannot be traced or exported"):
         torch.jit.trace(fast, X)
-    with pytest.raises(DeployError, match="cannot be traced"):
+    with pytest.raises(DeployError, match="cannot be traced or exported"):
         torch.jit.trace(fast.model[3], torch.randn(1, 16, 4, 4))
+    with pytest.raises(DeployError, match="cannot be traced or exported"):
+        torch.export.export(fast, (X,))
     with pytest.raises(DeployError, match="cannot be scripted"):
         torch.jit.script(fast)
     with pytest.raises(DeployError, match="cannot be scripted"):
