@@ -15,6 +15,7 @@ kernels cannot run (another dtype or device, the ``reference`` path) runs the la
 from __future__ import annotations
 
 import ctypes
+import math
 from typing import Any
 
 import torch
@@ -74,7 +75,7 @@ class CompiledChain(nn.Module):
         super().__init__()
         self._steps = steps  # the modules stay registered where they are in the model
         self.paths = list(paths)
-        self._plans: dict[tuple, tuple[Any, int, tuple[int, ...], list]] = {}
+        self._plans: dict[tuple, tuple[Any, int, tuple[int, ...]]] = {}
 
     def __prepare_scriptable__(self) -> Any:
         refuse_scripting("CompiledChain")
@@ -100,9 +101,11 @@ class CompiledChain(nn.Module):
                 values.append(module(inp, x if extra == -1 else values[extra]))
         return values[-1]
 
-    def _build(self, n: int, c: int, h: int, w: int) -> tuple[Any, int, tuple[int, ...], list]:
+    def _build(self, n: int, c: int, h: int, w: int) -> tuple[Any, int, tuple[int, ...]] | None:
         """The plan for an ``(n, c, h, w)`` input: PlanOp array, arena bytes, output shape (the
-        forward builds it for one image and runs it image by image)."""
+        forward builds it for one image and runs it image by image); None where a layer cannot
+        take its input (the layers, called one by one, then say why) or a shortcut operand is
+        not shaped like the output it is added to (the layers then broadcast it)."""
         arena = 0
 
         def alloc(nbytes: int) -> int:
@@ -115,7 +118,6 @@ class CompiledChain(nn.Module):
         slots: list[int] = []
         bits: list[tuple[int, int, float, int] | None] = []  # (act, sa, thr, groups) per step
         ops = (PlanOp * len(self._steps))()
-        keep: list[Any] = []
         last = len(self._steps) - 1
         for i, (module, src, extra) in enumerate(self._steps):
             ci, hi, wi = (c, h, w) if src == -1 else shapes[src]
@@ -125,13 +127,17 @@ class CompiledChain(nn.Module):
             op.extra = -1 if extra < 0 else slots[extra]  # the chain's input is never one
             op.in_act = op.in_sa = op.next_act = op.next_sa = -1
             op.n, op.h, op.w, op.c = n, hi, wi, ci
+            if not isinstance(module, nn.MaxPool2d) and ci != module.in_channels:
+                return None
             if isinstance(module, PackedConv2d):
                 module._check_buffers()
                 pt, _, pl, _ = module.paddings(hi, wi)
                 oh, ow = module._output_size(torch.empty(0, 0, hi, wi))
                 co = module.out_channels
                 if oh <= 0 or ow <= 0 or (module.residual and (oh, ow, co) != (hi, wi, ci)):
-                    return None  # type: ignore[return-value]  # let the layers say why
+                    return None
+                if extra >= 0 and shapes[extra] != (co, oh, ow):
+                    return None
                 static = module._static_args()
                 (op.groups, op.cg, thr, op.wt, op.pcw, op.og, op.kh, op.kw, op.sh, op.sw,
                  op.dh, op.dw, op.cdot, op.csw, op.cn, op.bias, op.m, op.csa) = static  # fmt: skip
@@ -173,7 +179,7 @@ class CompiledChain(nn.Module):
                 oh = (hi + 2 * op.pt - op.kh) // op.sh + 1
                 ow = (wi + 2 * op.pl - op.kw) // op.sw + 1
                 if oh <= 0 or ow <= 0 or 2 * op.pt > op.kh or 2 * op.pl > op.kw:
-                    return None  # type: ignore[return-value]
+                    return None
                 bits.append(None)
             if isinstance(module, PackedConv2d):
                 op.pt, op.pl = pt, pl
@@ -182,34 +188,34 @@ class CompiledChain(nn.Module):
             slots.append(-1 if i == last else alloc(4 * n * oh * ow * co))
             op.out = slots[-1]
         co, oh, ow = shapes[-1]
-        return ops, arena, (n, oh, ow, co), keep
+        return ops, arena, (n, oh, ow, co)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         refuse_tracing("CompiledChain")
         path = active_kernel()
         if path == "reference" or x.dtype != torch.float32 or x.device.type != "cpu":
             return self._one_by_one(x)
-        if x.dim() != 4:
+        if x.dim() != 4 or x.shape[0] == 0:
             return self._one_by_one(x)  # the first layer says what is wrong
         n, c, h, w = x.shape
         key = (c, h, w, self._signature())
-        plan = self._plans.get(key)
-        if plan is None:
+        if key not in self._plans:
             _check_layout()
-            plan = self._build(1, c, h, w)  # run image by image: activations stay in cache
-            if plan is None:
-                return self._one_by_one(x)
             if len(self._plans) > 16:
                 self._plans.clear()
-            self._plans[key] = plan
-        ops, arena, out_shape, _ = plan
+            # run image by image: activations stay in cache
+            self._plans[key] = self._build(1, c, h, w)
+        plan = self._plans[key]
+        if plan is None:
+            return self._one_by_one(x)
+        ops, arena, out_shape = plan
         xl = x.permute(0, 2, 3, 1)
         if not xl.is_contiguous():
             xl = xl.contiguous()
         out = torch.empty((n, *out_shape[1:]), dtype=torch.float32)
         status = load_library().autobin_run_plan(
             ops, len(self._steps), arena, xl.data_ptr(), out.data_ptr(), path_code(path),
-            torch.get_num_threads(), n, c * h * w, out[0].numel(),
+            torch.get_num_threads(), n, c * h * w, math.prod(out_shape[1:]),
         )  # fmt: skip
         if status != 0:
             raise DeployError("an int8/bf16 layer of a compiled chain lacks its CPU instructions")

@@ -216,3 +216,13 @@ def test_deployed_model_copies_and_pickles(tmp_path):
     loaded = torch.load(tmp_path / "fast.pt", weights_only=False)
     del fast
     assert torch.equal(clone(x), before) and torch.equal(loaded(x), before)
+
+
+@pytest.mark.skipif(not (cpu_has_vnni() and cpu_has_bf16()), reason="needs VNNI and BF16")
+def test_a_chain_given_input_it_cannot_take_lets_its_first_layer_say_why():
+    from autobin.deploy.errors import DeployInputError
+
+    fast = autobin.deploy(_resnet(awkward=False))
+    chain = fast.model.compiled_chain_0
+    with pytest.raises(DeployInputError, match=r"expects input \(N, 3, H, W\)"):
+        chain(torch.randn(1, 4, 40, 40))
