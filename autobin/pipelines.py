@@ -100,19 +100,25 @@ class RunResult:
     teacher: nn.Module | None = dataclasses.field(repr=False)
     student: nn.Module = dataclasses.field(repr=False)
 
-    def summary(self) -> str:
+    def summary(self, latency: tuple[float, float] | None = None) -> str:
+        """The side-by-side table; ``latency``: single-image seconds of the float teacher and
+        the deployed student (:func:`autobin.deploy.bench.single_image_latency`)."""
         t = self.report
         teacher_acc = "-" if self.teacher_acc is None else f"{self.teacher_acc:.2f}"
-        return "\n".join(
-            [
-                f"{'':24s}{'float teacher':>16s}{'binary student':>16s}",
-                f"{'test accuracy (%)':24s}{teacher_acc:>16s}{self.student_acc:16.2f}",
-                f"{'binary share of MACs':24s}{'0.0%':>16s}{100 * t['binary_mac_share']:15.1f}%",
-                f"{'model size':24s}{_mib(t['float_size_bytes']):>16s}"
-                f"{_mib(t['packed_size_bytes']) + ' packed':>16s}",
-                f"run directory: {self.out_dir}",
-            ]
-        )
+        rows = [
+            f"{'':24s}{'float teacher':>16s}{'binary student':>16s}",
+            f"{'test accuracy (%)':24s}{teacher_acc:>16s}{self.student_acc:16.2f}",
+            f"{'binary share of MACs':24s}{'0.0%':>16s}{100 * t['binary_mac_share']:15.1f}%",
+            f"{'model size':24s}{_mib(t['float_size_bytes']):>16s}"
+            f"{_mib(t['packed_size_bytes']) + ' packed':>16s}",
+        ]
+        if latency is not None:
+            teacher_s, student_s = latency
+            rows.append(
+                f"{'1-image latency':24s}{teacher_s * 1e3:13.2f} ms{student_s * 1e3:13.2f} ms"
+                f" deployed, {teacher_s / student_s:.1f}x faster"
+            )
+        return "\n".join([*rows, f"run directory: {self.out_dir}"])
 
 
 def _mib(n: int) -> str:
@@ -262,6 +268,8 @@ def run_demo(
     """
     from . import zoo
     from .data import load_dataset
+    from .deploy import deploy
+    from .deploy.bench import single_image_latency
     from .train import evaluate
 
     start = time.time()
@@ -279,14 +287,16 @@ def run_demo(
         seed=seed,
         overwrite=True,  # the demo's own output directory: each `make demo` starts afresh
     )
+    test_set = load_dataset(DEMO_DATA, "test")
+    deployed = deploy(res.student.eval())
+    latency = single_image_latency(res.teacher, deployed, test_set[0][0])
     print()
-    print(res.summary())
+    print(res.summary(latency=latency))
     zoo_path = Path(zoo_dir) if zoo_dir is not None else out / "zoo"
     metrics = {"top1_mnist5k_test": round(res.student_acc, 2),
                "teacher_top1_mnist5k_test": round(res.teacher_acc, 2)}  # fmt: skip
     entry = zoo.publish_run(out, DEMO_ZOO_NAME, zoo_dir=zoo_path, metrics=metrics, overwrite=True)
     loaded = zoo.load(DEMO_ZOO_NAME, zoo_dir=zoo_path)
-    test_set = load_dataset(DEMO_DATA, "test")
     loaded_acc = evaluate(loaded, test_set)["acc"]
     x = torch.stack([test_set[i][0] for i in range(8)])
     res.student.eval()
@@ -298,7 +308,8 @@ def run_demo(
     if not same or abs(loaded_acc - res.student_acc) > 1e-9:
         raise RuntimeError("the model loaded from the zoo does not reproduce the trained model")
     return {"teacher_acc": res.teacher_acc, "student_acc": res.student_acc,
-            "loaded_acc": loaded_acc, "zoo_entry": str(entry)}  # fmt: skip
+            "loaded_acc": loaded_acc, "zoo_entry": str(entry),
+            "latency_s": {"teacher": latency[0], "deployed_student": latency[1]}}  # fmt: skip
 
 
 def load_train_demo_settings() -> dict[str, Any]:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from .errors import positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,15 +20,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("arch", help="timm architecture name, e.g. resnet18")
     p.add_argument("--recipe", default="adabin", help="recipe name or YAML path (default adabin)")
-    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--reps", type=int, default=10, help="timed repetitions (median, default 10)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
     p.add_argument(
-        "--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+        "--threads", type=positive_int, default=None, help="torch threads (default: torch's)"
+    )
+    p.add_argument(
+        "--reps", type=positive_int, default=10, help="timed repetitions (median, default 10)"
+    )
+    p.add_argument(
+        "--input-size", type=positive_int, nargs=2, metavar=("H", "W"), default=None,
         help="input height and width (default: the model's own, 224x224 for resnet18)",
     )  # fmt: skip
-    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs")
-    p.add_argument("--in-chans", type=int, default=None, help="input channels")
+    p.add_argument("--num-classes", type=positive_int, default=None, help="classifier outputs")
+    p.add_argument("--in-chans", type=positive_int, default=None, help="input channels")
     p.add_argument(
         "--kernel", default=None, help="force a kernel path: avx512, avx2, portable, reference"
     )
@@ -33,6 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--clock", choices=["wall", "thread"], default="wall",
         help="'thread': CPU time of the calling thread (only with --threads 1; a busy machine "
         "does not inflate it)",
+    )  # fmt: skip
+    p.add_argument(
+        "--float-parts", choices=["auto", "fp32", "int8", "bf16"], default="auto",
+        help="the deployed model's float convs: auto (int8 stem, bf16 elsewhere, where the CPU "
+        "has the instructions), fp32 (exact), int8 or bf16",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the timings as JSON")
     p.set_defaults(func=cmd_bench)
@@ -48,11 +60,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..deploy import use_kernel
     from ..deploy.bench import bench_timm
 
-    if args.batch < 1 or args.reps < 1:
-        raise ValueError("--batch and --reps must be at least 1")
+    if args.arch.endswith(".py") or Path(args.arch).is_file():
+        raise ValueError(
+            f"autobin bench times timm classifiers by name (e.g. resnet18); {args.arch!r} looks "
+            "like a config file: detectors are not benchmarked here"
+        )
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError("--threads must be at least 1")
         torch.set_num_threads(args.threads)
     kwargs = {}
     if args.num_classes is not None:
@@ -68,6 +81,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             input_size=tuple(args.input_size) if args.input_size else None,
             reps=args.reps,
             clock=args.clock,
+            float_parts=args.float_parts,
             **kwargs,
         )
     if args.json:

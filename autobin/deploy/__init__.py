@@ -29,13 +29,14 @@ from .build import (
     available_kernels,
     use_kernel,
 )
-from .errors import DeployError
+from .errors import DeployError, DeployInputError
 from .layers import PackedConv2d, PackedLinear
 from .model import DeployedModel, DeploySummary, NoBinaryLayersWarning, deploy
 
 __all__ = [
     "KERNEL_PATHS",
     "DeployError",
+    "DeployInputError",
     "DeploySummary",
     "DeployedModel",
     "KernelFallbackWarning",

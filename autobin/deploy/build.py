@@ -6,6 +6,12 @@ a per-user cache directory and loaded with :mod:`ctypes`. The library name carri
 of the source and flags, so a changed source builds anew and concurrent builds never see a half
 written file (each compiles to a temporary name and renames it into place).
 
+What is loaded is verified first: beside each library lies ``<library>.sha256``, the sha256 of
+the library's own bytes, written when it was built. A library whose bytes do not match (truncated,
+damaged, another file in its place) or that lacks the expected symbols or ABI version
+(:data:`ABI_VERSION`) is rebuilt, atomically, before anything of it runs; loading a damaged
+shared object could otherwise crash the process (SIGBUS, SIGILL).
+
 Cache directory: ``$AUTOBIN_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/autobin`` (default
 ``~/.cache/autobin``), subfolder ``kernels``.
 
@@ -31,6 +37,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..atomic import atomic_write
 from .errors import DeployError
 
 KERNEL_PATHS: tuple[str, ...] = ("avx512", "avx2", "portable", "reference")
@@ -42,6 +49,11 @@ SOURCE = Path(__file__).with_name("kernel.cpp")
 CXX_FLAGS: tuple[str, ...] = ("-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp")
 ENV_KERNEL = "AUTOBIN_KERNEL"
 ENV_CACHE = "AUTOBIN_CACHE_DIR"
+ABI_VERSION = 7
+"""What ``autobin_abi_version()`` in ``kernel.cpp`` returns; another value means rebuild."""
+_SYMBOLS = ("autobin_abi_version", "autobin_cpu_features", "autobin_pack", "autobin_packed_conv",
+            "autobin_maxout", "autobin_conv", "autobin_int8_conv", "autobin_bf16_conv",
+            "autobin_run_plan", "autobin_plan_op_size")  # fmt: skip
 
 
 class KernelFallbackWarning(RuntimeWarning):
@@ -78,7 +90,27 @@ def _library_path() -> Path:
     return cache_dir() / f"autobin_kernels_{digest.hexdigest()[:16]}.so"
 
 
-def _compile(target: Path) -> None:
+def _digest_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verified(library: Path) -> bool:
+    """Whether ``library`` exists and its bytes have the sha256 recorded when it was built."""
+    try:
+        recorded = _digest_path(library).read_text().strip()
+        return recorded == _file_sha256(library)
+    except OSError:
+        return False
+
+
+def _build(target: Path) -> ctypes.CDLL:
+    """Build the library, load and check it, then move it into ``target`` (its digest file is
+    in place first). Loading the new file under its temporary name keeps a wrong library that
+    this process already opened at ``target`` from being handed back by the dynamic loader."""
     compiler = _compiler()
     if shutil.which(compiler) is None:
         raise DeployError(f"no C++ compiler {compiler!r} found (set CXX or install g++)")
@@ -92,10 +124,29 @@ def _compile(target: Path) -> None:
             raise DeployError(
                 f"compiling {SOURCE.name} failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}"
             )
+        digest = _file_sha256(Path(tmp))
+        lib = _open(Path(tmp))
+        atomic_write(_digest_path(target), lambda fh: fh.write(digest.encode() + b"\n"))
         os.replace(tmp, target)
+        return lib
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _open(path: Path) -> ctypes.CDLL:
+    """Load a verified library and check its symbols and ABI version (DeployError if wrong)."""
+    lib = ctypes.CDLL(str(path))
+    missing = [name for name in _SYMBOLS if not hasattr(lib, name)]
+    if missing:
+        raise DeployError(f"{path} is not the autobin kernel library (lacks {missing[0]})")
+    lib.autobin_abi_version.restype = ctypes.c_int
+    lib.autobin_abi_version.argtypes = []
+    version = lib.autobin_abi_version()
+    if version != ABI_VERSION:
+        raise DeployError(f"{path} has kernel ABI version {version}, expected {ABI_VERSION}")
+    _declare(lib)
+    return lib
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -106,12 +157,21 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.autobin_pack.argtypes = [ptr, i64, i64, i64, f32, i32, i32, ptr, ptr]
     lib.autobin_packed_conv.restype = None
     lib.autobin_packed_conv.argtypes = [ptr, *[i64] * 7, i32, i32, i32, ptr, i64, i64, f32,
-                                        ptr, ptr, *[i64] * 7, *[ptr] * 6]  # fmt: skip
+                                        ptr, ptr, *[i64] * 7, *[ptr] * 6,
+                                        *[ptr] * 5, i64, f32, ptr, ptr]  # fmt: skip
     lib.autobin_maxout.restype = None
     lib.autobin_maxout.argtypes = [ptr, i64, i64, ptr, ptr, i32, ptr]
+    lib.autobin_int8_conv.restype = i32
+    lib.autobin_int8_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, i64, *[ptr] * 5, i32, ptr]
+    lib.autobin_bf16_conv.restype = i32
+    lib.autobin_bf16_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, i64, *[ptr] * 3, i32, ptr]
+    lib.autobin_run_plan.restype = i32
+    lib.autobin_run_plan.argtypes = [ptr, i64, i64, ptr, ptr, i32, i32, i64, i64, i64]
+    lib.autobin_plan_op_size.restype = i64
+    lib.autobin_plan_op_size.argtypes = []
     lib.autobin_conv.restype = None
     lib.autobin_conv.argtypes = [ptr, ptr, *[i64] * 5, ptr, ptr, *[i64] * 11, *[ptr] * 7,
-                                 i32, i32, ptr]  # fmt: skip
+                                 i32, i32, ptr, *[ptr] * 3, i64, f32, ptr, ptr]  # fmt: skip
 
 
 def load_library() -> ctypes.CDLL:
@@ -131,10 +191,13 @@ def load_library() -> ctypes.CDLL:
             import torch  # noqa: F401  (loads torch's libgomp first, so the kernels share it)
 
             path = _library_path()
-            if not path.exists():
-                _compile(path)
-            lib = ctypes.CDLL(str(path))
-            _declare(lib)
+            if not _verified(path):  # missing, damaged or replaced: never load it, rebuild
+                lib = _build(path)
+            else:
+                try:
+                    lib = _open(path)
+                except (OSError, DeployError):  # a wrong library with a matching digest
+                    lib = _build(path)
         except (OSError, subprocess.SubprocessError, DeployError) as e:
             _build_error = f"the packed binary kernels are unavailable: {e}"
             raise DeployError(_build_error) from e
@@ -148,6 +211,22 @@ def _supported_compiled() -> list[str]:
     except DeployError:
         return []
     return [p for p in ("avx512", "avx2") if features & _FEATURE_BITS[p]] + ["portable"]
+
+
+def cpu_has_vnni() -> bool:
+    """Whether the kernel library is loaded and the CPU has AVX-512 VNNI (int8 float parts)."""
+    try:
+        return bool(load_library().autobin_cpu_features() & 4)
+    except DeployError:
+        return False
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the kernel library is loaded and the CPU has AVX-512 BF16 (bf16 float parts)."""
+    try:
+        return bool(load_library().autobin_cpu_features() & 8)
+    except DeployError:
+        return False
 
 
 def available_kernels() -> list[str]:
@@ -232,6 +311,8 @@ __all__ = [
     "active_kernel",
     "available_kernels",
     "cache_dir",
+    "cpu_has_bf16",
+    "cpu_has_vnni",
     "load_library",
     "requested_kernel",
     "use_kernel",

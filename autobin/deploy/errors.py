@@ -9,4 +9,8 @@ class DeployError(AutobinError, RuntimeError):
     """A model or input cannot be deployed or run with the packed kernels (message says why)."""
 
 
-__all__ = ["DeployError"]
+class DeployInputError(DeployError, ValueError):
+    """A deployed model was called with input it cannot run (shape, dtype, device, NaN)."""
+
+
+__all__ = ["DeployError", "DeployInputError"]

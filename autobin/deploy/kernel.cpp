@@ -30,6 +30,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -123,7 +124,8 @@ struct Block {
   const float* base[kPixBlock];
   float sa[kPixBlock];
   float* out[kPixBlock];
-  const float* res[kPixBlock];  // added to the output (a fused residual), or null
+  const float* res[kPixBlock];   // added to the output (a fused residual), or null
+  const float* res2[kPixBlock];  // added after res (a fused shortcut add), or null
   int npix;
 };
 
@@ -133,6 +135,7 @@ __attribute__((always_inline)) inline void store_output(const Block& b, int p, i
                                                         uint64_t count) {
   float y = b.m[o] * static_cast<float>(count) + b.base[p][o] + b.csa[o] * b.sa[p];
   if (b.res[p]) y += b.res[p][o];
+  if (b.res2[p]) y += b.res2[p][o];
   b.out[p][o] = y;
 }
 
@@ -202,6 +205,7 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
         __m256 y = _mm256_fmadd_ps(_mm256_loadu_ps(b.m + o), cf, _mm256_loadu_ps(b.base[p] + o));
         y = _mm256_fmadd_ps(_mm256_loadu_ps(b.csa + o), sa, y);
         if (b.res[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res[p] + o));
+        if (b.res2[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res2[p] + o));
         _mm256_storeu_ps(b.out[p] + o, y);
       }
       for (; j < n; ++j) store_output(b, p, o0 + j, counts[j]);
@@ -255,6 +259,7 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block
         __m512 y = _mm512_fmadd_ps(m, _mm512_cvtepi32_ps(counts), base);
         y = _mm512_fmadd_ps(csa, _mm512_set1_ps(b.sa[p]), y);
         if (b.res[p]) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(live, b.res[p] + oh));
+        if (b.res2[p]) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(live, b.res2[p] + oh));
         _mm512_mask_storeu_ps(b.out[p] + oh, live, y);
       }
     }
@@ -274,6 +279,242 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void maxout_rows(
     for (int64_t i = 0; i < c; ++i) out[i] = x[i] * (x[i] >= 0.0f ? gp[i] : gn[i]);
 }
 
+
+// ------------------------------------------------------------------ int8 float-part conv
+// A float convolution (groups 1, dilation 1, zero padding) in int8 with AVX-512 VNNI.
+// Per image: the input is quantized asymmetrically to uint8, q = clamp(round(x / sx) + zx),
+// with sx = (max(x, 0) - min(x, 0)) / 255 so that 0 is exactly zx (the padding value); the
+// weights were quantized symmetrically per output channel (s8, scale ws[o]). A kernel row of
+// an output pixel is kw*C consecutive bytes of the padded image, read as r4 dwords; vpdpbusd
+// multiplies 4 uint8 inputs by 4 int8 weights and adds them to an int32 per output channel.
+//   y[o] = (acc - zx * sumw[o]) * (sx * ws[o]) + bias[o]     (then the fused Maxout, if any)
+// Weights: wq[kh][r4][op][4] (op = O rounded up to 64; bytes past kw*C and channels past O
+// are 0).
+constexpr int kQPix = 6;  // output pixels per micro-kernel call
+
+// min(x, 0) and max(x, 0) over n floats
+__attribute__((target("avx512f"))) std::pair<float, float> int8_range(const float* x,
+                                                                     int64_t n) {
+  __m512 lo = _mm512_setzero_ps(), hi = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    lo = _mm512_min_ps(lo, v);
+    hi = _mm512_max_ps(hi, v);
+  }
+  float l = _mm512_reduce_min_ps(lo), h = _mm512_reduce_max_ps(hi);
+  for (; i < n; ++i) {
+    l = std::min(l, x[i]);
+    h = std::max(h, x[i]);
+  }
+  return {l, h};
+}
+
+// q = clamp(round_half_even(x * inv) + zx, 0, 255) as uint8
+__attribute__((target("avx512f,avx512bw"))) void int8_quantize_row(const float* x, int64_t n,
+                                                                   float inv, int32_t zx,
+                                                                   uint8_t* q) {
+  const __m512 vinv = _mm512_set1_ps(inv);
+  const __m512 vz = _mm512_set1_ps(static_cast<float>(zx));
+  const __m512 top = _mm512_set1_ps(255.0f), zero = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vinv),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, vz), zero), top);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i),
+                     _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r)));
+  }
+  for (; i < n; ++i) {
+    const float r = std::nearbyint(x[i] * inv) + static_cast<float>(zx);
+    q[i] = static_cast<uint8_t>(std::clamp(r, 0.0f, 255.0f));
+  }
+}
+
+// acc[p][v] = sum over the kernel rows and dwords of vpdpbusd(input dword, weights), for
+// kQPix pixels and 64 output channels (op is a multiple of 64).
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) inline void int8_row_block(
+    const uint8_t* img, int64_t row_stride, int64_t pix_stride, int64_t kh, int64_t r4,
+    const int8_t* wq, int64_t op, int64_t oc0, __m512i (&acc)[kQPix][4]) {
+  for (int p = 0; p < kQPix; ++p)
+    for (int v = 0; v < 4; ++v) acc[p][v] = _mm512_setzero_si512();
+  for (int64_t i = 0; i < kh; ++i) {
+    const uint8_t* row = img + i * row_stride;
+    const int8_t* wrow = wq + (i * r4 * op + oc0) * 4;
+    for (int64_t d = 0; d < r4; ++d) {
+      const int8_t* wl = wrow + d * op * 4;
+      const __m512i w0 = _mm512_loadu_si512(wl);
+      const __m512i w1 = _mm512_loadu_si512(wl + 64);
+      const __m512i w2 = _mm512_loadu_si512(wl + 128);
+      const __m512i w3 = _mm512_loadu_si512(wl + 192);
+#pragma GCC unroll 6
+      for (int p = 0; p < kQPix; ++p) {
+        int32_t word;
+        std::memcpy(&word, row + p * pix_stride + 4 * d, 4);
+        const __m512i a = _mm512_set1_epi32(word);
+        acc[p][0] = _mm512_dpbusd_epi32(acc[p][0], a, w0);
+        acc[p][1] = _mm512_dpbusd_epi32(acc[p][1], a, w1);
+        acc[p][2] = _mm512_dpbusd_epi32(acc[p][2], a, w2);
+        acc[p][3] = _mm512_dpbusd_epi32(acc[p][3], a, w3);
+      }
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void int8_conv_image(
+    const uint8_t* img, int64_t wp, int64_t c, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+    int64_t oh_size, int64_t ow_size, const int8_t* wq, int64_t r4, int64_t o, int64_t op,
+    const int32_t* sumw, const float* scale, const float* bias, int32_t zx, const float* gp,
+    const float* gn, int nthreads, float* out) {
+  const int64_t nblk = (ow_size + kQPix - 1) / kQPix;
+  const int64_t nchunks = op / 64;
+  const int64_t items = oh_size * nblk;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t oy = item / nblk, ox0 = (item % nblk) * kQPix;
+    const int npix = static_cast<int>(std::min<int64_t>(kQPix, ow_size - ox0));
+    const uint8_t* base = img + ((oy * sh) * wp + ox0 * sw) * c;
+    for (int64_t ch = 0; ch < nchunks; ++ch) {
+      const int64_t oc0 = ch * 64;
+      __m512i acc[kQPix][4];
+      int8_row_block(base, wp * c, sw * c, kh, r4, wq, op, oc0, acc);
+      for (int v = 0; v < 4; ++v) {
+        const int64_t o0 = oc0 + 16 * v;
+        const int64_t live_n = std::min<int64_t>(16, o - o0);
+        if (live_n <= 0) break;
+        const __mmask16 live =
+            static_cast<__mmask16>(live_n == 16 ? 0xffff : ((1u << live_n) - 1));
+        const __m512i zs = _mm512_mullo_epi32(_mm512_set1_epi32(zx),
+                                              _mm512_maskz_loadu_epi32(live, sumw + o0));
+        const __m512 sc = _mm512_maskz_loadu_ps(live, scale + o0);
+        const __m512 bi = _mm512_maskz_loadu_ps(live, bias + o0);
+        __m512 pos = _mm512_setzero_ps(), neg = pos;
+        if (gp) {
+          pos = _mm512_maskz_loadu_ps(live, gp + o0);
+          neg = _mm512_maskz_loadu_ps(live, gn + o0);
+        }
+        for (int p = 0; p < npix; ++p) {
+          const __m512 t = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[p][v], zs));
+          __m512 y = _mm512_fmadd_ps(t, sc, bi);
+          if (gp) {
+            const __mmask16 ge = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GE_OQ);
+            y = _mm512_mul_ps(y, _mm512_mask_blend_ps(ge, neg, pos));
+          }
+          _mm512_mask_storeu_ps(out + ((oy * ow_size) + ox0 + p) * o + o0, live, y);
+        }
+      }
+    }
+  }
+}
+
+// Max pooling of channels-last float32 (zero-free padding: padded taps are skipped, as torch's
+// -inf padding), dilation 1, floor mode. Compiled per ISA like the Maxout.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void maxpool_row(
+    const float* x, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw, int64_t sh,
+    int64_t sw, int64_t pt, int64_t pl, int64_t oy, int64_t ow_size, float* out) {
+  for (int64_t ox = 0; ox < ow_size; ++ox) {
+    float* o = out + ox * c;
+    bool first = true;
+    for (int64_t i = 0; i < kh; ++i) {
+      const int64_t iy = oy * sh - pt + i;
+      if (iy < 0 || iy >= h) continue;
+      for (int64_t j = 0; j < kw; ++j) {
+        const int64_t ix = ox * sw - pl + j;
+        if (ix < 0 || ix >= w) continue;
+        const float* src = x + (iy * w + ix) * c;
+        if (first) {
+          for (int64_t k = 0; k < c; ++k) o[k] = src[k];
+          first = false;
+        } else {
+          for (int64_t k = 0; k < c; ++k) o[k] = (src[k] > o[k] || src[k] != src[k]) ? src[k] : o[k];
+        }
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------ bf16 float-part conv
+// The same scheme in bfloat16 (AVX-512 BF16): the input rounded to bf16 (nearest even), the
+// weights stored in bf16 as wb[kh][r2][op][2] (pairs of consecutive row values, r2 pairs per
+// kernel row, op = O rounded up to 64); vdpbf16ps adds the two products of a pair (exact in
+// float32) to a float32 accumulator per output channel. y = acc + bias (then the Maxout).
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_convert_row(const float* x,
+                                                                              int64_t n,
+                                                                              uint16_t* q) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256bh v = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
+    std::memcpy(q + i, &v, 32);
+  }
+  if (i < n) {
+    const __mmask16 live = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(live, x + i));
+    uint16_t tmp[16];
+    std::memcpy(tmp, &v, 32);
+    std::memcpy(q + i, tmp, static_cast<size_t>(n - i) * 2);
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_conv_image(
+    const uint16_t* img, int64_t wp, int64_t c, int64_t kh, int64_t sh, int64_t sw,
+    int64_t oh_size, int64_t ow_size, const uint16_t* wb, int64_t r2, int64_t o, int64_t op,
+    const float* bias, const float* gp, const float* gn, int nthreads, float* out) {
+  const int64_t nblk = (ow_size + kQPix - 1) / kQPix;
+  const int64_t items = oh_size * nblk;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t oy = item / nblk, ox0 = (item % nblk) * kQPix;
+    const int npix = static_cast<int>(std::min<int64_t>(kQPix, ow_size - ox0));
+    const uint16_t* base = img + ((oy * sh) * wp + ox0 * sw) * c;
+    for (int64_t oc0 = 0; oc0 < op; oc0 += 64) {
+      __m512 acc[kQPix][4];
+      for (int p = 0; p < kQPix; ++p)
+        for (int v = 0; v < 4; ++v) acc[p][v] = _mm512_setzero_ps();
+      for (int64_t i = 0; i < kh; ++i) {
+        const uint16_t* row = base + i * wp * c;
+        const uint16_t* wrow = wb + (i * r2 * op + oc0) * 2;
+        for (int64_t d = 0; d < r2; ++d) {
+          const uint16_t* wl = wrow + d * op * 2;
+          const __m512bh w0 = (__m512bh)_mm512_loadu_si512(wl);
+          const __m512bh w1 = (__m512bh)_mm512_loadu_si512(wl + 32);
+          const __m512bh w2 = (__m512bh)_mm512_loadu_si512(wl + 64);
+          const __m512bh w3 = (__m512bh)_mm512_loadu_si512(wl + 96);
+#pragma GCC unroll 6
+          for (int p = 0; p < kQPix; ++p) {
+            int32_t word;
+            std::memcpy(&word, row + p * sw * c + 2 * d, 4);
+            const __m512bh a = (__m512bh)_mm512_set1_epi32(word);
+            acc[p][0] = _mm512_dpbf16_ps(acc[p][0], a, w0);
+            acc[p][1] = _mm512_dpbf16_ps(acc[p][1], a, w1);
+            acc[p][2] = _mm512_dpbf16_ps(acc[p][2], a, w2);
+            acc[p][3] = _mm512_dpbf16_ps(acc[p][3], a, w3);
+          }
+        }
+      }
+      for (int v = 0; v < 4; ++v) {
+        const int64_t o0 = oc0 + 16 * v;
+        const int64_t live_n = std::min<int64_t>(16, o - o0);
+        if (live_n <= 0) break;
+        const __mmask16 live =
+            static_cast<__mmask16>(live_n == 16 ? 0xffff : ((1u << live_n) - 1));
+        const __m512 bi = _mm512_maskz_loadu_ps(live, bias + o0);
+        __m512 pos = _mm512_setzero_ps(), neg = pos;
+        if (gp) {
+          pos = _mm512_maskz_loadu_ps(live, gp + o0);
+          neg = _mm512_maskz_loadu_ps(live, gn + o0);
+        }
+        for (int p = 0; p < npix; ++p) {
+          __m512 y = _mm512_add_ps(acc[p][v], bi);
+          if (gp) {
+            const __mmask16 ge = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GE_OQ);
+            y = _mm512_mul_ps(y, _mm512_mask_blend_ps(ge, neg, pos));
+          }
+          _mm512_mask_storeu_ps(out + ((oy * ow_size) + ox0 + p) * o + o0, live, y);
+        }
+      }
+    }
+  }
+}
 }  // namespace
 
 extern "C" {
@@ -290,7 +531,11 @@ void autobin_maxout(const float* x, int64_t npix, int64_t c, const float* gp, co
   }
 }
 
-// Bit 0: AVX2 path usable; bit 1: AVX-512 VPOPCNTDQ path usable (cpuid and OS state checked by
+// The ABI version: autobin/deploy/build.py (ABI_VERSION) rebuilds a library reporting another.
+int autobin_abi_version() { return 7; }
+
+// Bit 0: AVX2 path usable; bit 1: AVX-512 VPOPCNTDQ path usable; bit 2: AVX-512 VNNI (the
+// int8 float-part convolution); bit 3: AVX-512 BF16 (the bfloat16 one) (cpuid and OS state checked by
 // libgcc's __builtin_cpu_supports).
 int autobin_cpu_features() {
   __builtin_cpu_init();
@@ -301,6 +546,12 @@ int autobin_cpu_features() {
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq") &&
       __builtin_cpu_supports("popcnt"))
     f |= 2;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vnni"))
+    f |= 4;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512bf16"))
+    f |= 8;
   return f;
 }
 
@@ -333,13 +584,20 @@ void autobin_pack(const float* x, int64_t npix, int64_t channels, int64_t groups
 //   cdot, csw, cn, bias: per-channel coefficients (double); m = -2*cdot and csa (float)
 //   residual: null, or (n, oh, ow, O) float32 added to the output (a fused shortcut)
 //   out: (n, oh, ow, O) float32
+//   epilogue (fused glue; each step is skipped when its pointer is null), per output pixel,
+//   in this order and with the roundings of the separate modules it replaces:
+//     residual2: (n, oh, ow, O) float32 added after `residual` (the graph's shortcut add)
+//     gp, gn:    Maxout slopes: y = y * (y >= 0 ? gp : gn)
+//     next_act, next_sa: the output binarized (y >= next_thr) and bit-packed for the next
+//                packed layer (next_groups groups), as autobin_pack would from `out`
 void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, int64_t w,
                   int64_t groups, int64_t cg, const uint64_t* wt, const int32_t* pcw, int64_t og,
                   int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
                   int64_t pt, int64_t pl, int64_t oh_size, int64_t ow_size, const double* cdot,
                   const double* csw, const double* cn, const double* bias, const float* m,
                   const float* csa, const float* residual, int path, int nthreads,
-                  float* out) {
+                  float* out, const float* residual2, const float* gp, const float* gn,
+                  int64_t next_groups, float next_thr, uint64_t* next_act, int32_t* next_sa) {
   const int64_t k_words = (cg + 63) / 64;
   const int64_t taps = kh * kw;
   const int64_t L = taps * k_words;
@@ -441,7 +699,28 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
     const int64_t at = ((b * oh_size + oy) * ow_size + ox) * O + g * og;
     blk.out[p] = out + at;
     blk.res[p] = residual ? residual + at : nullptr;
+    blk.res2[p] = residual2 ? residual2 + at : nullptr;
   };
+  // The fused epilogue's per-pixel steps after all channels of the pixel are stored (the row
+  // is still in L1): Maxout in place, then binarize and pack for the next layer.
+  const int64_t next_cg = next_groups > 0 ? O / next_groups : 0;
+  const int64_t next_k = (next_cg + 63) / 64;
+  auto finish_pixel = [&](int64_t pix) {
+    float* row = out + pix * O;
+    if (gp) maxout_rows(row, 1, O, gp, gn, row);
+    if (!next_act) return;
+    for (int64_t g = 0; g < next_groups; ++g) {
+      uint64_t* dst = next_act + (pix * next_groups + g) * next_k;
+      int32_t* s = next_sa + pix * next_groups + g;
+      if (path == kAvx512)
+        pack_pixel_avx512(row + g * next_cg, next_cg, next_k, next_thr, dst, s);
+      else if (path == kAvx2)
+        pack_pixel_avx2(row + g * next_cg, next_cg, next_k, next_thr, dst, s);
+      else
+        pack_pixel_portable(row + g * next_cg, next_cg, next_k, next_thr, dst, s);
+    }
+  };
+  const bool finishing = gp != nullptr || next_act != nullptr;
 
   const int64_t nblocks_w = (ow_size + kPixBlock - 1) / kPixBlock;
   const int64_t items = n * oh_size * nblocks_w;
@@ -480,6 +759,8 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
           }
           block_fn(blk);
         }
+        if (finishing)
+          for (int p = 0; p < npix; ++p) finish_pixel((b * oh_size + oy) * ow_size + ox0 + p);
         continue;
       }
       const float* base_ptr[kPixBlock];
@@ -525,28 +806,195 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
         }
         block_fn(blk);
       }
+      if (finishing)
+        for (int p = 0; p < npix; ++p) finish_pixel((b * oh_size + oy) * ow_size + ox0 + p);
     }
   }
 }
 
 // Binarize, pack and convolve in one call: the layer's forward pass.
 //   x: (n, h, w, groups * cg) float32 channels-last input; residual != 0 adds x to the output
-//   (then the output must have the input's shape); other arguments as in autobin_conv.
+//   (then the output must have the input's shape); in_act, in_sa: x already binarized and
+//   packed (by the previous layer's epilogue), or null to pack x here; the epilogue arguments
+//   (residual2 .. next_sa) and the others as in autobin_conv.
 void autobin_packed_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t pt,
                          int64_t pl, int64_t oh_size, int64_t ow_size, int residual, int path,
                          int nthreads, float* out, int64_t groups, int64_t cg, float thr,
                          const uint64_t* wt, const int32_t* pcw, int64_t og, int64_t kh,
                          int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
                          const double* cdot, const double* csw, const double* cn,
-                         const double* bias, const float* m, const float* csa) {
+                         const double* bias, const float* m, const float* csa,
+                         const uint64_t* in_act, const int32_t* in_sa, const float* residual2,
+                         const float* gp, const float* gn, int64_t next_groups, float next_thr,
+                         uint64_t* next_act, int32_t* next_sa) {
   const int64_t k_words = (cg + 63) / 64;
   const int64_t npix = n * h * w;
-  std::unique_ptr<uint64_t[]> act(new uint64_t[static_cast<size_t>(npix * groups * k_words)]);
-  std::unique_ptr<int32_t[]> sa(new int32_t[static_cast<size_t>(npix * groups)]);
-  autobin_pack(x, npix, groups * cg, groups, thr, path, nthreads, act.get(), sa.get());
-  autobin_conv(act.get(), sa.get(), n, h, w, groups, cg, wt, pcw, og, kh, kw, sh, sw, dh, dw, pt,
-               pl, oh_size, ow_size, cdot, csw, cn, bias, m, csa, residual ? x : nullptr, path,
-               nthreads, out);
+  std::unique_ptr<uint64_t[]> act;
+  std::unique_ptr<int32_t[]> sa;
+  if (!in_act) {
+    act.reset(new uint64_t[static_cast<size_t>(npix * groups * k_words)]);
+    sa.reset(new int32_t[static_cast<size_t>(npix * groups)]);
+    autobin_pack(x, npix, groups * cg, groups, thr, path, nthreads, act.get(), sa.get());
+    in_act = act.get();
+    in_sa = sa.get();
+  }
+  autobin_conv(in_act, in_sa, n, h, w, groups, cg, wt, pcw, og, kh, kw, sh, sw, dh, dw, pt, pl,
+               oh_size, ow_size, cdot, csw, cn, bias, m, csa, residual ? x : nullptr, path,
+               nthreads, out, residual2, gp, gn, next_groups, next_thr, next_act, next_sa);
 }
+
+// bfloat16 convolution of a float layer (see bf16_conv_image); arguments as autobin_int8_conv
+// with wb the bf16 weights and r2 pairs per kernel row. Returns -1 when the CPU lacks
+// AVX-512 BF16.
+int autobin_bf16_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                      int64_t kw, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
+                      int64_t oh_size, int64_t ow_size, const uint16_t* wb, int64_t r2,
+                      int64_t o, int64_t op, const float* bias, const float* gp, const float* gn,
+                      int nthreads, float* out) {
+  if (!(autobin_cpu_features() & 8)) return -1;
+  const int64_t hp = std::max(h + pt, (oh_size - 1) * sh + kh);
+  const int64_t wp = std::max(w + pl, (ow_size + kQPix - 1) / kQPix * kQPix * sw + kw) + 2;
+  std::vector<uint16_t> img(static_cast<size_t>(hp * wp * c + 2 * r2 + 64), 0);
+  for (int64_t b = 0; b < n; ++b) {
+    const float* xb = x + b * h * w * c;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t y = 0; y < h; ++y)
+      bf16_convert_row(xb + y * w * c, w * c, img.data() + ((y + pt) * wp + pl) * c);
+    bf16_conv_image(img.data(), wp, c, kh, sh, sw, oh_size, ow_size, wb, r2, o, op, bias, gp,
+                    gn, nthreads, out + b * oh_size * ow_size * o);
+  }
+  return 0;
+}
+
+// int8 convolution of a float layer (see int8_conv_image): x (n, h, w, c) float32
+// channels-last; geometry as in autobin_conv (bottom/right padding implied by oh, ow); out
+// (n, oh, ow, o) float32. Returns 0, or -1 when the CPU lacks AVX-512 VNNI.
+int autobin_int8_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                      int64_t kw, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
+                      int64_t oh_size, int64_t ow_size, const int8_t* wq, int64_t r4, int64_t o,
+                      int64_t op, const int32_t* sumw, const float* wscale, const float* bias,
+                      const float* gp, const float* gn, int nthreads, float* out) {
+  if (!(autobin_cpu_features() & 4)) return -1;
+  // padded image: every read of every output pixel block (kQPix pixels, r4 dwords) is inside
+  const int64_t hp = std::max(h + pt, (oh_size - 1) * sh + kh);
+  const int64_t wp = std::max(w + pl, (ow_size + kQPix - 1) / kQPix * kQPix * sw + kw) + 4;
+  const int64_t img_bytes = hp * wp * c + 4 * r4 + 64;
+  std::vector<uint8_t> img(static_cast<size_t>(img_bytes));
+  std::vector<float> scale(static_cast<size_t>(o));
+  for (int64_t b = 0; b < n; ++b) {
+    const float* xb = x + b * h * w * c;
+    const auto [lo, hi] = int8_range(xb, h * w * c);
+    float sx = (hi - lo) / 255.0f;
+    if (!(sx > 0.0f)) sx = 1.0f;
+    const float inv = 1.0f / sx;
+    const int32_t zx = static_cast<int32_t>(std::clamp(std::nearbyint(-lo * inv), 0.0f, 255.0f));
+    std::fill(img.begin(), img.end(), static_cast<uint8_t>(zx));
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t y = 0; y < h; ++y)
+      int8_quantize_row(xb + y * w * c, w * c, inv, zx, img.data() + ((y + pt) * wp + pl) * c);
+    for (int64_t i = 0; i < o; ++i) scale[i] = sx * wscale[i];
+    int8_conv_image(img.data(), wp, c, kh, kw, sh, sw, oh_size, ow_size, wq, r4, o, op, sumw,
+                    scale.data(), bias, zx, gp, gn, nthreads,
+                    out + b * oh_size * ow_size * o);
+  }
+  return 0;
+}
+
+// ------------------------------------------------------------------ compiled plans
+// A plan runs a chain of deployed layers in one call (no Python between them). Activations
+// live in an arena owned by the calling thread; every slot is a byte offset into it (-1: the
+// plan's input for `in`, its output for `out`; -1 elsewhere: none).
+struct PlanOp {
+  int64_t kind;  // 0 packed conv, 1 int8 conv, 2 max pool, 3 bf16 conv
+  int64_t in, extra, out, in_act, in_sa, next_act, next_sa;
+  int64_t n, h, w, c, pt, pl, oh, ow, residual;
+  int64_t groups, cg, og, kh, kw, sh, sw, dh, dw, next_groups;
+  double thr, next_thr;
+  const void* wt;
+  const void* pcw;
+  const void* cdot;
+  const void* csw;
+  const void* cn;
+  const void* bias;
+  const void* m;
+  const void* csa;
+  const void* gp;
+  const void* gn;
+  const void* wq;
+  int64_t r4, o, op;
+  const void* sumw;
+  const void* wscale;
+};
+
+// One image through the plan (the plan's ops are built for n = 1).
+int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* x, float* out,
+                   int path, int nthreads) {
+  auto fslot = [&](int64_t off, bool is_out) -> float* {
+    if (off < 0) return is_out ? out : const_cast<float*>(x);
+    return reinterpret_cast<float*>(base + off);
+  };
+  auto opt = [&](int64_t off) -> uint8_t* { return off < 0 ? nullptr : base + off; };
+  for (int64_t i = 0; i < nops; ++i) {
+    const PlanOp& p = ops[i];
+    const float* in = fslot(p.in, false);
+    float* dst = fslot(p.out, true);
+    if (p.kind == 0) {
+      autobin_packed_conv(
+          in, p.n, p.h, p.w, p.pt, p.pl, p.oh, p.ow, static_cast<int>(p.residual), path,
+          nthreads, dst, p.groups, p.cg, static_cast<float>(p.thr),
+          static_cast<const uint64_t*>(p.wt), static_cast<const int32_t*>(p.pcw), p.og, p.kh,
+          p.kw, p.sh, p.sw, p.dh, p.dw, static_cast<const double*>(p.cdot),
+          static_cast<const double*>(p.csw), static_cast<const double*>(p.cn),
+          static_cast<const double*>(p.bias), static_cast<const float*>(p.m),
+          static_cast<const float*>(p.csa), reinterpret_cast<const uint64_t*>(opt(p.in_act)),
+          reinterpret_cast<const int32_t*>(opt(p.in_sa)),
+          p.extra < 0 ? nullptr : fslot(p.extra, false), static_cast<const float*>(p.gp),
+          static_cast<const float*>(p.gn), p.next_groups, static_cast<float>(p.next_thr),
+          reinterpret_cast<uint64_t*>(opt(p.next_act)),
+          reinterpret_cast<int32_t*>(opt(p.next_sa)));
+    } else if (p.kind == 1) {
+      if (autobin_int8_conv(in, p.n, p.h, p.w, p.c, p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, p.oh,
+                            p.ow, static_cast<const int8_t*>(p.wq), p.r4, p.o, p.op,
+                            static_cast<const int32_t*>(p.sumw),
+                            static_cast<const float*>(p.wscale),
+                            static_cast<const float*>(p.bias), static_cast<const float*>(p.gp),
+                            static_cast<const float*>(p.gn), nthreads, dst) != 0)
+        return -1;
+    } else if (p.kind == 3) {
+      if (autobin_bf16_conv(in, p.n, p.h, p.w, p.c, p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, p.oh,
+                            p.ow, static_cast<const uint16_t*>(p.wq), p.r4, p.o, p.op,
+                            static_cast<const float*>(p.bias), static_cast<const float*>(p.gp),
+                            static_cast<const float*>(p.gn), nthreads, dst) != 0)
+        return -1;
+    } else {
+      const int64_t rows = p.n * p.oh;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t b = r / p.oh, oy = r % p.oh;
+        maxpool_row(in + b * p.h * p.w * p.c, p.h, p.w, p.c, p.kh, p.kw, p.sh, p.sw, p.pt,
+                    p.pl, oy, p.ow, dst + (b * p.oh + oy) * p.ow * p.c);
+      }
+    }
+  }
+  return 0;
+}
+
+// Runs the plan on n images one after another (x: n images of in_floats floats each, out:
+// n of out_floats): each image's activations stay in cache from one layer to the next.
+int autobin_run_plan(const PlanOp* ops, int64_t nops, int64_t arena_bytes, const float* x,
+                     float* out, int path, int nthreads, int64_t n, int64_t in_floats,
+                     int64_t out_floats) {
+  thread_local std::vector<uint8_t> arena;
+  if (static_cast<int64_t>(arena.size()) < arena_bytes)
+    arena.resize(static_cast<size_t>(arena_bytes));
+  for (int64_t b = 0; b < n; ++b)
+    if (run_plan_image(ops, nops, arena.data(), x + b * in_floats, out + b * out_floats, path,
+                       nthreads) != 0)
+      return -1;
+  return 0;
+}
+
+// sizeof(PlanOp), checked by the Python side against its ctypes mirror
+int64_t autobin_plan_op_size() { return static_cast<int64_t>(sizeof(PlanOp)); }
 
 }  // extern "C"

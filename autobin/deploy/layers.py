@@ -21,9 +21,72 @@ from torch import nn
 
 from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
 from .build import active_kernel, load_library, path_code
-from .errors import DeployError
+from .errors import DeployError, DeployInputError
 from .packing import pack_weight_signs, tap_popcounts
 from .reference import UNIT_ROUNDOFF, packed_conv_reference
+
+
+def refuse_tracing(owner: str) -> None:
+    """Raise when ``torch.jit.trace``, ``torch.export`` or ``torch.onnx.export`` runs a deployed
+    module: the compiled kernels run outside torch, so a trace would record their outputs as
+    constants."""
+    if torch.jit.is_tracing() or torch.compiler.is_exporting():
+        raise DeployError(
+            f"{owner} cannot be traced or exported (torch.jit.trace, torch.export, "
+            "torch.onnx.export): its packed kernels run outside torch and a trace would freeze "
+            "their outputs; call the deployed model directly (torch.compile works around them), "
+            "or export the fake-quantized model"
+        )
+
+
+def refuse_scripting(owner: str) -> None:
+    """``torch.jit.script`` calls ``__prepare_scriptable__`` first: refuse there, in one line."""
+    raise DeployError(
+        f"{owner} cannot be scripted (torch.jit.script): its packed kernels are C++ calls "
+        "TorchScript cannot run; call the deployed model directly, or script the fake-quantized "
+        "model"
+    )
+
+
+def guarded_apply(owner: str, fn: Any, *, keep_contiguous: bool) -> Any:
+    """The tensor function a deployed module's ``_apply`` may run in place of ``fn``.
+
+    Deployed modules run float32 on the CPU; their packed state includes float64 coefficients
+    and int64 words the kernels read by address. A cast to float32 on the CPU (``.float()``,
+    ``.to(torch.float32)``, ``.cpu()``, ``share_memory()``) is allowed and leaves the float64
+    buffers as they are; any other dtype or device is refused with a :class:`DeployError`.
+    ``keep_contiguous`` restores the dense layout a ``memory_format`` change would alter.
+    """
+    try:
+        probe32 = fn(torch.zeros(1, 1, 1, 1))
+        probe64 = fn(torch.zeros(1, 1, 1, 1, dtype=torch.float64))
+    except Exception as e:  # e.g. .cuda() without CUDA
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DeployError(
+            f"{owner} runs float32 on the CPU and cannot be moved or cast ({reason}); deploy "
+            "again, or move/cast the fake-quantized model instead"
+        ) from None
+    if (
+        probe32.dtype != torch.float32
+        or probe32.device.type != "cpu"
+        or (probe64.device.type != "cpu")
+    ):
+        raise DeployError(
+            f"{owner} runs float32 on the CPU; casting or moving it to {probe32.dtype} on "
+            f"{probe32.device} is not supported (its packed kernels read float32 input and "
+            "float64 coefficients); cast the input instead, or use the fake-quantized model"
+        )
+    keep64 = probe64.dtype != torch.float64
+
+    def apply(t: torch.Tensor) -> torch.Tensor:
+        if keep64 and t.dtype == torch.float64:
+            return t
+        out = fn(t)
+        if keep_contiguous and isinstance(out, torch.Tensor) and not out.is_contiguous():
+            out = out.contiguous()
+        return out
+
+    return apply
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -110,6 +173,9 @@ class _PackedLayer(nn.Module):
         self.method, self.act_form = layer.method, layer.act_form
         self.folded_norm = norm is not None
         self.residual = False
+        self.fused_maxout: InferenceMaxout | None = None
+        self.adds_extra = False
+        self.next_input: tuple[float, int] | None = None
         out = self.out_channels
         signs = signs.detach().cpu().to(torch.bool).reshape(out, -1, *self.kernel_size)
         self.register_buffer("wbits", pack_weight_signs(signs, self.groups))
@@ -137,7 +203,14 @@ class _PackedLayer(nn.Module):
         self.register_buffer("error_bound", bound)
 
     # ------------------------------------------------------------------ checks
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        return super()._apply(guarded_apply(type(self).__name__, fn, keep_contiguous=True), recurse)
+
+    def __prepare_scriptable__(self) -> Any:
+        refuse_scripting(type(self).__name__)
+
     def _check_call(self, x: torch.Tensor) -> None:
+        refuse_tracing(type(self).__name__)
         if self.training:
             raise DeployError(
                 f"{type(self).__name__} is inference only but was put in training mode; call "
@@ -190,8 +263,10 @@ class _PackedLayer(nn.Module):
     def _static_args(self) -> tuple:
         """The call's per-layer arguments (buffer addresses, geometry), rebuilt if the buffers
         moved (a copy, ``load_state_dict``)."""
-        key = (self.wbits.data_ptr(), self.coefficients.data_ptr(), self.threshold)
+        buffers = (self.wbits, self.pcw, self.coefficients, self.kernel_coefficients)
+        key = (*(b.data_ptr() for b in buffers), self.threshold)
         if getattr(self, "_static_key", None) != key:
+            self._check_buffers()
             (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
             coef, kcoef = self.coefficients, self.kernel_coefficients
             self._static = (
@@ -203,7 +278,53 @@ class _PackedLayer(nn.Module):
             self._static_key = key
         return self._static
 
-    def _kernel_conv(self, x: torch.Tensor, path: str) -> torch.Tensor:
+    def _check_buffers(self) -> None:
+        """The kernels read the buffers by address: refuse any that were replaced by a tensor of
+        another dtype, device or layout (``load_state_dict(assign=True)``, direct assignment)."""
+        want = {"wbits": torch.int64, "pcw": torch.int32, "coefficients": torch.float64,
+                "kernel_coefficients": torch.float32}  # fmt: skip
+        for name, dtype in want.items():
+            t = getattr(self, name)
+            if t.dtype != dtype or t.device.type != "cpu" or not t.is_contiguous():
+                raise DeployError(
+                    f"{type(self).__name__}.{name} is a {t.dtype} {t.device} tensor"
+                    f"{'' if t.is_contiguous() else ' (not contiguous)'}; the kernels need a "
+                    f"contiguous {dtype} CPU tensor: deploy the model again"
+                )
+
+    def fuse_glue(
+        self,
+        *,
+        maxout: InferenceMaxout | None = None,
+        adds_extra: bool = False,
+        next_input: tuple[float, int] | None = None,
+    ) -> None:
+        """Take over the glue after this layer (see :func:`autobin.deploy.model.deploy`).
+
+        Args:
+            maxout: a Maxout over the output channels, applied in the epilogue.
+            adds_extra: ``forward(x, extra)`` adds ``extra`` (shaped like the output) before
+                the Maxout: the graph's shortcut add.
+            next_input: ``(threshold, groups)`` of the packed layer that consumes the output:
+                the epilogue also writes the output binarized and bit-packed for it.
+        """
+        self.fused_maxout = maxout
+        self.adds_extra = bool(adds_extra)
+        self.next_input = next_input
+
+    def _packed_input(self, x: torch.Tensor) -> tuple[int, int]:
+        """Addresses of ``x`` already packed for this layer by the producer's epilogue, or 0."""
+        bits = getattr(x, "_autobin_bits", None)
+        if bits is None:
+            return 0, 0
+        version, threshold, groups, act, sa = bits
+        if version != x._version or threshold != self.threshold or groups != self.groups:
+            return 0, 0  # changed in place since, or packed for another layer
+        return act.data_ptr(), sa.data_ptr()
+
+    def _kernel_conv(
+        self, x: torch.Tensor, path: str, extra: torch.Tensor | None = None, glue: bool = True
+    ) -> torch.Tensor:
         n, c, h, w = x.shape
         xl = x.permute(0, 2, 3, 1)
         if not xl.is_contiguous():
@@ -213,7 +334,7 @@ class _PackedLayer(nn.Module):
         oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
         ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
         if oh <= 0 or ow <= 0:
-            raise ValueError(
+            raise DeployInputError(
                 f"input of {h}x{w} is too small for kernel {self.kernel_size} with padding "
                 f"{(pt, pb, pl, pr)} and dilation {self.dilation}"
             )
@@ -224,18 +345,64 @@ class _PackedLayer(nn.Module):
                 f"for input {(c, h, w)}"
             )
         out = torch.empty((n, oh, ow, o), dtype=torch.float32)
+        extra_ptr = 0
+        if extra is not None:
+            el = extra.permute(0, 2, 3, 1)
+            if not el.is_contiguous():
+                el = el.contiguous()
+            extra_ptr = el.data_ptr()
+        gp = gn = 0
+        if glue and self.fused_maxout is not None:
+            gp = self.fused_maxout.gamma_pos.data_ptr()
+            gn = self.fused_maxout.gamma_neg.data_ptr()
+        next_thr, next_groups, nact, nsa = 0.0, 0, None, None
+        if glue and self.next_input is not None:
+            next_thr, next_groups = self.next_input
+            words = n * oh * ow * next_groups * ((o // next_groups + 63) // 64)
+            nact = torch.empty((words,), dtype=torch.int64)
+            nsa = torch.empty((n * oh * ow * next_groups,), dtype=torch.int32)
+        in_act, in_sa = self._packed_input(x)
         load_library().autobin_packed_conv(
             xl.data_ptr(), n, h, w, pt, pl, oh, ow, int(self.residual), path_code(path),
-            torch.get_num_threads(), out.data_ptr(), *self._static_args(),
+            torch.get_num_threads(), out.data_ptr(), *self._static_args(), in_act, in_sa,
+            extra_ptr, gp, gn, next_groups, next_thr,
+            0 if nact is None else nact.data_ptr(), 0 if nsa is None else nsa.data_ptr(),
         )  # fmt: skip
-        return out.permute(0, 3, 1, 2)
+        y = out.permute(0, 3, 1, 2)
+        if nact is not None:
+            y._autobin_bits = (y._version, next_thr, next_groups, nact, nsa)
+        return y
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's own output (with its fused residual), without the fused glue."""
         path = active_kernel()
         if path == "reference" or x.dtype != torch.float32 or x.device.type != "cpu":
             y = packed_conv_reference(self, x)
             return y + x if self.residual else y
-        return self._kernel_conv(x, path)
+        return self._kernel_conv(x, path, glue=False)
+
+    def _conv_with_glue(self, x: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        """The layer's output, ``+ extra``, through the fused Maxout; the kernel does it all in
+        its epilogue where it can, else the same steps run one by one (same values)."""
+        path = active_kernel()
+        kernel = path != "reference" and x.dtype == torch.float32 and x.device.type == "cpu"
+        if kernel and extra is not None:
+            o, (oh, ow) = self.out_channels, self._output_size(x)
+            kernel = extra.shape == (x.shape[0], o, oh, ow) and extra.dtype == torch.float32
+        if kernel:
+            return self._kernel_conv(x, path, extra)
+        y = self._conv(x)
+        if extra is not None:
+            y = y + extra
+        return self.fused_maxout(y) if self.fused_maxout is not None else y
+
+    def _output_size(self, x: torch.Tensor) -> tuple[int, int]:
+        h, w = x.shape[-2:]
+        pt, pb, pl, pr = self.paddings(h, w)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        return (h + pt + pb - dh * (kh - 1) - 1) // sh + 1, (
+            w + pl + pr - dw * (kw - 1) - 1
+        ) // sw + 1
 
     def packed_bytes(self) -> int:
         """Bytes of this layer's state (packed weights, tap counts, coefficients)."""
@@ -244,7 +411,10 @@ class _PackedLayer(nn.Module):
     def _packed_repr(self) -> str:
         bn = ", bn folded" if self.folded_norm else ""
         res = ", + input" if self.residual else ""
-        return f"method={self.method}, threshold={self.threshold:.4g}{bn}{res}"
+        glue = ", + extra" if self.adds_extra else ""
+        glue += ", maxout" if self.fused_maxout is not None else ""
+        glue += ", packs next input" if self.next_input is not None else ""
+        return f"method={self.method}, threshold={self.threshold:.4g}{bn}{res}{glue}"
 
 
 class PackedConv2d(_PackedLayer):
@@ -288,13 +458,26 @@ class PackedConv2d(_PackedLayer):
         self.residual = bool(residual)
         self.eval()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         self._check_call(x)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise DeployInputError(
                 f"PackedConv2d expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        return self._conv(x)
+        if (extra is not None) != self.adds_extra:
+            raise DeployError(
+                "PackedConv2d: a second input is "
+                + ("required (its fused shortcut add)" if self.adds_extra else "not expected")
+            )
+        if self.fused_maxout is None and extra is None and self.next_input is None:
+            return self._conv(x)
+        return self._conv_with_glue(x, extra)
+
+    def conv_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's own output (BatchNorm and residual included), without the fused glue."""
+        self._check_call(x)
+        with torch.no_grad():
+            return self._conv(x)
 
     def extra_repr(self) -> str:
         pad = "dynamic-same" if self.padding is None else self.padding
@@ -334,7 +517,7 @@ class PackedLinear(_PackedLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_call(x)
         if x.dim() == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
+            raise DeployInputError(
                 f"PackedLinear expects input (..., {self.in_features}), got {tuple(x.shape)}"
             )
         lead = x.shape[:-1]
@@ -373,7 +556,14 @@ class InferenceMaxout(nn.Module):
             return None
         return view if view.is_contiguous() else None
 
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        return super()._apply(guarded_apply("InferenceMaxout", fn, keep_contiguous=True), recurse)
+
+    def __prepare_scriptable__(self) -> Any:
+        refuse_scripting("InferenceMaxout")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        refuse_tracing("InferenceMaxout")
         view = self._channels_last_view(x)
         path = active_kernel() if view is not None else "reference"
         if path == "reference":
@@ -395,6 +585,9 @@ __all__ = [
     "InferenceMaxout",
     "PackedConv2d",
     "PackedLinear",
+    "guarded_apply",
     "input_threshold",
+    "refuse_scripting",
+    "refuse_tracing",
     "unsupported_reason",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import operator
 import sys
 import warnings
 from collections.abc import Mapping
@@ -18,9 +17,21 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..model_info import FloatReference, attach_info, info
 from ..module_tools import set_module
 from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
+from . import fusion
 from .build import active_kernel
-from .errors import DeployError
-from .layers import InferenceMaxout, PackedConv2d, PackedLinear, unsupported_reason
+from .errors import DeployError, DeployInputError
+from .float_parts import check_float_parts
+from .fusion import ADDS, first_conv, join_path, low_precision_float_parts
+from .layers import (
+    InferenceMaxout,
+    PackedConv2d,
+    PackedLinear,
+    guarded_apply,
+    refuse_scripting,
+    refuse_tracing,
+    unsupported_reason,
+)
+from .plan import compile_chains
 
 WeightSigns = Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 """Binary weights by layer path: ``(signs (bool, shaped like the weight), alpha_w, beta_w)``."""
@@ -40,6 +51,14 @@ class DeploySummary:
         float_folded_norms: ``{float conv path: BatchNorm path}`` folded into a float conv.
         maxouts: paths of the Maxouts now run by the compiled kernel (:class:`InferenceMaxout`).
         residuals: packed convs that add their input (fused Bi-Real shortcuts).
+        fused_maxouts: ``{packed conv path: Maxout path}`` Maxouts done in the conv's epilogue.
+        fused_adds: packed convs that also add the graph's shortcut (``conv(x) + r``) there.
+        packs_next: ``{packed conv path: consumer path}``: the epilogue writes the output
+            binarized and bit-packed for the next packed layer, which then skips packing.
+        low_precision: ``{float conv path: "int8" or "bf16"}``: the float convs run in low
+            precision (:mod:`autobin.deploy.float_parts`).
+        float_parts: the ``float_parts`` choice deploy was given.
+        compiled_chains: module paths of each run of layers executed by one C++ call.
         kept: ``{path: reason}`` binary layers left fake-quantized (not packable).
         state_bytes: bytes of the deployed model's parameters and buffers.
         float_state_bytes: bytes of the source model's parameters and buffers as float32.
@@ -50,6 +69,12 @@ class DeploySummary:
     float_folded_norms: dict[str, str] = field(default_factory=dict)
     maxouts: list[str] = field(default_factory=list)
     residuals: list[str] = field(default_factory=list)
+    fused_maxouts: dict[str, str] = field(default_factory=dict)
+    fused_adds: list[str] = field(default_factory=list)
+    packs_next: dict[str, str] = field(default_factory=dict)
+    low_precision: dict[str, str] = field(default_factory=dict)
+    float_parts: str = "fp32"
+    compiled_chains: list[list[str]] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)
     state_bytes: int = 0
     float_state_bytes: int = 0
@@ -60,7 +85,13 @@ class DeploySummary:
             f"packed binary layers: {len(self.packed)} (BatchNorm folded into "
             f"{len(self.folded_norms)}, shortcut fused into {len(self.residuals)}), BatchNorm "
             f"folded into {len(self.float_folded_norms)} float convs, {len(self.maxouts)} Maxouts "
-            f"compiled; kernel path: {active_kernel()}",
+            f"compiled; fused glue: {len(self.fused_maxouts)} Maxouts and {len(self.fused_adds)} "
+            f"shortcut adds in conv epilogues, {len(self.packs_next)} outputs packed for the next "
+            f"layer there; float parts ({self.float_parts}): "
+            f"{list(self.low_precision.values()).count('int8')} convs in int8, "
+            f"{list(self.low_precision.values()).count('bf16')} in bf16; "
+            f"{sum(map(len, self.compiled_chains))} layers run by "
+            f"{len(self.compiled_chains)} C++ call(s); kernel path: {active_kernel()}",
             f"parameter and buffer bytes: {self.state_bytes:,} deployed vs "
             f"{self.float_state_bytes:,} float32 ({ratio:.1f}x smaller)",
         ]
@@ -74,10 +105,6 @@ def _state_bytes(model: nn.Module, as_float32: bool) -> int:
         size = 4 if (as_float32 and t.is_floating_point()) else t.element_size()
         total += t.numel() * size
     return total
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
 
 
 def _foldable_norm(norm: nn.Module) -> bool:
@@ -123,7 +150,7 @@ def _fold_norms(root: nn.Module, summary: DeploySummary) -> dict[str, tuple[nn.M
                 continue
             user.replace_all_uses_with(node)
             gm.graph.erase_node(user)
-            conv_path, norm_path = _join(prefix, node.target), _join(prefix, user.target)
+            conv_path, norm_path = join_path(prefix, node.target), join_path(prefix, user.target)
             if is_float:
                 set_module(gm, node.target, fuse_conv_bn_eval(conv, norm))
                 summary.float_folded_norms[conv_path] = norm_path
@@ -135,9 +162,6 @@ def _fold_norms(root: nn.Module, summary: DeploySummary) -> dict[str, tuple[nn.M
             gm.graph.lint()
             gm.recompile()
     return folded
-
-
-_ADDS = (operator.add, torch.add, operator.iadd)
 
 
 def _keeps_shape(conv: BinaryConv2d) -> bool:
@@ -181,7 +205,7 @@ def _fuse_residuals(root: nn.Module) -> set[str]:
             if not isinstance(conv, BinaryConv2d) or unsupported_reason(conv) is not None:
                 continue
             (user,) = node.users
-            if user.op != "call_function" or user.target not in _ADDS or user.kwargs:
+            if user.op != "call_function" or user.target not in ADDS or user.kwargs:
                 continue
             if sorted(map(id, user.args)) != sorted((id(node), id(node.args[0]))):
                 continue
@@ -189,7 +213,7 @@ def _fuse_residuals(root: nn.Module) -> set[str]:
                 continue
             user.replace_all_uses_with(node)
             gm.graph.erase_node(user)
-            fused.add(_join(prefix, node.target))
+            fused.add(join_path(prefix, node.target))
             changed = True
         if changed:
             gm.graph.lint()
@@ -197,23 +221,105 @@ def _fuse_residuals(root: nn.Module) -> set[str]:
     return fused
 
 
+def _input_channels(model: nn.Module) -> int | None:
+    """Channels the model's image input must have (read before deploy rewrites it): the first
+    conv's input channels (the first conv the fx graph applies to its input, else the first
+    conv in module order), or None."""
+    if isinstance(model, fx.GraphModule):
+        placeholders = [n for n in model.graph.nodes if n.op == "placeholder"]
+        if placeholders:
+            for user in placeholders[0].users:
+                if user.op == "call_module":
+                    first = model.get_submodule(user.target)
+                    if isinstance(first, nn.Conv2d):
+                        return int(first.in_channels)
+            return None
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return int(m.in_channels)
+        if isinstance(m, nn.Linear):
+            return None
+    return None
+
+
 class DeployedModel(nn.Module):
     """Inference-only model whose binary layers run packed XNOR/popcount kernels.
 
-    Call it like the source model. Tensor inputs must not require grad; 4-D float inputs are
-    made channels-last (the packed kernels read and write that layout). Outputs equal the
-    source model's eval-mode outputs up to float rounding (see :mod:`autobin.deploy`).
+    Call it like the source model, on a float32 CPU batch ``(N, C, H, W)`` (other input is
+    refused with a :class:`~autobin.deploy.errors.DeployInputError` naming the fix). Tensor
+    inputs must not require grad; 4-D float inputs are made channels-last (the packed kernels
+    read and write that layout). Outputs equal the source model's eval-mode outputs up to float
+    rounding (see :mod:`autobin.deploy`).
+
+    NaN or infinite input is refused: the kernels binarize by comparison, where NaN has no sign,
+    so the output would be finite and differ from the fake-quantized model's (which propagates
+    NaN). ``.float()``, ``.to(torch.float32)``, ``.cpu()`` leave the model as it is; other casts
+    and moves, ``torch.jit.trace`` and ``torch.jit.script`` are refused in one line.
 
     Attributes:
         model: the rewritten module.
         summary: the :class:`DeploySummary`.
+        input_channels: the channels an image input must have (None: not checked).
     """
 
-    def __init__(self, model: nn.Module, summary: DeploySummary) -> None:
+    def __init__(
+        self, model: nn.Module, summary: DeploySummary, input_channels: int | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.summary = summary
+        self.input_channels = input_channels
         super().train(False)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        return super()._apply(guarded_apply("a deployed model", fn, keep_contiguous=False), recurse)
+
+    def __prepare_scriptable__(self) -> Any:
+        refuse_scripting("a deployed model")
+
+    def _check_image(self, x: torch.Tensor) -> None:
+        """One-line errors for the first positional input (the image batch)."""
+        shape = tuple(x.shape)
+        if not x.is_floating_point():
+            raise DeployInputError(
+                f"the deployed model expects a float32 image batch, got a {x.dtype} tensor of "
+                f"shape {shape}; convert it with x.float() (scaled as in training)"
+            )
+        if x.dtype != torch.float32 or x.device.type != "cpu":
+            raise DeployInputError(
+                f"the deployed model runs float32 on the CPU, got a {x.dtype} tensor on "
+                f"{x.device}; pass x.float().cpu()"
+            )
+        c = self.input_channels
+        if c is None:
+            return
+        if x.dim() == 3 and shape[0] == c:
+            raise DeployInputError(
+                f"the deployed model expects a batch (N, {c}, H, W), got one unbatched image of "
+                f"shape {shape}; pass x.unsqueeze(0)"
+            )
+        if x.dim() != 4 or shape[1] != c:
+            raise DeployInputError(
+                f"the deployed model expects a batch (N, {c}, H, W), got shape {shape}; give "
+                f"it {c}-channel images"
+            )
+
+    def _check_finite(self, values: list[Any]) -> None:
+        for v in values:
+            # a sum is non-finite when any value is (or it overflows: then check exactly)
+            if (
+                isinstance(v, torch.Tensor)
+                and v.is_floating_point()
+                and not bool(torch.isfinite(v.sum()))
+                and not bool(torch.isfinite(v).all())
+            ):
+                bad = ~torch.isfinite(v)
+                first = tuple(int(i) for i in bad.nonzero()[0])
+                raise DeployInputError(
+                    f"the input holds {int(bad.sum())} NaN or infinite values (first at index "
+                    f"{first}); the packed kernels binarize by comparison, where NaN has no "
+                    "sign, so the output would be wrong: clean or drop those inputs"
+                )
 
     def train(self, mode: bool = True) -> DeployedModel:
         if mode:
@@ -224,7 +330,11 @@ class DeployedModel(nn.Module):
         return super().train(False)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        refuse_tracing("a deployed model")
         values = [*args, *kwargs.values()]
+        if args and isinstance(args[0], torch.Tensor):
+            self._check_image(args[0])
+        self._check_finite(values)
         for v in values:
             if isinstance(v, torch.Tensor) and v.requires_grad:
                 raise DeployError(
@@ -259,6 +369,9 @@ def deploy(
     *,
     fold_norms: bool = True,
     fuse_residuals: bool = True,
+    fuse_glue: bool = True,
+    float_parts: str = "auto",
+    compile_graph: bool = True,
     weight_signs: WeightSigns | None = None,
 ) -> nn.Module:
     """Inference-only copy of a binarized model with packed binary layers.
@@ -276,6 +389,15 @@ def deploy(
         fold_norms: fold BatchNorms into the packed layers where the graph allows.
         fuse_residuals: let a packed conv add its own input where the graph adds it right
             after the conv (and its folded BatchNorm): the Bi-Real shortcut.
+        fuse_glue: do a Maxout (and a shortcut add before it) that follows a packed conv in
+            the conv's epilogue, and let a packed conv write its output already bit-packed for
+            a packed conv that consumes it (same values: each step keeps its rounding).
+        float_parts: ``"auto"`` (int8 for the float convs that pass the accuracy check where
+            the CPU has AVX-512 VNNI), ``"fp32"`` (float32: the fake-quantized model's values
+            within the documented bound) or ``"int8"``; see
+            :mod:`autobin.deploy.float_parts`.
+        compile_graph: run each run of consecutive packed/int8 convs and max pools in fx
+            graphs by one C++ call (:mod:`autobin.deploy.plan`; same values).
         weight_signs: binary weights by layer path, used instead of the layers' own (the zoo
             passes its stored packed signs, so they are packed without a float detour).
 
@@ -288,6 +410,7 @@ def deploy(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"deploy expects an nn.Module, got {type(model).__name__}")
+    check_float_parts(float_parts)
     if isinstance(model, DeployedModel):
         return model
     layers = {n: m for n, m in model.named_modules() if isinstance(m, BinaryLayer)}
@@ -308,7 +431,10 @@ def deploy(
     record = info(work)
     if record is not None:  # the teacher binarize() keeps is not part of a deployment
         attach_info(work, dataclasses.replace(record, float_reference=FloatReference(None)))
-    summary = DeploySummary(float_state_bytes=_state_bytes(model, as_float32=True))
+    summary = DeploySummary(
+        float_state_bytes=_state_bytes(model, as_float32=True), float_parts=float_parts
+    )
+    input_channels = _input_channels(work)
     folded = _fold_norms(work, summary) if fold_norms else {}
     residuals = _fuse_residuals(work) if fuse_residuals else set()
     for name, layer in [(n, m) for n, m in work.named_modules() if isinstance(m, BinaryLayer)]:
@@ -335,11 +461,22 @@ def deploy(
     for name, m in [(n, m) for n, m in work.named_modules() if isinstance(m, Maxout)]:
         set_module(work, name, InferenceMaxout(m))
         summary.maxouts.append(name)
+    if fuse_glue:
+        maxouts, adds, packs = fusion.fuse_glue(work)
+        summary.fused_maxouts.update(maxouts)
+        summary.fused_adds += adds
+        summary.packs_next.update(packs)
+    if float_parts != "fp32":
+        kinds, stem_maxouts = low_precision_float_parts(work, float_parts, first_conv(work))
+        summary.low_precision.update(kinds)
+        summary.fused_maxouts.update(stem_maxouts)
+    if compile_graph:
+        summary.compiled_chains = compile_chains(work)
     for p in work.parameters():
         p.requires_grad_(False)
     work.eval()
     summary.state_bytes = _state_bytes(work, as_float32=False)
-    return DeployedModel(work, summary)
+    return DeployedModel(work, summary, input_channels)
 
 
 __all__ = ["DeploySummary", "DeployedModel", "NoBinaryLayersWarning", "WeightSigns", "deploy"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -27,7 +29,7 @@ from autobin.deploy import (
 from autobin.deploy import build as build_module
 from autobin.nn import AdaBinConv2d, BinaryConv2d, Maxout
 
-from .conftest import COMPILED, integer_conv
+from .conftest import integer_conv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +83,7 @@ def test_model_without_binary_layers_is_returned_unchanged_with_a_message():
 
 def test_plain_module_deploys_without_folding_and_matches():
     model = _small_bnn()
-    fast = autobin.deploy(model)
+    fast = autobin.deploy(model, float_parts="fp32")
     assert isinstance(fast, DeployedModel)
     assert fast.summary.packed == ["3"] and fast.summary.folded_norms == {}
     assert isinstance(fast.model[3], PackedConv2d)
@@ -94,7 +96,7 @@ def test_plain_module_deploys_without_folding_and_matches():
 def test_unpackable_layers_stay_fake_quantized_and_are_reported():
     model = _small_bnn()
     model[3].binarize_activations = False
-    fast = autobin.deploy(model)
+    fast = autobin.deploy(model, float_parts="fp32")
     assert fast.summary.packed == [] and "activation binarization" in fast.summary.kept["3"]
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():  # (channels-last float convs sum in another order)
@@ -163,7 +165,48 @@ def _run_child(tmp_path: Path, **env: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
 
 
-@pytest.mark.skipif(not COMPILED, reason="no C++ compiler on this machine")
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as the kernel reads them, from /proc/cpuinfo (independent of
+    the library, whose own cpuid check is what is under test)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _builds_here() -> bool:
+    """An x86-64 Linux machine with a C++ compiler: the compiled kernels must build here."""
+    compiler = os.environ.get("CXX") or "g++"
+    return (
+        platform.machine() in ("x86_64", "AMD64")
+        and Path("/proc/cpuinfo").exists()
+        and shutil.which(compiler) is not None
+    )
+
+
+BUILDS_HERE = pytest.mark.skipif(
+    not _builds_here(), reason="not an x86-64 Linux machine with a C++ compiler"
+)
+
+
+@BUILDS_HERE
+def test_every_cpu_path_this_machine_has_is_built_and_tested():
+    """A kernel that does not build, or a CPU path the machine has that the suite would not
+    run, fails here (the deploy tests run every path of available_kernels())."""
+    flags = _cpu_flags()
+    expected = []
+    if {"avx512f", "avx512_vpopcntdq", "popcnt"} <= flags:
+        expected.append("avx512")
+    if {"avx2", "fma", "popcnt"} <= flags:
+        expected.append("avx2")
+    expected += ["portable", "reference"]
+    assert available_kernels() == expected, build_module._build_error
+    from .conftest import PATHS
+
+    assert expected == PATHS  # the parametrized kernel tests run every one of them
+
+
+@BUILDS_HERE
 def test_kernels_build_from_a_clean_cache_directory(tmp_path):
     out = _run_child(tmp_path)
     built = list((tmp_path / "cache" / "kernels").glob("autobin_kernels_*.so"))

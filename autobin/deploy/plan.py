@@ -1,0 +1,308 @@
+"""Compiled chains: consecutive deployed layers run by one C++ call, no Python between them.
+
+:func:`compile_chains` finds, in the fx graphs of a deployed model, runs of consecutive calls of
+packed convs (:class:`~.layers.PackedConv2d`), int8 convs (:class:`~.float_parts.Int8Conv2d`)
+and max pools that take one value from outside and give one value back (in a ResNet: from the
+stem to the last block), and replaces each run by a :class:`CompiledChain`. Its forward builds,
+once per input shape, a plan: one ``PlanOp`` record per layer (geometry, the layer's buffer
+addresses, activation slots in an arena) and runs it with ``autobin_run_plan``. A packed
+layer's input packed by its producer's epilogue is handed over inside the arena.
+
+Values are those of the layers called one by one (the same kernel functions); input the
+kernels cannot run (another dtype or device, the ``reference`` path) runs the layers one by one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from .build import active_kernel, load_library, path_code
+from .errors import DeployError
+from .float_parts import Bf16Conv2d, Int8Conv2d
+from .layers import PackedConv2d, refuse_scripting, refuse_tracing
+
+_KINDS = {PackedConv2d: 0, Int8Conv2d: 1, nn.MaxPool2d: 2, Bf16Conv2d: 3}
+_ALIGN = 64
+
+
+class PlanOp(ctypes.Structure):
+    """Mirror of ``PlanOp`` in ``kernel.cpp`` (its size is checked against the library's)."""
+
+    _fields_ = [
+        *[(name, ctypes.c_int64) for name in (
+            "kind", "inp", "extra", "out", "in_act", "in_sa", "next_act", "next_sa",
+            "n", "h", "w", "c", "pt", "pl", "oh", "ow", "residual",
+            "groups", "cg", "og", "kh", "kw", "sh", "sw", "dh", "dw", "next_groups")],
+        ("thr", ctypes.c_double),
+        ("next_thr", ctypes.c_double),
+        *[(name, ctypes.c_void_p) for name in (
+            "wt", "pcw", "cdot", "csw", "cn", "bias", "m", "csa", "gp", "gn", "wq")],
+        ("r4", ctypes.c_int64),
+        ("o", ctypes.c_int64),
+        ("op", ctypes.c_int64),
+        ("sumw", ctypes.c_void_p),
+        ("wscale", ctypes.c_void_p),
+    ]  # fmt: skip
+
+
+def _pool_ok(m: nn.Module) -> bool:
+    if type(m) is not nn.MaxPool2d or m.ceil_mode or m.return_indices:
+        return False
+    values = (m.kernel_size, m.stride, m.padding, m.dilation)
+    pairs = [(v, v) if isinstance(v, int) else tuple(v) for v in values]
+    return all(len(p) == 2 for p in pairs) and pairs[3] == (1, 1)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class CompiledChain(nn.Module):
+    """A run of deployed layers executed by one ``autobin_run_plan`` call.
+
+    Attributes:
+        paths: the layers' module paths, in order.
+    """
+
+    def __init__(self, steps: list[tuple[nn.Module, int, int]], paths: list[str]) -> None:
+        """``steps``: ``(module, input step, extra step)`` with step ``-1`` the chain's input
+        and ``-2`` for no extra input (steps refer to earlier steps' outputs)."""
+        super().__init__()
+        self._steps = steps  # the modules stay registered where they are in the model
+        self.paths = list(paths)
+        self._plans: dict[tuple, tuple[Any, int, tuple[int, ...]]] = {}
+
+    def __prepare_scriptable__(self) -> Any:
+        refuse_scripting("CompiledChain")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles drop the plans (they hold addresses); they are rebuilt on use."""
+        state = self.__dict__.copy()
+        state["_plans"] = {}
+        return state
+
+    def _signature(self) -> tuple[int, ...]:
+        """Addresses of every buffer the plan points to: a plan is rebuilt when any moved
+        (``load_state_dict(assign=True)``, ``share_memory()``, a layout change)."""
+        return tuple(b.data_ptr() for module, _, _ in self._steps for b in module.buffers())
+
+    def _one_by_one(self, x: torch.Tensor) -> torch.Tensor:
+        values: list[torch.Tensor] = []
+        for module, src, extra in self._steps:
+            inp = x if src == -1 else values[src]
+            if extra == -2:
+                values.append(module(inp))
+            else:
+                values.append(module(inp, x if extra == -1 else values[extra]))
+        return values[-1]
+
+    def _build(self, n: int, c: int, h: int, w: int) -> tuple[Any, int, tuple[int, ...]] | None:
+        """The plan for an ``(n, c, h, w)`` input: PlanOp array, arena bytes, output shape (the
+        forward builds it for one image and runs it image by image); None where a layer cannot
+        take its input (the layers, called one by one, then say why) or a shortcut operand is
+        not shaped like the output it is added to (the layers then broadcast it)."""
+        arena = 0
+
+        def alloc(nbytes: int) -> int:
+            nonlocal arena
+            at = arena
+            arena += (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
+            return at
+
+        shapes: list[tuple[int, int, int]] = []
+        slots: list[int] = []
+        bits: list[tuple[int, int, float, int] | None] = []  # (act, sa, thr, groups) per step
+        ops = (PlanOp * len(self._steps))()
+        last = len(self._steps) - 1
+        for i, (module, src, extra) in enumerate(self._steps):
+            ci, hi, wi = (c, h, w) if src == -1 else shapes[src]
+            op = ops[i]
+            op.kind = _KINDS[type(module)]
+            op.inp = -1 if src == -1 else slots[src]
+            op.extra = -1 if extra < 0 else slots[extra]  # the chain's input is never one
+            op.in_act = op.in_sa = op.next_act = op.next_sa = -1
+            op.n, op.h, op.w, op.c = n, hi, wi, ci
+            if not isinstance(module, nn.MaxPool2d) and ci != module.in_channels:
+                return None
+            if isinstance(module, PackedConv2d):
+                module._check_buffers()
+                pt, _, pl, _ = module.paddings(hi, wi)
+                oh, ow = module._output_size(torch.empty(0, 0, hi, wi))
+                co = module.out_channels
+                if oh <= 0 or ow <= 0 or (module.residual and (oh, ow, co) != (hi, wi, ci)):
+                    return None
+                if extra >= 0 and shapes[extra] != (co, oh, ow):
+                    return None
+                static = module._static_args()
+                (op.groups, op.cg, thr, op.wt, op.pcw, op.og, op.kh, op.kw, op.sh, op.sw,
+                 op.dh, op.dw, op.cdot, op.csw, op.cn, op.bias, op.m, op.csa) = static  # fmt: skip
+                op.thr = thr
+                op.residual = int(module.residual)
+                if src >= 0 and bits[src] is not None:
+                    act, sa, bthr, bgroups = bits[src]  # type: ignore[misc]
+                    if bthr == module.threshold and bgroups == module.groups:
+                        op.in_act, op.in_sa = act, sa
+                if module.fused_maxout is not None:
+                    op.gp = module.fused_maxout.gamma_pos.data_ptr()
+                    op.gn = module.fused_maxout.gamma_neg.data_ptr()
+                produced = None
+                if module.next_input is not None and i != last:
+                    nthr, ngroups = module.next_input
+                    words = n * oh * ow * ngroups * ((co // ngroups + 63) // 64)
+                    op.next_act, op.next_sa = alloc(8 * words), alloc(4 * n * oh * ow * ngroups)
+                    op.next_groups, op.next_thr = ngroups, nthr
+                    produced = (op.next_act, op.next_sa, nthr, ngroups)
+                bits.append(produced)
+            elif isinstance(module, (Int8Conv2d, Bf16Conv2d)):
+                oh, ow = module._output_size(hi, wi)
+                co = module.out_channels
+                (op.kh, op.kw), (op.sh, op.sw) = module.kernel_size, module.stride
+                op.pt, _, op.pl, _ = module.padding
+                op.o, op.op, op.bias = co, module.padded_out, module.bias.data_ptr()
+                if isinstance(module, Int8Conv2d):
+                    op.wq, op.r4 = module.wq.data_ptr(), module.r4
+                    op.sumw, op.wscale = module.sumw.data_ptr(), module.wscale.data_ptr()
+                else:
+                    op.wq, op.r4 = module.wb.data_ptr(), module.r2
+                if module.maxout is not None:
+                    op.gp = module.maxout.gamma_pos.data_ptr()
+                    op.gn = module.maxout.gamma_neg.data_ptr()
+                bits.append(None)
+            else:
+                (op.kh, op.kw), (op.sh, op.sw) = _pair(module.kernel_size), _pair(module.stride)
+                (op.pt, op.pl), co = _pair(module.padding), ci
+                oh = (hi + 2 * op.pt - op.kh) // op.sh + 1
+                ow = (wi + 2 * op.pl - op.kw) // op.sw + 1
+                if oh <= 0 or ow <= 0 or 2 * op.pt > op.kh or 2 * op.pl > op.kw:
+                    return None
+                bits.append(None)
+            if isinstance(module, PackedConv2d):
+                op.pt, op.pl = pt, pl
+            op.oh, op.ow = oh, ow
+            shapes.append((co, oh, ow))
+            slots.append(-1 if i == last else alloc(4 * n * oh * ow * co))
+            op.out = slots[-1]
+        co, oh, ow = shapes[-1]
+        return ops, arena, (n, oh, ow, co)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        refuse_tracing("CompiledChain")
+        path = active_kernel()
+        if path == "reference" or x.dtype != torch.float32 or x.device.type != "cpu":
+            return self._one_by_one(x)
+        if x.dim() != 4 or x.shape[0] == 0:
+            return self._one_by_one(x)  # the first layer says what is wrong
+        n, c, h, w = x.shape
+        key = (c, h, w, self._signature())
+        if key not in self._plans:
+            _check_layout()
+            if len(self._plans) > 16:
+                self._plans.clear()
+            # run image by image: activations stay in cache
+            self._plans[key] = self._build(1, c, h, w)
+        plan = self._plans[key]
+        if plan is None:
+            return self._one_by_one(x)
+        ops, arena, out_shape = plan
+        xl = x.permute(0, 2, 3, 1)
+        if not xl.is_contiguous():
+            xl = xl.contiguous()
+        out = torch.empty((n, *out_shape[1:]), dtype=torch.float32)
+        status = load_library().autobin_run_plan(
+            ops, len(self._steps), arena, xl.data_ptr(), out.data_ptr(), path_code(path),
+            torch.get_num_threads(), n, c * h * w, math.prod(out_shape[1:]),
+        )  # fmt: skip
+        if status != 0:
+            raise DeployError("an int8/bf16 layer of a compiled chain lacks its CPU instructions")
+        return out.permute(0, 3, 1, 2)
+
+    def extra_repr(self) -> str:
+        return f"{len(self.paths)} layers: {self.paths[0]} .. {self.paths[-1]}"
+
+
+def _check_layout() -> None:
+    size = load_library().autobin_plan_op_size()
+    if size != ctypes.sizeof(PlanOp):
+        raise DeployError(
+            f"the kernel library's PlanOp has {size} bytes, autobin expects "
+            f"{ctypes.sizeof(PlanOp)}: the library is out of date (delete the kernel cache)"
+        )
+
+
+def _supported(gm: fx.GraphModule, node: fx.Node) -> bool:
+    if node.op != "call_module" or node.kwargs:
+        return False
+    m = gm.get_submodule(node.target)
+    if isinstance(m, nn.MaxPool2d):
+        return _pool_ok(m) and len(node.args) == 1
+    if type(m) is PackedConv2d:
+        return len(node.args) == (2 if m.adds_extra else 1)
+    return type(m) in (Int8Conv2d, Bf16Conv2d) and len(node.args) == 1
+
+
+def _chain_of(run: list[fx.Node]) -> tuple[fx.Node, list[tuple[int, int]]] | None:
+    """The run's one outside input and each node's (input, extra) step indices, or None when
+    the run takes more than one outside value, gives any value but its last out, or uses its
+    outside input as a shortcut operand."""
+    index = {node: i for i, node in enumerate(run)}
+    outside = {a for node in run for a in node.args if isinstance(a, fx.Node) and a not in index}
+    if len(outside) != 1:
+        return None
+    (source,) = outside
+    for node in run[:-1]:
+        if any(user not in index for user in node.users):
+            return None
+    refs = []
+    for node in run:
+        src = index.get(node.args[0], -1)
+        extra = -2
+        if len(node.args) == 2:
+            if node.args[1] not in index:
+                return None
+            extra = index[node.args[1]]
+        refs.append((src, extra))
+    return source, refs
+
+
+def compile_chains(root: nn.Module) -> list[list[str]]:
+    """Replace every run of two or more chainable layers by a :class:`CompiledChain`; returns
+    the module paths of each chain."""
+    chains: list[list[str]] = []
+    for prefix, gm in list(root.named_modules()):
+        if not isinstance(gm, fx.GraphModule):
+            continue
+        runs: list[list[fx.Node]] = [[]]
+        for node in gm.graph.nodes:
+            if _supported(gm, node):
+                runs[-1].append(node)
+            elif runs[-1]:
+                runs.append([])
+        changed = False
+        for run in runs:
+            found = _chain_of(run) if len(run) >= 2 else None
+            if found is None:
+                continue
+            source, refs = found
+            paths = [f"{prefix}.{n.target}" if prefix else str(n.target) for n in run]
+            steps = [(gm.get_submodule(n.target), s, e) for n, (s, e) in zip(run, refs)]
+            name = f"compiled_chain_{len(chains)}"
+            gm.add_submodule(name, CompiledChain(steps, paths))
+            with gm.graph.inserting_after(run[-1]):
+                call = gm.graph.call_module(name, (source,))
+            run[-1].replace_all_uses_with(call)
+            for node in reversed(run):
+                gm.graph.erase_node(node)
+            chains.append(paths)
+            changed = True
+        if changed:
+            gm.graph.lint()
+            gm.recompile()
+    return chains
+
+
+__all__ = ["CompiledChain", "PlanOp", "compile_chains"]

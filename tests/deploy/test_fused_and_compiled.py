@@ -1,0 +1,228 @@
+"""Fused glue, compiled chains and low-precision float parts (issue 18).
+
+Fusion and compilation change where work is done, never a value: every deployed variant equals
+the layer-by-layer model bit for bit on every kernel path, including Maxout slopes and
+BatchNorm scales that are negative or zero (where a derived threshold would flip or
+degenerate: the comparison is made on the same float value the unfused model binarizes).
+"""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import autobin
+from autobin.deploy import PackedConv2d, use_kernel
+from autobin.deploy.build import cpu_has_bf16, cpu_has_vnni
+from autobin.deploy.float_parts import (
+    Bf16Conv2d,
+    Int8Conv2d,
+    bf16_conv_reference,
+    int8_conv_reference,
+)
+from autobin.deploy.plan import CompiledChain
+from autobin.nn import BinaryLayer, Maxout
+
+from .conftest import PATHS, random_conv
+
+
+def _resnet(size: int = 40, *, awkward: bool = True) -> nn.Module:
+    """A binarized timm resnet18 with trained-looking statistics; ``awkward``: Maxout slopes
+    and BatchNorm scales include negative and zero values."""
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=10)
+    bnn = autobin.binarize(model, "adabin", example_inputs=(torch.randn(2, 3, size, size),))
+    bnn.eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in bnn.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
+                if awkward:
+                    m.weight[: c // 4] *= -1.0  # negative scales
+                    m.weight[c // 4 : c // 4 + 2] = 0.0  # zero scales: a constant channel
+            if isinstance(m, Maxout) and awkward:
+                c = m.num_channels
+                m.gamma_pos[: c // 3] *= -1.0
+                m.gamma_neg[c // 3 : c // 2] = 0.0
+                m.gamma_pos[c // 2 : c // 2 + 3] = 0.0
+            if isinstance(m, BinaryLayer):
+                m.act_beta.fill_(float(torch.randn((), generator=gen)) * 0.05)
+    return bnn
+
+
+def _x(n: int, h: int, w: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("float_parts", ["fp32", "auto"])
+def test_fused_glue_equals_the_layer_by_layer_model_bit_for_bit(float_parts):
+    bnn = _resnet()
+    plain = autobin.deploy(bnn, float_parts=float_parts, fuse_glue=False, compile_graph=False)
+    fused = autobin.deploy(bnn, float_parts=float_parts, compile_graph=False)
+    compiled = autobin.deploy(bnn, float_parts=float_parts)
+    s = fused.summary
+    stem_fused = 1 if "conv1" in s.low_precision else 0  # the stem's Maxout, in its epilogue
+    assert len(s.fused_maxouts) == 16 + stem_fused
+    assert len(s.fused_adds) == 8 and len(s.packs_next) == 15
+    assert s.packs_next["layer1.0.conv1"] == "layer1.0.conv2"
+    # one C++ call covers the network when its float convs run in int8/bf16; with float32
+    # convs (torch) between the blocks no run has a single input and output
+    whole = float_parts == "auto" and cpu_has_vnni() and cpu_has_bf16()
+    assert len(compiled.summary.compiled_chains) == (1 if whole else 0)
+    for path in PATHS:
+        for x in (_x(1, 40, 40), _x(3, 37, 45, seed=2)):
+            with use_kernel(path):
+                ref = plain(x)
+                assert torch.equal(fused(x), ref), path
+                assert torch.equal(compiled(x), ref), path
+    if float_parts == "fp32":  # and the fake-quantized model within the documented bound
+        with torch.no_grad():
+            fake = bnn(_x(3, 37, 45, seed=2))
+        y = compiled(_x(3, 37, 45, seed=2))
+        assert float((y - fake).abs().max()) <= 1e-3 * float(fake.abs().max())
+
+
+def test_packed_bits_handed_over_are_not_used_after_an_in_place_change():
+    producer = PackedConv2d(random_conv(64, 64, 3, 1, 1, 1, 1, seed=1), residual=True)
+    consumer_layer = random_conv(64, 32, 3, 1, 1, 1, 1, seed=2)
+    consumer = PackedConv2d(consumer_layer)
+    producer.fuse_glue(next_input=(consumer.threshold, consumer.groups))
+    x = torch.randn(2, 64, 9, 9, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = producer(x)
+        assert getattr(y, "_autobin_bits", None) is not None
+        assert torch.equal(consumer(y), consumer(y.clone()))  # handed-over bits are right
+        y.mul_(-1.0)  # in place: the bits no longer describe y
+        assert torch.equal(consumer(y), consumer(y.clone()))
+
+
+@pytest.mark.skipif(not (cpu_has_vnni() and cpu_has_bf16()), reason="needs VNNI and BF16")
+def test_compiled_chain_falls_back_layer_by_layer_and_is_one_module():
+    fast = autobin.deploy(_resnet(awkward=False))
+    chains = [m for m in fast.modules() if isinstance(m, CompiledChain)]
+    assert len(chains) == 1 and chains[0].paths[-1] == "layer4.1.conv2"
+    x = _x(2, 33, 35)
+    layered = autobin.deploy(_resnet(awkward=False), compile_graph=False)
+    assert torch.equal(fast(x), layered(x))
+    with use_kernel("reference"):  # the chain runs its layers one by one
+        assert torch.equal(fast(x), layered(x))
+
+
+GEOMETRIES = [  # in, out, kernel, stride, padding, height, width
+    (3, 64, 7, 2, 3, 30, 27),
+    (3, 24, 3, 1, 1, 11, 13),
+    (64, 128, 1, 2, 0, 14, 14),
+    (70, 70, 3, 2, 1, 9, 10),
+]
+
+
+@pytest.mark.skipif(not cpu_has_vnni(), reason="int8 kernel needs AVX-512 VNNI")
+@pytest.mark.parametrize(("cin", "cout", "k", "s", "p", "h", "w"), GEOMETRIES)
+def test_int8_kernel_equals_its_torch_reference(cin, cout, k, s, p, h, w):
+    torch.manual_seed(cin + cout + k)
+    conv = nn.Conv2d(cin, cout, k, s, p).eval()
+    layer = Int8Conv2d(conv)
+    x = torch.randn(2, cin, h, w)
+    x[1] *= 7.0  # another range: each image has its own input scale
+    with torch.no_grad():
+        y = layer(x)
+        ref = int8_conv_reference(layer, x)
+        # the integer sums are exact; the kernel's final fused multiply-add rounds once
+        assert float((y - ref).abs().max()) <= 4e-7 * float(ref.abs().max()) + 1e-6
+        assert torch.equal(layer(x[1:]), y[1:])  # an image's result ignores the batch
+        dense = conv(x)
+    assert float((y - dense).abs().max()) <= 0.03 * float(dense.abs().max())
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="bf16 kernel needs AVX-512 BF16")
+@pytest.mark.parametrize(("cin", "cout", "k", "s", "p", "h", "w"), GEOMETRIES)
+def test_bf16_kernel_equals_its_reference_within_float32_summation(cin, cout, k, s, p, h, w):
+    torch.manual_seed(cin + cout + k)
+    conv = nn.Conv2d(cin, cout, k, s, p).eval()
+    layer = Bf16Conv2d(conv)
+    x = torch.randn(2, cin, h, w)
+    with torch.no_grad():
+        y = layer(x)
+        ref = bf16_conv_reference(layer, x)
+        # products of bf16 values are exact in float32; only the n-term float32 sum rounds
+        xb = x.to(torch.bfloat16).float().abs()
+        weight = layer.weight_bits.view(torch.bfloat16).float().abs()
+        magnitude = F.conv2d(F.pad(xb, (p, p, p, p)), weight, stride=s)
+        n = cin * k * k
+        bound = (n + 2) * 2.0**-24 * (magnitude + conv.bias.abs().reshape(1, -1, 1, 1))
+        assert ((y - ref).abs() <= bound).all()
+        dense = conv(x)
+    assert float((y - dense).abs().max()) <= 0.02 * float(dense.abs().max())
+
+
+def test_float_parts_choice_per_layer():
+    bnn = _resnet(awkward=False)
+    auto = autobin.deploy(bnn)
+    expected = {}
+    if cpu_has_vnni():
+        expected["conv1"] = "int8"
+    if cpu_has_bf16():
+        expected.update({f"layer{i}.0.downsample.0": "bf16" for i in (2, 3, 4)})
+    assert auto.summary.low_precision == expected
+    assert autobin.deploy(bnn, float_parts="fp32").summary.low_precision == {}
+    with pytest.raises(autobin.AutobinError, match="unknown float_parts 'fp16'"):
+        autobin.deploy(bnn, float_parts="fp16")
+
+
+def test_demo_table_row_for_the_deployed_students_latency():
+    from pathlib import Path
+
+    from autobin.deploy.bench import single_image_latency
+    from autobin.pipelines import RunResult
+
+    bnn = _resnet(awkward=False)
+    teacher = timm.create_model("resnet18", num_classes=10).eval()
+    float_s, deployed_s = single_image_latency(teacher, autobin.deploy(bnn), _x(1, 40, 40)[0])
+    assert float_s > 0 and deployed_s > 0
+    report = {"binary_mac_share": 0.9, "float_size_bytes": 2**20, "packed_size_bytes": 2**17}
+    res = RunResult(Path("runs/x"), 99.0, 98.0, None, report, teacher, bnn)
+    table = res.summary(latency=(0.004, 0.001))
+    assert "1-image latency                  4.00 ms         1.00 ms deployed, 4.0x faster" in table
+    assert "latency" not in res.summary()
+
+
+@pytest.mark.skipif(not (cpu_has_vnni() and cpu_has_bf16()), reason="needs VNNI and BF16")
+def test_compiled_plan_follows_buffers_that_move():
+    fast = autobin.deploy(_resnet(awkward=False))
+    x = _x(1, 40, 40)
+    before = fast(x)
+    state = {k: v.clone() for k, v in fast.state_dict().items()}
+    fast.load_state_dict(state, assign=True)  # every buffer is a new tensor now
+    fast.share_memory()
+    assert torch.equal(fast(x), before)
+
+
+def test_deployed_model_copies_and_pickles(tmp_path):
+    import copy
+
+    fast = autobin.deploy(_resnet(awkward=False))
+    x = _x(2, 40, 40)
+    before = fast(x)  # builds the plans
+    clone = copy.deepcopy(fast)
+    torch.save(fast, tmp_path / "fast.pt")
+    loaded = torch.load(tmp_path / "fast.pt", weights_only=False)
+    del fast
+    assert torch.equal(clone(x), before) and torch.equal(loaded(x), before)
+
+
+@pytest.mark.skipif(not (cpu_has_vnni() and cpu_has_bf16()), reason="needs VNNI and BF16")
+def test_a_chain_given_input_it_cannot_take_lets_its_first_layer_say_why():
+    from autobin.deploy.errors import DeployInputError
+
+    fast = autobin.deploy(_resnet(awkward=False))
+    chain = fast.model.compiled_chain_0
+    with pytest.raises(DeployInputError, match=r"expects input \(N, 3, H, W\)"):
+        chain(torch.randn(1, 4, 40, 40))
