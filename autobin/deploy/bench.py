@@ -350,15 +350,14 @@ def bench_timm(
     import timm
 
     from .. import models  # noqa: F401  registers autobin's CIFAR architectures in timm
-    from ..graph import binarize
+    from ..graph import binarize, family_of
     from ..nn import BinaryLayer
 
     torch.manual_seed(0)
     model = timm.create_model(arch, pretrained=False, **create_kwargs).eval()
-    chans, *size = model.pretrained_cfg.get("input_size", (3, 224, 224))
+    chans, *size = family_of(model).input_shape(model)
     if input_size is not None:
         size = list(input_size)
-    chans = create_kwargs.get("in_chans", chans)
     x = torch.randn(batch, chans, *size)
     bnn = binarize(model, recipe, example_inputs=(x[:1].repeat(2, 1, 1, 1),)).eval()
     if not any(isinstance(m, BinaryLayer) for m in bnn.modules()):

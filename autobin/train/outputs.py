@@ -20,6 +20,7 @@ from torch import nn
 
 from ..atomic import write_json
 from ..model_info import info
+from ..timm_metadata import timm_architecture
 from .errors import RunDirectoryError
 
 if TYPE_CHECKING:
@@ -142,19 +143,18 @@ def describe_run(
         "arch": timm_arch["name"] if timm_arch else None,
         "arch_kwargs": dict(timm_arch["kwargs"]) if timm_arch else {},
         "input_size": input_size,
-        "recipe": record.recipe.to_dict() if record is not None else None,
+        "recipe": record.recipe.to_dict() if record is not None and record.recipe else None,
         "dataset": _dataset_name(dataset),
-        "teacher": _describe_teacher(teacher, record),
+        "teacher": _describe_teacher(teacher),
         "schedule": dict(schedule),
     }
 
 
-def _describe_teacher(teacher: nn.Module | None, record: Any) -> dict[str, Any] | None:
+def _describe_teacher(teacher: nn.Module | None) -> dict[str, Any] | None:
     if teacher is None:
         return None
-    made_from = record is not None and record.float_model is teacher and record.architecture
     return {
-        "arch": record.architecture["name"] if made_from else None,
+        "arch": timm_architecture(teacher),
         "class": type(teacher).__name__,
         "parameters": sum(p.numel() for p in teacher.parameters()),
     }

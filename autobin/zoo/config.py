@@ -36,9 +36,10 @@ from typing import Any
 from torch import nn
 
 from ..graph.families import known_libraries
-from ..graph.families.timm import creation_kwargs, timm_config
+from ..graph.families.timm import creation_kwargs
 from ..model_info import ModelInfo, info
 from ..recipes import Recipe, as_recipe
+from ..timm_metadata import timm_config
 from ..version import __version__
 from .errors import ZooFormatError
 from .format import FLOAT_DTYPES, WEIGHTS_FILE

@@ -13,6 +13,7 @@ LAYER = {
     "errors": 0,
     "model_info": 0,
     "module_tools": 0,
+    "timm_metadata": 0,
     "version": 0,
     "quantizers": 1,
     "nn": 2,

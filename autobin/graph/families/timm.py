@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from ...errors import BinarizeError
+from ...timm_metadata import timm_config
 from .base import ModelFamily, first_weight_layer, fixed_image_size
 
 TIMM_ATTRIBUTES = (
@@ -21,19 +22,6 @@ TIMM_ATTRIBUTES = (
     "in_chans",
 )
 """Model metadata kept on a traced result (timm's attributes users and the zoo rely on)."""
-
-
-def timm_config(model: nn.Module) -> dict[str, Any]:
-    """The model's ``pretrained_cfg`` (or ``default_cfg``): the one that names an architecture,
-    else the first mapping found (a model written in timm's style without a registry name)."""
-    found: dict[str, Any] = {}
-    for attr in ("pretrained_cfg", "default_cfg"):
-        cfg = getattr(model, attr, None)
-        if isinstance(cfg, Mapping) and isinstance(cfg.get("architecture"), str):
-            return dict(cfg)
-        if isinstance(cfg, Mapping) and not found:
-            found = dict(cfg)
-    return found
 
 
 def _space_to_depth_factor(model: nn.Module) -> int:
