@@ -36,6 +36,7 @@ from .errors import (
 )
 from .model import MODELS, BinarizedDetector
 from .offline import fix_predict, mmengine_checkpoints, strip_pretrained
+from .publish import DetectorPublishError, publish_detector
 from .runner import test, train
 from .zoo import rebuild_detector, register
 
@@ -45,6 +46,7 @@ __all__ = [
     "MODELS",
     "BinarizedDetector",
     "DetectorConfigError",
+    "DetectorPublishError",
     "DistillConfig",
     "MMDetIntegrationError",
     "RecipeMatchError",
@@ -59,6 +61,7 @@ __all__ = [
     "mmengine_checkpoints",
     "point_at_voc",
     "prediction_convs",
+    "publish_detector",
     "rebuild_detector",
     "strip_pretrained",
     "test",
