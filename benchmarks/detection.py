@@ -119,7 +119,7 @@ def _schedule(iters: int, evals: int, lr: float, batch: int, seed: int) -> dict:
             "type": "IterBasedTrainLoop",
             "max_iters": iters,
             "val_interval": interval,
-        },  # fmt: skip
+        },
         "train_dataloader.batch_size": batch,
         "train_dataloader.num_workers": 0,
         "train_dataloader.persistent_workers": False,
@@ -141,7 +141,7 @@ def _schedule(iters: int, evals: int, lr: float, batch: int, seed: int) -> dict:
                 "by_epoch": False,
                 "begin": 0,
                 "end": warmup,
-            },  # fmt: skip
+            },
             {
                 "type": "CosineAnnealingLR",
                 "by_epoch": False,
@@ -149,14 +149,14 @@ def _schedule(iters: int, evals: int, lr: float, batch: int, seed: int) -> dict:
                 "end": iters,
                 "T_max": iters - warmup,
                 "eta_min": lr * 0.01,
-            },  # fmt: skip
+            },
         ],
         "default_hooks.checkpoint": {
             "_delete_": True,
             "type": "CheckpointHook",
             "by_epoch": False,
             "interval": iters,
-        },  # fmt: skip
+        },
         "default_hooks.logger.interval": 25,
         "log_processor.by_epoch": False,
         "randomness.seed": seed,
@@ -223,8 +223,15 @@ def _family(family: str, data: Path, args, out: Path, term: Terminal) -> list[Ru
     import autobin.integrations.mmdet as integration
 
     config, recipe = FAMILIES[family]
-    runs = [_train(Run(family, "float", args.float_iters),
-                   integration.float_config(config, data_root=data), args, out, term)]  # fmt: skip
+    runs = [
+        _train(
+            Run(family, "float", args.float_iters),
+            integration.float_config(config, data_root=data),
+            args,
+            out,
+            term,
+        )
+    ]
     teacher = runs[0].checkpoint
     students = [("binary_distill", {})] + ([] if args.demo else [("binary_plain", None)])
     for name, distill in students:
@@ -256,14 +263,26 @@ def _publish(run: Run, teacher: Run, name: str, zoo_dir: Path, args) -> tuple[Pa
         "threads": args.threads,
         "seed": args.seed,
     }
-    dataset = {"name": DATASET, "split": "test", "images": args.test,
-               "command": f"autobin mmdet-data {DATASET} PATH"}  # fmt: skip
+    dataset = {
+        "name": DATASET,
+        "split": "test",
+        "images": args.test,
+        "command": f"autobin mmdet-data {DATASET} PATH",
+    }
     path = publish_detector(
-        run.config, run.checkpoint, name, zoo_dir=zoo_dir, metrics=metrics, dataset=dataset,
-        teacher={"config": Path(FAMILIES[run.family][0]).name, "map50": metrics[
-            "teacher_map50_mnist_det_small_test"]},
-        schedule=schedule, overwrite=args.overwrite,
-    )  # fmt: skip
+        run.config,
+        run.checkpoint,
+        name,
+        zoo_dir=zoo_dir,
+        metrics=metrics,
+        dataset=dataset,
+        teacher={
+            "config": Path(FAMILIES[run.family][0]).name,
+            "map50": metrics["teacher_map50_mnist_det_small_test"],
+        },
+        schedule=schedule,
+        overwrite=args.overwrite,
+    )
     return path, json.loads((path / "config.json").read_text())
 
 
@@ -346,13 +365,17 @@ def _summary(runs: list[Run]) -> list[str]:
                 f"{family}: the float detector reached mAP {teacher.map50:.4f} < "
                 f"{MEANINGFUL_MAP}: not trained enough to compare; raise --float-iters"
             )
-            continue  # fmt: skip
+            continue
         if distill is not None:
-            lines.append(f"{family}: binary+distill / float mAP = "
-                         f"{distill.map50 / teacher.map50:.3f} (goal >= 0.92)")  # fmt: skip
+            lines.append(
+                f"{family}: binary+distill / float mAP = "
+                f"{distill.map50 / teacher.map50:.3f} (goal >= 0.92)"
+            )
         if distill is not None and plain is not None:
-            lines.append(f"{family}: binary+distill - binary mAP = "
-                         f"{100 * (distill.map50 - plain.map50):+.1f} points (goal >= +1)")  # fmt: skip
+            lines.append(
+                f"{family}: binary+distill - binary mAP = "
+                f"{100 * (distill.map50 - plain.map50):+.1f} points (goal >= +1)"
+            )
         for r in (distill, plain):
             if r is not None and len(r.curve) > 1:
                 curve = ", ".join(f"{it}: {m:.3f}" for it, m in r.curve)
@@ -410,10 +433,14 @@ def main(argv: list[str] | None = None) -> int:
     spec = preset(DATASET, **overrides)
     args.test = spec.test
     data = write_preset(DATASET, args.data or out / "data", **overrides)
-    term.line(f"data: {DATASET}, {spec.trainval} trainval / {spec.test} test images of "
-              f"{spec.image_size}x{spec.image_size} px at {data}")  # fmt: skip
-    term.line(f"budget: float {args.float_iters} / students {args.student_iters} iterations at "
-              f"batch {args.batch}, {args.threads} threads")  # fmt: skip
+    term.line(
+        f"data: {DATASET}, {spec.trainval} trainval / {spec.test} test images of "
+        f"{spec.image_size}x{spec.image_size} px at {data}"
+    )
+    term.line(
+        f"budget: float {args.float_iters} / students {args.student_iters} iterations at "
+        f"batch {args.batch}, {args.threads} threads"
+    )
 
     runs: list[Run] = []
     for family in families:
@@ -429,8 +456,10 @@ def main(argv: list[str] | None = None) -> int:
             student = _student(ssd["binary_distill"])
             same = _identical_after_load(student, args.publish, zoo_dir, data)
         sizes["ssd"] = _size_mib(entry)
-        term.line(f"zoo: published {args.publish} to {path}; loaded back: "
-                  f"{'identical outputs' if same else 'OUTPUTS DIFFER'}")  # fmt: skip
+        term.line(
+            f"zoo: published {args.publish} to {path}; loaded back: "
+            f"{'identical outputs' if same else 'OUTPUTS DIFFER'}"
+        )
         results["zoo"] = {"entry": str(path), "identical_after_load": same}
         if args.demo:
             with term.quiet(out / "runs" / "figure.log"):

@@ -20,9 +20,17 @@ from ...atomic import atomic_write
 from ...data.mnist_det import CLASSES
 
 PALETTE = (
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-)  # fmt: skip
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+)
 """One colour per class ``'0'``..``'9'``."""
 HEADER = 18
 GAP = 6
@@ -76,7 +84,7 @@ def predict_images(
                     pred.labels[keep].tolist(),
                     pred.scores[keep].tolist(),
                     pred.bboxes[keep].tolist(),
-                )  # fmt: skip
+                )
             ]
         )
     return paths, detections

@@ -70,11 +70,14 @@ def _load_student(model_cfg: dict, config: str, checkpoint: str) -> nn.Module:
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} weights of the binarized detector are missing "
-                         f"(e.g. {', '.join(missing[:3])})")  # fmt: skip
+            parts.append(
+                f"{len(missing)} weights of the binarized detector are missing "
+                f"(e.g. {', '.join(missing[:3])})"
+            )
         if unexpected:
-            parts.append(f"{len(unexpected)} are not the detector's "
-                         f"(e.g. {', '.join(unexpected[:3])})")  # fmt: skip
+            parts.append(
+                f"{len(unexpected)} are not the detector's (e.g. {', '.join(unexpected[:3])})"
+            )
         float_hint = (
             " (it looks like a float detector's checkpoint)"
             if any(k.endswith(".act_alpha") for k in missing)
