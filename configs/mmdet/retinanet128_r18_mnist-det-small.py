@@ -1,8 +1,8 @@
 # RetinaNet at 128x128 for mnist-det-small (autobin mmdet-data mnist-det-small
-# data/mnist-det-small): the half-width ResNet-18 of ssd128_r18_mnist-det-small.py under mmdet's
-# FPN and RetinaHead (two stacked convs with BatchNorm, 64 channels), binarized by the generic
-# det-adabin recipe (autobin mmdet-config configs/mmdet/retinanet128_r18_mnist-det-small.py
-# --recipe det-adabin ...).
+# data/mnist-det-small): the half-width, deep-stem ResNet-18 of ssd128_r18_mnist-det-small.py
+# under mmdet's FPN and RetinaHead (two stacked convs with BatchNorm, 64 channels), binarized by
+# the generic det-adabin recipe (autobin mmdet-config
+# configs/mmdet/retinanet128_r18_mnist-det-small.py --recipe det-adabin ...).
 #
 # Anchors for the 128-pixel input: four levels at strides 8, 16, 32, 64 with base sizes 16, 32,
 # 64, 128 (octave_base_scale 2) and one intermediate scale per octave; aspect ratios (h/w) 1 and
@@ -16,6 +16,8 @@ model = dict(
         type="ResNet",
         depth=18,
         base_channels=32,
+        deep_stem=True,
+        stem_channels=32,
         num_stages=4,
         out_indices=(1, 2, 3),
         frozen_stages=-1,

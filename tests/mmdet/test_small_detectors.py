@@ -61,9 +61,11 @@ def test_ssd_binarizes_all_but_the_stem_and_the_prediction_convs() -> None:
     binary = binarize_detector(detector, "ssd-adabin")
     decisions = _decisions(binary)
     floats = sorted(n for n, d in decisions.items() if d == "float")
-    predictions = [f"bbox_head.{kind}.{i}" for kind in ("cls_convs", "reg_convs") for i in range(4)]
-    assert floats == sorted(["backbone.conv1", *predictions])
-    assert sum(d == "binary" for d in decisions.values()) == len(decisions) - 9
+    branches = [f"bbox_head.{kind}.{i}" for kind in ("cls_convs", "reg_convs") for i in range(4)]
+    predictions = [f"{b}.1" for b in branches]  # 1x1, after a 3x3 depthwise conv (SSDLite)
+    depthwise = [f"{b}.0.conv" for b in branches]
+    assert floats == sorted(["backbone.stem.0", *predictions, *depthwise])
+    assert sum(d == "binary" for d in decisions.values()) == len(decisions) - 17
     assert binary.autobin_report.totals["binary_mac_share"] >= 0.90
 
 
@@ -73,7 +75,8 @@ def test_retinanet_binarizes_with_det_adabin() -> None:
     detector = build_float(str(RETINANET))
     binary = binarize_detector(detector, "det-adabin")
     decisions = _decisions(binary)
-    assert decisions["backbone.conv1"] == "float"
+    assert decisions["backbone.stem.0"] == "float"
+    assert decisions["backbone.stem.3"] == "binary"
     assert decisions["bbox_head.retina_cls"] == "float"
     assert decisions["bbox_head.retina_reg"] == "float"
     assert decisions["backbone.layer2.0.downsample.0"] == "float"
