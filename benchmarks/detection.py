@@ -48,9 +48,11 @@ FAMILIES = {
     "retinanet": (CONFIGS / "retinanet128_r18_mnist-det-small.py", "det-adabin"),
 }
 DATASET = "mnist-det-small"
+INPUT_SIZE = 128
 MEANINGFUL_MAP = 0.3
 """Below this float mAP a ratio of two mAPs says nothing and is not printed."""
-DEMO = {"float_iters": 900, "student_iters": 600, "evals": 1, "families": ["ssd"]}
+BENCHMARK = {"float_iters": 2000, "student_iters": 2000, "evals": 4}
+DEMO = {"float_iters": 900, "student_iters": 600, "evals": 1}
 OUTPUTS = ("runs", "zoo", "detections.png", "results.json")
 """What a run writes under --out (removed at the start of every run; the data is kept)."""
 
@@ -194,7 +196,11 @@ def _train(run: Run, cfg, args, out: Path, term: Terminal) -> Run:
     run.curve = evals
     run.map50 = evals[-1][1] if evals else float("nan")
     eval_images = len(evals) * args.test
-    run.wall_s_per_iter = wall / run.iters  # evaluations included (a few % of the time)
+    steps = [float(s["time"]) for s in scalars if "loss" in s and "time" in s]
+    # mmengine's IterTimerHook: wall seconds of each training iteration (evaluations excluded),
+    # averaged over the logged windows; CPU: this process's CPU seconds over the whole run
+    # (all threads, the evaluations included) per iteration
+    run.wall_s_per_iter = sum(steps) / len(steps) if steps else wall / run.iters
     run.cpu_s_per_iter = cpu / run.iters
     last = [s for s in scalars if "loss" in s]
     if last:
@@ -238,6 +244,7 @@ def _family(family: str, data: Path, args, out: Path, term: Terminal) -> list[Ru
         cfg = integration.make_binarized_config(
             config, recipe, teacher=teacher, distill=distill, data_root=data
         )
+        cfg.model.input_size = [INPUT_SIZE, INPUT_SIZE]  # the example image to binarize with
         run = _train(Run(family, name, args.student_iters), cfg, args, out, term)
         with term.quiet(out / "runs" / family / "report.log"):
             run.binary_mac_share = _binary_mac_share(run.config)
@@ -311,7 +318,7 @@ def _identical_after_load(student, name: str, zoo_dir: Path, data: Path) -> bool
     from autobin.integrations.mmdet.evaluate import test_pipeline, voc_dataset
 
     loaded = zoo.load(name, zoo_dir=zoo_dir)
-    dataset = voc_dataset(data, "test", test_pipeline((128, 128)))
+    dataset = voc_dataset(data, "test", test_pipeline((INPUT_SIZE, INPUT_SIZE)))
     batch = loaded.data_preprocessor(pseudo_collate([dataset[i] for i in range(8)]), False)
     with torch.no_grad():
         a = student._forward(batch["inputs"])
@@ -400,9 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/bench-det", help="output folder")
     p.add_argument("--data", default=None, help=f"{DATASET} root (default OUT/data)")
     p.add_argument("--family", choices=[*FAMILIES, "all"], default="all")
-    p.add_argument("--float-iters", type=int, default=2000)
-    p.add_argument("--student-iters", type=int, default=2000)
-    p.add_argument("--evals", type=int, default=4, help="evaluations per run (the mAP curve)")
+    p.add_argument("--float-iters", type=int, default=None, help="default 2000 (demo: 900)")
+    p.add_argument("--student-iters", type=int, default=None, help="default 2000 (demo: 600)")
+    p.add_argument("--evals", type=int, default=None, help="evaluations per run: the mAP curve")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3, help="float training learning rate")
     p.add_argument("--student-lr", type=float, default=1e-3, help="binary students' rate")
@@ -416,9 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo", action="store_true", help="make demo-det (see the docstring)")
     args = p.parse_args(argv)
     families = list(FAMILIES) if args.family == "all" else [args.family]
+    defaults = DEMO if args.demo else BENCHMARK
+    for key in ("float_iters", "student_iters", "evals"):
+        if getattr(args, key) is None:
+            setattr(args, key, defaults[key])
     if args.demo:
-        args.float_iters, args.student_iters = DEMO["float_iters"], DEMO["student_iters"]
-        args.evals, families = DEMO["evals"], DEMO["families"]
+        families = ["ssd"]
         args.publish = args.publish or "ssd128_r18.adabin_demo"
 
     import torch

@@ -27,6 +27,11 @@ class DetectorPublishError(MMDetIntegrationError):
 
 
 def _binarized_model_config(config: str | os.PathLike[str]) -> dict:
+    """The ``autobin.BinarizedDetector`` model dict of ``config``, with its ``input_size``.
+
+    A config without ``model.input_size`` gets the square its test pipeline resizes to (the
+    size the detector was made for, e.g. 128 for the 128x128 SSD), else none.
+    """
     from .build import BINARIZED_TYPE, plain
     from .config import load_config
 
@@ -39,7 +44,20 @@ def _binarized_model_config(config: str | os.PathLike[str]) -> dict:
             f"config that `autobin mmdet-config CONFIG --recipe RECIPE -o OUT.py` writes (model "
             f"type {BINARIZED_TYPE}) with a checkpoint its training wrote"
         )
-    return plain(model)
+    model = plain(model)
+    if model.get("input_size") is None:
+        model["input_size"] = _resize_scale(cfg)
+    return model
+
+
+def _resize_scale(cfg) -> list[int] | None:
+    """``[H, W]`` of the ``Resize`` in the config's test pipeline, if it has a fixed scale."""
+    pipeline = (cfg.get("test_dataloader") or {}).get("dataset", {}).get("pipeline") or []
+    for step in pipeline:
+        scale = step.get("scale") if step.get("type") == "Resize" else None
+        if isinstance(scale, (list, tuple)) and len(scale) == 2 and not step.get("keep_ratio"):
+            return [int(scale[1]), int(scale[0])]  # mmcv scales are (w, h)
+    return None
 
 
 def _check_name_free(name: str, zoo_dir: Path, overwrite: bool) -> None:
