@@ -51,8 +51,8 @@ DATASET = "mnist-det-small"
 INPUT_SIZE = 128
 MEANINGFUL_MAP = 0.3
 """Below this float mAP a ratio of two mAPs says nothing and is not printed."""
-BENCHMARK = {"float_iters": 2000, "student_iters": 2000, "evals": 4}
-DEMO = {"float_iters": 900, "student_iters": 600, "evals": 1}
+BENCHMARK = {"float_iters": 700, "student_iters": 350, "evals": 4}
+DEMO = {"float_iters": 700, "student_iters": 350, "evals": 1}
 OUTPUTS = ("runs", "zoo", "detections.png", "results.json")
 """What a run writes under --out (removed at the start of every run; the data is kept)."""
 
@@ -225,30 +225,42 @@ def _binary_mac_share(config_path: str) -> float:
     return float(model.autobin_report.totals["binary_mac_share"])
 
 
-def _family(family: str, data: Path, args, out: Path, term: Terminal) -> list[Run]:
+def _student_run(family: str, name: str, distill, teacher: str, data: Path, args, out: Path,
+                 term: Terminal) -> Run:  # fmt: skip
     import autobin.integrations.mmdet as integration
 
     config, recipe = FAMILIES[family]
-    runs = [
-        _train(
-            Run(family, "float", args.float_iters),
-            integration.float_config(config, data_root=data),
-            args,
-            out,
-            term,
-        )
-    ]
+    cfg = integration.make_binarized_config(
+        config, recipe, teacher=teacher, distill=distill, data_root=data
+    )
+    cfg.model.input_size = [INPUT_SIZE, INPUT_SIZE]  # the example image to binarize with
+    run = _train(Run(family, name, args.student_iters), cfg, args, out, term)
+    with term.quiet(out / "runs" / family / f"{name}_report.log"):
+        run.binary_mac_share = _binary_mac_share(run.config)
+    return run
+
+
+def _family(family: str, data: Path, args, out: Path, term: Terminal) -> list[Run]:
+    """The float run, then the students; with ``--jobs 2`` the two students train at the same
+    time in two processes (forked from this one, each with ``--threads`` threads), so that
+    both are timed under the same machine load."""
+    import autobin.integrations.mmdet as integration
+
+    config, _ = FAMILIES[family]
+    runs = [_train(Run(family, "float", args.float_iters),
+                   integration.float_config(config, data_root=data), args, out, term)]  # fmt: skip
     teacher = runs[0].checkpoint
     students = [("binary_distill", {})] + ([] if args.demo else [("binary_plain", None)])
-    for name, distill in students:
-        cfg = integration.make_binarized_config(
-            config, recipe, teacher=teacher, distill=distill, data_root=data
-        )
-        cfg.model.input_size = [INPUT_SIZE, INPUT_SIZE]  # the example image to binarize with
-        run = _train(Run(family, name, args.student_iters), cfg, args, out, term)
-        with term.quiet(out / "runs" / family / "report.log"):
-            run.binary_mac_share = _binary_mac_share(run.config)
-        runs.append(run)
+    jobs = [(family, name, distill, teacher, data, args, out, term) for name, distill in students]
+    if args.jobs > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+            runs += list(pool.map(_student_run, *zip(*jobs)))
+    else:
+        runs += [_student_run(*job) for job in jobs]
     return runs
 
 
@@ -407,13 +419,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/bench-det", help="output folder")
     p.add_argument("--data", default=None, help=f"{DATASET} root (default OUT/data)")
     p.add_argument("--family", choices=[*FAMILIES, "all"], default="all")
-    p.add_argument("--float-iters", type=int, default=None, help="default 2000 (demo: 900)")
-    p.add_argument("--student-iters", type=int, default=None, help="default 2000 (demo: 600)")
+    p.add_argument("--float-iters", type=int, default=None, help="default 700")
+    p.add_argument("--student-iters", type=int, default=None, help="default 350")
     p.add_argument("--evals", type=int, default=None, help="evaluations per run: the mAP curve")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3, help="float training learning rate")
     p.add_argument("--student-lr", type=float, default=1e-3, help="binary students' rate")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads per process")
+    p.add_argument("--jobs", type=int, default=1, help="2: train the two students at once")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test", type=int, default=None, help="test images (preset's: 200)")
     p.add_argument("--trainval", type=int, default=None, help="trainval images (preset's)")
