@@ -184,33 +184,59 @@ def _train(run: Run, cfg, args, out: Path, term: Terminal) -> Run:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    run.config = str(write_config(cfg, work.parent / f"{run.name}.py"))
+    write_config(cfg, work.parent / f"{run.name}.py")
+    run.config = str(work.parent / f"{run.name}.py")
     term.line(f"{run.family} {run.name}: training {run.iters} iterations (log: {work})")
     wall, cpu = time.perf_counter(), time.process_time()
     with term.quiet(work / "terminal.log"):
         torch.manual_seed(args.seed)
         train(run.config, work_dir=work)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    _measure(run, work, wall, cpu, args)
+    (work / "run.json").write_text(json.dumps(asdict(run), indent=2) + "\n")
+    return run
+
+
+def _measure(run: Run, work: Path, wall: float | None, cpu: float | None, args) -> None:
+    """Fill ``run``'s mAP, curve, timings and last losses from mmengine's logs in ``work``."""
     scalars = _scalars(work)
     evals = [(int(s["step"]), float(s["pascal_voc/mAP"])) for s in scalars if "pascal_voc/mAP" in s]
     run.curve = evals
     run.map50 = evals[-1][1] if evals else float("nan")
-    eval_images = len(evals) * args.test
     steps = [float(s["time"]) for s in scalars if "loss" in s and "time" in s]
     # mmengine's IterTimerHook: wall seconds of each training iteration (evaluations excluded),
     # averaged over the logged windows; CPU: this process's CPU seconds over the whole run
     # (all threads, the evaluations included) per iteration
-    run.wall_s_per_iter = sum(steps) / len(steps) if steps else wall / run.iters
-    run.cpu_s_per_iter = cpu / run.iters
+    fallback = wall / run.iters if wall is not None else float("nan")
+    run.wall_s_per_iter = sum(steps) / len(steps) if steps else fallback
+    run.cpu_s_per_iter = cpu / run.iters if cpu is not None else float("nan")
     last = [s for s in scalars if "loss" in s]
     if last:
         run.losses = {k: round(float(v), 4) for k, v in last[-1].items() if k.startswith("loss")}
     run.checkpoint = str(work / f"iter_{run.iters}.pth")
-    term.line(
+    run.config = str(work.parent / f"{run.name}.py")
+    print_curve = f", curve {run.curve}" if len(run.curve) > 1 else ""
+    args.term.line(
         f"{run.family} {run.name}: mAP@0.5 {run.map50:.4f} after {run.iters} iterations, "
         f"{run.wall_s_per_iter:.2f} s/iter wall, {run.cpu_s_per_iter:.2f} s/iter CPU "
-        f"({eval_images} test images evaluated)"
+        f"({len(evals)} evaluations of {args.test} test images{print_curve})"
     )
+
+
+def _reuse_float(family: str, source: Path, args) -> Run:
+    """The float run of an earlier benchmark in ``source`` (``--float-from``), not retrained."""
+    work = source / "runs" / family / "float"
+    saved = work / "run.json"
+    if saved.is_file():
+        run = Run(**json.loads(saved.read_text()))
+        run.curve = [tuple(point) for point in run.curve]
+        args.term.line(f"{family} float: reused from {work} (mAP@0.5 {run.map50:.4f})")
+        return run
+    checkpoints = sorted(work.glob("iter_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
+    if not checkpoints:
+        raise FileNotFoundError(f"--float-from {source}: no float checkpoint in {work}")
+    run = Run(family, "float", int(checkpoints[-1].stem.split("_")[1]))
+    _measure(run, work, None, None, args)
     return run
 
 
@@ -247,8 +273,11 @@ def _family(family: str, data: Path, args, out: Path, term: Terminal) -> list[Ru
     import autobin.integrations.mmdet as integration
 
     config, _ = FAMILIES[family]
-    runs = [_train(Run(family, "float", args.float_iters),
-                   integration.float_config(config, data_root=data), args, out, term)]  # fmt: skip
+    if args.float_from:
+        runs = [_reuse_float(family, Path(args.float_from), args)]
+    else:
+        float_cfg = integration.float_config(config, data_root=data)
+        runs = [_train(Run(family, "float", args.float_iters), float_cfg, args, out, term)]
     teacher = runs[0].checkpoint
     students = [("binary_distill", {})] + ([] if args.demo else [("binary_plain", None)])
     jobs = [(family, name, distill, teacher, data, args, out, term) for name, distill in students]
@@ -433,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--publish", default=None, metavar="NAME", help="publish the SSD student")
     p.add_argument("--zoo-dir", default=None, help="zoo for --publish (default OUT/zoo)")
     p.add_argument("--overwrite", action="store_true", help="replace the zoo entry NAME")
+    p.add_argument("--float-from", default=None, metavar="OUT",
+                   help="reuse the float runs of an earlier benchmark's output folder")  # fmt: skip
     p.add_argument("--demo", action="store_true", help="make demo-det (see the docstring)")
     args = p.parse_args(argv)
     families = list(FAMILIES) if args.family == "all" else [args.family]
@@ -450,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     term = Terminal()
+    args.term = term
     out = Path(args.out)
     _clean(out)
     overrides = {k: v for k, v in (("trainval", args.trainval), ("test", args.test)) if v}
