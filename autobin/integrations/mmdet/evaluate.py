@@ -38,17 +38,19 @@ def test_pipeline(input_size: Sequence[int]) -> list[dict]:
 def voc_dataset(data_root: str | os.PathLike[str], split: str, pipeline: list[dict]):
     """mmdet's ``VOCDataset`` over ``split`` of a VOC-format root (mnist-det's classes)."""
     from mmdet.datasets import VOCDataset
+    from mmengine.registry import DefaultScope
 
     root = str(Path(data_root).resolve())
     check_voc_root(root)
-    return VOCDataset(
-        data_root=root,
-        ann_file=f"{SUB_ROOT}ImageSets/Main/{split}.txt",
-        data_prefix={"sub_data_root": SUB_ROOT},
-        metainfo={"classes": CLASSES},
-        pipeline=pipeline,
-        test_mode=True,
-    )
+    with DefaultScope.overwrite_default_scope("mmdet"):  # the pipeline's transforms are mmdet's
+        return VOCDataset(
+            data_root=root,
+            ann_file=f"{SUB_ROOT}ImageSets/Main/{split}.txt",
+            data_prefix={"sub_data_root": SUB_ROOT},
+            metainfo={"classes": CLASSES},
+            pipeline=pipeline,
+            test_mode=True,
+        )
 
 
 def evaluate_detector(
