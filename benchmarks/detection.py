@@ -197,10 +197,18 @@ def _train(run: Run, cfg, args, out: Path, term: Terminal) -> Run:
     return run
 
 
+def _eval_points(iters: int, evals: int) -> list[int]:
+    """The iterations after which mmengine's IterBasedTrainLoop evaluates (see ``_schedule``)."""
+    interval = max(1, iters // max(1, evals))
+    points = list(range(interval, iters + 1, interval))
+    return points if points[-1] == iters else [*points, iters]
+
+
 def _measure(run: Run, work: Path, wall: float | None, cpu: float | None, args) -> None:
     """Fill ``run``'s mAP, curve, timings and last losses from mmengine's logs in ``work``."""
     scalars = _scalars(work)
-    evals = [(int(s["step"]), float(s["pascal_voc/mAP"])) for s in scalars if "pascal_voc/mAP" in s]
+    maps = [float(s["pascal_voc/mAP"]) for s in scalars if "pascal_voc/mAP" in s]
+    evals = list(zip(_eval_points(run.iters, args.evals), maps))  # mmengine logs them at step 0
     run.curve = evals
     run.map50 = evals[-1][1] if evals else float("nan")
     steps = [float(s["time"]) for s in scalars if "loss" in s and "time" in s]
