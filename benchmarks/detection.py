@@ -197,9 +197,9 @@ def _train(run: Run, cfg, args, out: Path, term: Terminal) -> Run:
     return run
 
 
-def _eval_points(iters: int, evals: int) -> list[int]:
-    """The iterations after which mmengine's IterBasedTrainLoop evaluates (see ``_schedule``)."""
-    interval = max(1, iters // max(1, evals))
+def _eval_points(iters: int, interval: int) -> list[int]:
+    """The iterations after which mmengine's IterBasedTrainLoop evaluates: every ``interval``
+    iterations and after the last one."""
     points = list(range(interval, iters + 1, interval))
     return points if points[-1] == iters else [*points, iters]
 
@@ -208,7 +208,11 @@ def _measure(run: Run, work: Path, wall: float | None, cpu: float | None, args) 
     """Fill ``run``'s mAP, curve, timings and last losses from mmengine's logs in ``work``."""
     scalars = _scalars(work)
     maps = [float(s["pascal_voc/mAP"]) for s in scalars if "pascal_voc/mAP" in s]
-    evals = list(zip(_eval_points(run.iters, args.evals), maps))  # mmengine logs them at step 0
+    # mmengine logs the evaluations at step 0: their iterations come from the run's schedule
+    from mmengine.config import Config
+
+    interval = Config.fromfile(run.config).train_cfg.val_interval
+    evals = list(zip(_eval_points(run.iters, interval), maps))
     run.curve = evals
     run.map50 = evals[-1][1] if evals else float("nan")
     steps = [float(s["time"]) for s in scalars if "loss" in s and "time" in s]
@@ -222,7 +226,6 @@ def _measure(run: Run, work: Path, wall: float | None, cpu: float | None, args) 
     if last:
         run.losses = {k: round(float(v), 4) for k, v in last[-1].items() if k.startswith("loss")}
     run.checkpoint = str(work / f"iter_{run.iters}.pth")
-    run.config = str(work.parent / f"{run.name}.py")
     print_curve = f", curve {run.curve}" if len(run.curve) > 1 else ""
     args.term.line(
         f"{run.family} {run.name}: mAP@0.5 {run.map50:.4f} after {run.iters} iterations, "
@@ -244,6 +247,7 @@ def _reuse_float(family: str, source: Path, args) -> Run:
     if not checkpoints:
         raise FileNotFoundError(f"--float-from {source}: no float checkpoint in {work}")
     run = Run(family, "float", int(checkpoints[-1].stem.split("_")[1]))
+    run.config = str(work.parent / "float.py")
     _measure(run, work, None, None, args)
     return run
 
