@@ -52,7 +52,7 @@ INPUT_SIZE = 128
 MEANINGFUL_MAP = 0.3
 """Below this float mAP a ratio of two mAPs says nothing and is not printed."""
 BENCHMARK = {"float_iters": 700, "student_iters": 350, "evals": 4}
-DEMO = {"float_iters": 700, "student_iters": 350, "evals": 1}
+DEMO = {"float_iters": 700, "student_iters": 350, "evals": 1, "family": "ssd"}
 OUTPUTS = ("runs", "zoo", "detections.png", "results.json")
 """What a run writes under --out (removed at the start of every run; the data is kept)."""
 
@@ -471,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test", type=int, default=None, help="test images (preset's: 200)")
     p.add_argument("--trainval", type=int, default=None, help="trainval images (preset's)")
-    p.add_argument("--publish", default=None, metavar="NAME", help="publish the SSD student")
+    p.add_argument("--publish", default=None, metavar="NAME",
+                   help="publish the distilled student of the (first) family")  # fmt: skip
     p.add_argument("--zoo-dir", default=None, help="zoo for --publish (default OUT/zoo)")
     p.add_argument("--overwrite", action="store_true", help="replace the zoo entry NAME")
     p.add_argument("--float-from", default=None, metavar="OUT",
@@ -484,8 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
     if args.demo:
-        families = ["ssd"]
-        args.publish = args.publish or "ssd128_r18.adabin_demo"
+        families = [DEMO["family"] if args.family == "all" else args.family]
+        args.publish = args.publish or f"{families[0]}128_r18.adabin_demo"
 
     import torch
 
@@ -515,14 +516,15 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes: dict[str, tuple[float, float]] = {}
     results: dict = {"runs": [asdict(r) for r in runs]}
-    ssd = {r.name: r for r in runs if r.family == "ssd"}
-    if args.publish and ssd:
+    first = {r.name: r for r in runs if r.family == families[0]}
+    if args.publish:
         zoo_dir = Path(args.zoo_dir) if args.zoo_dir else out / "zoo"
+        teacher, distilled = first["float"], first["binary_distill"]
         with term.quiet(out / "runs" / "publish.log"):
-            path, entry = _publish(ssd["binary_distill"], ssd["float"], args.publish, zoo_dir, args)
-            student = _student(ssd["binary_distill"])
+            path, entry = _publish(distilled, teacher, args.publish, zoo_dir, args)
+            student = _student(distilled)
             same = _identical_after_load(student, args.publish, zoo_dir, data)
-        sizes["ssd"] = _size_mib(entry)
+        sizes[families[0]] = _size_mib(entry)
         term.line(
             f"zoo: published {args.publish} to {path}; loaded back: "
             f"{'identical outputs' if same else 'OUTPUTS DIFFER'}"
@@ -530,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         results["zoo"] = {"entry": str(path), "identical_after_load": same}
         if args.demo:
             with term.quiet(out / "runs" / "figure.log"):
-                png = _figure(ssd["float"], ssd["binary_distill"], student, data, out)
+                png = _figure(teacher, distilled, student, data, out)
             term.line(f"figure: float and binary detections side by side in {png}")
             results["figure"] = str(png)
     term.text("")

@@ -30,6 +30,7 @@ def _tree(path: Path) -> list[str]:
 def trained(tmp_path_factory) -> dict[str, Path]:
     """A float and a binarized 128x128 SSD, each trained for one iteration."""
     from autobin.data.mnist_det import write_preset
+    from autobin.integrations.mmdet import load_config
 
     tmp = tmp_path_factory.mktemp("pub")
     root = write_preset("mnist-det-small", tmp / "data", trainval=2, test=2)
@@ -47,6 +48,8 @@ def trained(tmp_path_factory) -> dict[str, Path]:
         str(paths["binary_cfg"]),
     ]
     assert main(argv) == 0
+    # --no-distill really turns distillation off (it used to write distill={}, i.e. on)
+    assert load_config(paths["binary_cfg"]).model.distill is None
     for kind in ("float", "binary"):
         work = tmp / kind
         argv = [
