@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...data.mnist_det import CLASSES, SUB_ROOT, check_voc_root
+from ...data.mnist_det import CLASSES, SUB_ROOT, check_voc_root, read_manifest
 
 MAP_KEY = "pascal_voc/mAP"
 
@@ -33,6 +33,20 @@ def test_pipeline(input_size: Sequence[int]) -> list[dict]:
             "meta_keys": ("img_id", "img_path", "ori_shape", "img_shape", "scale_factor"),
         },
     ]
+
+
+def image_size(data_root: str | os.PathLike[str], input_size: Sequence[int] | None) -> tuple:
+    """``input_size`` if given, else the ``(H, W)`` of a generated dataset's images."""
+    if input_size is not None:
+        return tuple(int(v) for v in input_size)
+    manifest = read_manifest(data_root)
+    if manifest is None:
+        raise ValueError(
+            f"{data_root} is not a generated mnist-det dataset, so its image size is unknown; "
+            "pass input_size=(H, W)"
+        )
+    side = int(manifest["spec"]["image_size"])
+    return (side, side)
 
 
 def voc_dataset(data_root: str | os.PathLike[str], split: str, pipeline: list[dict]):
@@ -67,8 +81,8 @@ def evaluate_detector(
         detector: an mmdet detector (float or binarized; eval mode is set and restored).
         data_root: a VOC-format root such as ``autobin mmdet-data mnist-det-small`` writes.
         split: ``test`` or ``trainval``.
-        input_size: ``(H, W)`` the images are resized to (default: the detector's anchor
-            input size, else the images' own size of 300).
+        input_size: ``(H, W)`` the images are resized to (default: their own size, e.g.
+            128x128 for mnist-det-small).
         batch_size: images per forward pass.
 
     Returns:
@@ -78,11 +92,8 @@ def evaluate_detector(
     from mmengine.evaluator import Evaluator
     from mmengine.registry import DefaultScope
 
-    from .binarize import default_input_size
-
-    size = tuple(input_size) if input_size is not None else default_input_size(detector)
     with DefaultScope.overwrite_default_scope("mmdet"):
-        dataset = voc_dataset(data_root, split, test_pipeline(size))
+        dataset = voc_dataset(data_root, split, test_pipeline(image_size(data_root, input_size)))
         evaluator = Evaluator([{"type": "VOCMetric", "metric": "mAP", "eval_mode": "area"}])
         evaluator.dataset_meta = dataset.metainfo
         was_training = detector.training
@@ -100,4 +111,4 @@ def evaluate_detector(
         return {k: float(v) for k, v in evaluator.evaluate(len(dataset)).items()}
 
 
-__all__ = ["MAP_KEY", "evaluate_detector", "test_pipeline", "voc_dataset"]
+__all__ = ["MAP_KEY", "evaluate_detector", "image_size", "test_pipeline", "voc_dataset"]

@@ -58,12 +58,10 @@ def predict_images(
     from mmengine.dataset import pseudo_collate
     from mmengine.registry import DefaultScope
 
-    from .binarize import default_input_size
-    from .evaluate import test_pipeline, voc_dataset
+    from .evaluate import image_size, test_pipeline, voc_dataset
 
-    size = tuple(input_size) if input_size is not None else default_input_size(detector)
     with DefaultScope.overwrite_default_scope("mmdet"):
-        dataset = voc_dataset(data_root, split, test_pipeline(size))
+        dataset = voc_dataset(data_root, split, test_pipeline(image_size(data_root, input_size)))
         batch = pseudo_collate([dataset[i] for i in indices])
         was_training = detector.training
         detector.eval()
