@@ -4,6 +4,7 @@ VOCMetric on a tiny mnist-det-small."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -20,12 +21,14 @@ RETINANET = CONFIGS / "retinanet128_r18_mnist-det-small.py"
 
 
 def _decisions(detector) -> dict[str, str]:
+    import torch
+
     from autobin.nn import BinaryConv2d
 
     return {
         name: "binary" if isinstance(m, BinaryConv2d) else "float"
         for name, m in detector.named_modules()
-        if isinstance(m, __import__("torch").nn.Conv2d)
+        if isinstance(m, torch.nn.Conv2d)
     }
 
 
@@ -126,6 +129,6 @@ def test_train_a_few_iterations_and_evaluate(config, recipe, small_root, tmp_pat
         "test_dataloader.num_workers=0",
     ]
     assert main(argv) == 0
-    out = capsys.readouterr().out
-    metrics = __import__("json").loads(out[out.index("{") :])
+    out = capsys.readouterr().out  # mmengine's log, then the metrics as JSON
+    metrics = json.loads(out[out.rindex("\n{\n") + 1 :])
     assert 0.0 <= metrics["pascal_voc/mAP"] <= 1.0 and math.isfinite(metrics["pascal_voc/mAP"])
