@@ -347,9 +347,9 @@ def _publish(run: Run, teacher: Run, name: str, zoo_dir: Path, args) -> tuple[Pa
 
 
 def _student(run: Run):
-    from autobin.integrations.mmdet.publish import _binarized_model_config, _load_student
+    from autobin.integrations.mmdet.publish import load_student
 
-    return _load_student(_binarized_model_config(run.config), run.config, run.checkpoint)
+    return load_student(run.config, run.checkpoint)
 
 
 def _float_detector(run: Run):

@@ -72,7 +72,7 @@ def test_publish_and_load_back_identical(trained, tmp_path: Path, capsys) -> Non
     from autobin import zoo
     from autobin.integrations.mmdet import publish_detector
     from autobin.integrations.mmdet.evaluate import test_pipeline, voc_dataset
-    from autobin.integrations.mmdet.publish import _binarized_model_config, _load_student
+    from autobin.integrations.mmdet.publish import load_student
 
     zoo_dir = tmp_path / "zoo"
     argv = [
@@ -92,9 +92,7 @@ def test_publish_and_load_back_identical(trained, tmp_path: Path, capsys) -> Non
     assert config["input_size"] == [3, 128, 128] and config["metrics"] == {"map50": 0.5}
     assert config["recipe"]["name"] == "ssd-adabin"
 
-    student = _load_student(
-        _binarized_model_config(trained["binary_cfg"]), "cfg", str(trained["binary_ckpt"])
-    )
+    student = load_student(trained["binary_cfg"], trained["binary_ckpt"])
     loaded = zoo.load("ssd-a", zoo_dir=zoo_dir)
     dataset = voc_dataset(trained["data"], "test", test_pipeline((128, 128)))
     batch = loaded.data_preprocessor(pseudo_collate([dataset[0], dataset[1]]), False)

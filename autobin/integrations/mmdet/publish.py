@@ -108,6 +108,17 @@ def _load_student(model_cfg: dict, config: str, checkpoint: str) -> nn.Module:
     return wrapper.detector.eval()
 
 
+def load_student(config: str | os.PathLike[str], checkpoint: str | os.PathLike[str]) -> nn.Module:
+    """The binarized detector of ``config`` (an ``mmdet-config`` output) with the weights its
+    training wrote to ``checkpoint``, in eval mode, without a teacher.
+
+    Raises:
+        DetectorPublishError: a float config, or a checkpoint that does not fit the config.
+    """
+    config, checkpoint = str(config), str(checkpoint)
+    return _load_student(_binarized_model_config(config), config, checkpoint)
+
+
 def publish_detector(
     config: str | os.PathLike[str],
     checkpoint: str | os.PathLike[str],
@@ -166,4 +177,4 @@ def publish_detector(
         )
 
 
-__all__ = ["DetectorPublishError", "publish_detector"]
+__all__ = ["DetectorPublishError", "load_student", "publish_detector"]
