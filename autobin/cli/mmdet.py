@@ -1,10 +1,12 @@
 """``autobin mmdet-*`` commands and ``autobin explain`` on an mmdet config.
 
-* ``mmdet-data mnist-det PATH``: write the VOC-format ``mnist-det`` dataset;
-* ``mmdet-config CONFIG --recipe R [--data mnist-det --data-root PATH] -o OUT.py``: wrap the
+* ``mmdet-data {mnist-det,mnist-det-small} PATH``: write a VOC-format mnist-det dataset;
+* ``mmdet-config CONFIG --recipe R [--data NAME --data-root PATH] -o OUT.py``: wrap the
   config's detector in ``autobin.BinarizedDetector`` (``--float`` keeps it float);
 * ``mmdet-train CONFIG`` / ``mmdet-test CONFIG CHECKPOINT``: mmengine's Runner, with the flags
-  of mmdet's tools/train.py and tools/test.py.
+  of mmdet's tools/train.py and tools/test.py;
+* ``mmdet-publish CONFIG CHECKPOINT NAME [--zoo-dir DIR]``: a trained binarized detector into
+  the zoo.
 
 mmengine and mmdet are imported inside the commands only.
 """
@@ -35,28 +37,27 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from ..data.mnist_det import write_mnist_det
+    from ..data.mnist_det import read_manifest, write_preset
 
-    path = write_mnist_det(
-        args.path,
-        trainval=args.trainval,
-        test=args.test,
-        image_size=args.image_size,
-        seed=args.seed,
-        overwrite=args.overwrite,
-    )
-    print(f"wrote mnist-det ({args.trainval} trainval + {args.test} test images) to {path}")
+    fields = ("trainval", "test", "image_size", "seed")
+    overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
+    path = write_preset(args.dataset, args.path, overwrite=args.overwrite, **overrides)
+    images = read_manifest(path)["images"]
+    print(f"wrote {args.dataset} ({images['trainval']} trainval + {images['test']} test images) "
+          f"to {path}")  # fmt: skip
     return 0
 
 
 def _data_root(args: argparse.Namespace) -> str | None:
+    from ..data.mnist_det import PRESETS
+
     if args.data is None:
         if args.data_root is not None:
-            raise ValueError("--data-root needs --data (e.g. --data mnist-det)")
+            raise ValueError("--data-root needs --data (e.g. --data mnist-det-small)")
         return None
-    if args.data != "mnist-det":
-        raise ValueError(f"--data must be 'mnist-det', got {args.data!r}")
-    return args.data_root or "data/mnist-det"
+    if args.data not in PRESETS:
+        raise ValueError(f"--data must be one of {sorted(PRESETS)}, got {args.data!r}")
+    return args.data_root or f"data/{args.data}"
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -110,6 +111,22 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from ..integrations.mmdet.publish import publish_detector
+
+    metrics = json.loads(args.metrics) if args.metrics else None
+    path = publish_detector(
+        args.config,
+        args.checkpoint,
+        args.name,
+        zoo_dir=args.zoo_dir,
+        metrics=metrics,
+        overwrite=args.overwrite,
+    )
+    print(f"published {args.name} to {path}")
+    return 0
+
+
 def _runner_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work-dir", default=None, help="logs and checkpoints (default from config)")
     p.add_argument(
@@ -125,12 +142,12 @@ def _runner_flags(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     """Add the ``mmdet-*`` subcommands to the ``autobin`` parser."""
     p = sub.add_parser("mmdet-data", help="write a VOC-format detection dataset (mnist-det)")
-    p.add_argument("dataset", choices=["mnist-det"])
+    p.add_argument("dataset", choices=["mnist-det", "mnist-det-small"])
     p.add_argument("path", help="dataset root to create")
-    p.add_argument("--trainval", type=int, default=400, help="trainval images (default 400)")
-    p.add_argument("--test", type=int, default=100, help="test images (default 100)")
-    p.add_argument("--image-size", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trainval", type=int, default=None, help="trainval images (preset's)")
+    p.add_argument("--test", type=int, default=None, help="test images (preset's)")
+    p.add_argument("--image-size", type=int, default=None, help="image side (preset's)")
+    p.add_argument("--seed", type=int, default=None, help="generator seed (preset's: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace PATH if it holds other data")
     p.set_defaults(func=cmd_data)
 
@@ -145,8 +162,10 @@ def register(sub) -> None:
     )
     p.add_argument("--no-distill", action="store_true", help="train without distillation")
     p.add_argument("--float", action="store_true", help="keep the detector float (baseline)")
-    p.add_argument("--data", default=None, help="train/test on a built-in dataset: mnist-det")
-    p.add_argument("--data-root", default=None, help="its root (default data/mnist-det)")
+    p.add_argument(
+        "--data", default=None, help="train/test on a built-in dataset: mnist-det, mnist-det-small"
+    )
+    p.add_argument("--data-root", default=None, help="its root (default data/NAME)")
     p.add_argument("-o", "--output", required=True, help="output config (.py)")
     p.set_defaults(func=cmd_config)
 
@@ -168,3 +187,12 @@ def register(sub) -> None:
     p.add_argument("checkpoint")
     _runner_flags(p)
     p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("mmdet-publish", help="publish a trained binarized detector to the zoo")
+    p.add_argument("config", help="binarized config (written by mmdet-config)")
+    p.add_argument("checkpoint", help="checkpoint its training wrote (WORK_DIR/iter_N.pth)")
+    p.add_argument("name", help="zoo entry name")
+    p.add_argument("--zoo-dir", default="zoo", help="zoo directory (default zoo)")
+    p.add_argument("--metrics", default=None, help="metrics as JSON, e.g. '{\"map50\": 0.9}'")
+    p.add_argument("--overwrite", action="store_true", help="replace an entry of that name")
+    p.set_defaults(func=cmd_publish)

@@ -3,6 +3,9 @@
 No VOC or COCO exists offline, so detection is exercised on images composed from the real
 handwritten digits of ``mnist5k``: each square RGB image (300x300 by default) places a few
 digits (classes ``'0'``..``'9'``) at random positions and scales on a textured background.
+Two presets (:data:`PRESETS`): ``mnist-det`` (300x300 images, digits 48-128 px) and
+``mnist-det-small`` (128x128 images, digits 20-55 px: the same share of the canvas, sized for
+detectors that train to convergence on a few CPU cores).
 Digits of mnist5k's *train* split only appear in ``trainval`` images and digits of its *test*
 split only in ``test`` images. Everything is drawn from one seeded generator, so the same
 arguments write byte-identical files on every machine.
@@ -28,7 +31,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -49,6 +52,10 @@ DATASET_VERSION = 1
 
 class VOCLayoutError(AutobinError, ValueError):
     """A directory is not a VOC-format dataset (the message says what is missing and the fix)."""
+
+
+class DatasetPresetError(AutobinError, ValueError):
+    """An unknown mnist-det preset or preset argument."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,45 @@ class MnistDetSpec:
                 f"digit scale must satisfy 8 <= min_scale <= max_scale <= image_size/2 "
                 f"({self.image_size // 2}), got {self.min_scale}..{self.max_scale}"
             )
+
+
+PRESETS: dict[str, MnistDetSpec] = {
+    "mnist-det": MnistDetSpec(),
+    "mnist-det-small": MnistDetSpec(
+        trainval=1000, test=200, image_size=128, min_scale=20, max_scale=55
+    ),
+}
+"""The named datasets of ``autobin mmdet-data NAME PATH`` and ``mmdet-config --data NAME``."""
+
+
+def preset(name: str, **overrides) -> MnistDetSpec:
+    """The spec of the preset ``name`` with ``overrides`` (fields of :class:`MnistDetSpec`).
+
+    Raises:
+        DatasetPresetError: unknown preset or field.
+    """
+    if name not in PRESETS:
+        raise DatasetPresetError(
+            f"unknown mnist-det preset {name!r}; choose one of {sorted(PRESETS)}"
+        )
+    fields = set(asdict(PRESETS[name]))
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise DatasetPresetError(
+            f"{name}: unknown argument(s) {unknown}; the arguments are {sorted(fields)}"
+        )
+    return replace(PRESETS[name], **overrides)
+
+
+def write_preset(
+    name: str, root: str | os.PathLike[str], *, overwrite: bool = False, **overrides
+) -> Path:
+    """Write the preset ``name`` (``mnist-det``, ``mnist-det-small``) to ``root``.
+
+    ``overrides`` change single fields of the preset (e.g. ``trainval=100``); see
+    :func:`write_mnist_det` for what is written and when an existing dataset is kept.
+    """
+    return write_mnist_det(root, **asdict(preset(name, **overrides)), overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -362,10 +408,14 @@ def check_voc_root(root: str | os.PathLike[str], sub_data_root: str = SUB_ROOT) 
 
 __all__ = [
     "CLASSES",
+    "PRESETS",
     "SUB_ROOT",
+    "DatasetPresetError",
     "MnistDetSpec",
     "VOCLayoutError",
     "check_voc_root",
+    "preset",
     "read_manifest",
     "write_mnist_det",
+    "write_preset",
 ]

@@ -16,6 +16,13 @@ from typing import Any
 import yaml
 
 TASK = "image-classification"
+TASKS = {"mmdet": ("object-detection", "Object Detection")}
+"""The task of an entry by its architecture's library (default: image classification)."""
+
+
+def _task(config: Mapping[str, Any]) -> tuple[str, str]:
+    library = (config.get("architecture") or {}).get("library")
+    return TASKS.get(library, (TASK, "Image Classification"))
 
 
 def _dataset_name(dataset: Any) -> str | None:
@@ -49,7 +56,8 @@ def front_matter(config: Mapping[str, Any]) -> dict[str, Any]:
     recipe = config.get("recipe") or {}
     metrics = config.get("metrics") or {}
     dataset = _dataset_name(config.get("dataset"))
-    tags = ["autobin", "binary-neural-network", "1-bit", TASK]
+    task, task_name = _task(config)
+    tags = ["autobin", "binary-neural-network", "1-bit", task]
     method = recipe.get("method") if isinstance(recipe, Mapping) else None
     for tag in (method, recipe.get("name") if isinstance(recipe, Mapping) else None):
         if isinstance(tag, str) and tag not in tags:
@@ -60,13 +68,13 @@ def front_matter(config: Mapping[str, Any]) -> dict[str, Any]:
         "library_name": "autobin",
         "license": config.get("license") or "other",
         "tags": tags,
-        "pipeline_tag": TASK,
+        "pipeline_tag": task,
     }
     if dataset:
         meta["datasets"] = [dataset]
     if metrics:
         meta["metrics"] = sorted(metrics)
-        result: dict[str, Any] = {"task": {"type": TASK, "name": "Image Classification"}}
+        result: dict[str, Any] = {"task": {"type": task, "name": task_name}}
         if dataset:
             result["dataset"] = {"name": dataset, "type": dataset}
         result["metrics"] = [{"type": k, "value": v, "name": k} for k, v in sorted(metrics.items())]
@@ -157,6 +165,11 @@ def render_card(config: Mapping[str, Any]) -> str:
         "",
         "```python",
         "import autobin.zoo",
+        *(
+            ["import autobin.integrations.mmdet  # rebuilds mmdet detectors (the [mmdet] extra)"]
+            if (config.get("architecture") or {}).get("library") == "mmdet"
+            else []
+        ),
         "",
         f'model = autobin.zoo.load("{name}")  # checks sha256, rebuilds, loads; eval mode',
         "```",

@@ -153,3 +153,67 @@ def test_cli(tmp_path: Path, capsys) -> None:
     assert main(["mmdet-data", "mnist-det", str(tmp_path / "other")]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
+
+
+def test_small_preset_layout_scales_and_split_sources(tmp_path: Path) -> None:
+    """mnist-det-small: 128x128 images, digits scaled to the same share of the canvas, and the
+    same split separation as mnist-det."""
+    spec = mnist_det.preset("mnist-det-small", trainval=8, test=4)
+    assert (spec.image_size, spec.min_scale, spec.max_scale) == (128, 20, 55)
+    assert mnist_det.PRESETS["mnist-det-small"].trainval == 1000
+    assert mnist_det.PRESETS["mnist-det-small"].test == 200
+    big = mnist_det.PRESETS["mnist-det"]
+    # the digit scales are the same fraction of the canvas (to the pixel)
+    assert abs(spec.min_scale / 128 - big.min_scale / big.image_size) < 1 / 128
+    assert abs(spec.max_scale / 128 - big.max_scale / big.image_size) < 1 / 128
+    root = mnist_det.write_preset("mnist-det-small", tmp_path / "d", trainval=8, test=4)
+    manifest = read_manifest(root)
+    assert manifest["spec"] == {**mnist_det.asdict(spec)}
+    images, labels, _ = _mnist5k_arrays()
+    pools = {
+        "trainval": set(_seeded_split(len(images), 1000, "train").tolist()),
+        "test": set(_seeded_split(len(images), 1000, "test").tolist()),
+    }
+    voc = root / SUB_ROOT
+    for split, count in (("trainval", 8), ("test", 4)):
+        ids = (voc / f"ImageSets/Main/{split}.txt").read_text().split()
+        assert len(ids) == count
+        for image_id in ids:
+            with Image.open(voc / "JPEGImages" / f"{image_id}.jpg") as im:
+                assert im.size == (128, 128)
+            objects = _objects(voc / "Annotations" / f"{image_id}.xml")
+            sources = manifest["mnist5k_sources"][image_id]
+            assert set(sources) <= pools[split]
+            assert [name for name, _ in objects] == [str(labels[i]) for i in sources]
+            for _, (x0, y0, x1, y1) in objects:
+                assert 1 <= x0 < x1 <= 128 and 1 <= y0 < y1 <= 128
+                assert y1 - y0 + 1 <= 55 and x1 - x0 + 1 <= 55
+
+
+def test_small_preset_test_split_is_deterministic(tmp_path: Path) -> None:
+    """The test split of a preset is the same bytes however often it is regenerated."""
+    a = mnist_det.write_preset("mnist-det-small", tmp_path / "a", trainval=5, test=3)
+    b = mnist_det.write_preset("mnist-det-small", tmp_path / "b", trainval=5, test=3)
+    assert _digest(a) == _digest(b)
+
+
+def test_preset_errors_and_cli(tmp_path: Path, capsys) -> None:
+    with pytest.raises(
+        mnist_det.DatasetPresetError, match=r"unknown mnist-det preset 'x'.*mnist-det-small"
+    ):
+        mnist_det.preset("x")
+    with pytest.raises(mnist_det.DatasetPresetError, match=r"unknown argument\(s\) \['size'\]"):
+        mnist_det.preset("mnist-det-small", size=3)
+    argv = ["mmdet-data", "mnist-det-small", str(tmp_path / "d"), "--trainval", "3", "--test", "2"]
+    assert main(argv) == 0
+    assert "wrote mnist-det-small (3 trainval + 2 test images)" in capsys.readouterr().out
+    manifest = read_manifest(tmp_path / "d")
+    assert manifest["spec"]["image_size"] == 128 and manifest["images"] == {
+        "trainval": 3,
+        "test": 2,
+    }
+    # an image size the preset's digit scales do not fit: one line, nothing written
+    argv = ["mmdet-data", "mnist-det-small", str(tmp_path / "e"), "--image-size", "96"]
+    assert main(argv) == 2
+    assert "max_scale <= image_size/2" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()

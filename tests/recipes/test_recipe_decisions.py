@@ -10,7 +10,7 @@ import pytest
 from autobin.recipes import LayerInfo, Recipe, list_recipes, load_recipe
 
 BUILTINS = ["adabin", "adabin-full", "bnn", "xnor"]  # classification, Bi-Real shortcuts
-ALL_BUILTINS = [*BUILTINS, "adabin-reference", "det-adabin", "ssd300-adabin"]
+ALL_BUILTINS = [*BUILTINS, "adabin-reference", "det-adabin", "ssd-adabin", "ssd300-adabin"]
 
 
 def conv(name, k=3, cin=64, cout=64, groups=1, type_name="Conv2d", **flags) -> LayerInfo:

@@ -40,6 +40,7 @@ from .errors import (
 from .family import MMDetFamily
 from .model import MODELS, BinarizedDetector
 from .offline import fix_predict, mmengine_checkpoints, strip_pretrained
+from .publish import DetectorPublishError, publish_detector
 from .runner import test, train
 
 register_family(MMDetFamily())
@@ -48,6 +49,7 @@ __all__ = [
     "MODELS",
     "BinarizedDetector",
     "DetectorConfigError",
+    "DetectorPublishError",
     "DistillConfig",
     "MMDetFamily",
     "MMDetIntegrationError",
@@ -63,6 +65,7 @@ __all__ = [
     "mmengine_checkpoints",
     "point_at_voc",
     "prediction_convs",
+    "publish_detector",
     "strip_pretrained",
     "test",
     "train",

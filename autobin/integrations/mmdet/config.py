@@ -16,6 +16,7 @@ from ...data.mnist_det import CLASSES, SUB_ROOT, check_voc_root
 from ...recipes import load_recipe
 from .build import BINARIZED_TYPE, check_detector_cfg, plain
 from .errors import DetectorConfigError
+from .model import DEFAULT_DISTILL
 from .offline import strip_pretrained, warn_stripped
 
 INTEGRATION_MODULE = "autobin.integrations.mmdet"
@@ -185,7 +186,7 @@ def make_binarized_config(
     recipe: str = "det-adabin",
     *,
     teacher: str | None = None,
-    distill: Mapping[str, Any] | None = None,
+    distill: Mapping[str, Any] | None = DEFAULT_DISTILL,
     data_root: str | os.PathLike[str] | None = None,
 ):
     """An mmengine ``Config``: ``source`` with its detector wrapped in BinarizedDetector.
@@ -194,7 +195,8 @@ def make_binarized_config(
         source: mmdet config (``mmdet::...`` or a path).
         recipe: recipe name or YAML path (checked now).
         teacher: float detector checkpoint for the teacher (and the student's start).
-        distill: distillation weights (default ``{}``: feature and cls terms, weight 1).
+        distill: distillation weights (default ``{}``: feature and cls terms, weight 1);
+            None trains without distillation (and without a teacher).
         data_root: a VOC-format root (e.g. from ``autobin mmdet-data mnist-det``) to train on.
 
     Raises:
@@ -208,7 +210,7 @@ def make_binarized_config(
         "type": BINARIZED_TYPE,
         "detector": det_cfg,
         "recipe": _recipe_ref(recipe),
-        "distill": dict(distill) if distill is not None else {},
+        "distill": dict(distill) if distill is not None else None,
     }
     if teacher is not None:
         model["teacher"] = {"checkpoint": str(Path(teacher).resolve())}
