@@ -8,7 +8,8 @@ Quick start::
     bnn = autobin.binarize(model)          # recipe "adabin"
 
 ``import autobin`` stays light: the training loop (:func:`autobin.finetune`), the zoo
-(:mod:`autobin.zoo`) and packed inference (:func:`autobin.deploy`) are imported on first use,
+(:mod:`autobin.zoo`), packed inference (:func:`autobin.deploy`) and the float-layer search
+(:func:`autobin.search`) are imported on first use,
 and nothing here imports mmdet or mmengine.
 """
 
@@ -29,6 +30,7 @@ _LAZY = {
     "deploy": ("autobin.deploy", None),  # a callable package: autobin.deploy(model)
     "finetune": ("autobin.train", "finetune"),
     "load": ("autobin.zoo", "load"),
+    "search": ("autobin.search", None),  # a callable package: autobin.search(model, data, ...)
     "zoo": ("autobin.zoo", None),
 }
 
@@ -58,5 +60,6 @@ __all__ = [
     "load",
     "load_recipe",
     "nn",
+    "search",
     "zoo",
 ]

@@ -1,0 +1,257 @@
+"""``autobin.search``: measure which layers must stay float, choose them under a budget."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from torch import nn
+
+from ..graph import explain
+from ..graph.api import check_model
+from ..recipes import Recipe, RecipeLike, as_recipe
+from .budget import BUDGETS, Budget, format_value, make_budget
+from .calibration import CalibrationData, calibration_images
+from .configurations import Candidate, find_candidates
+from .errors import SearchError
+from .recipe_file import base_reference, in_memory, layer_rules, recipe_text, write_recipe
+from .result import Point, SearchResult
+from .selection import Item, Knapsack
+from .sensitivity import LayerSensitivity, Measurements, Measurer, Progress, ProgressLike
+from .sensitivity import measure_layers
+
+
+def search(
+    model: nn.Module,
+    data: CalibrationData,
+    recipe: RecipeLike = "adabin",
+    *,
+    max_float_macs: float | None = None,
+    max_ops: float | None = None,
+    min_binary_share: float | None = None,
+    max_size: float | None = None,
+    calibration_size: int = 256,
+    batch_size: int = 256,
+    seed: int = 0,
+    output: str | os.PathLike[str] | None = None,
+    report_dir: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    progress: ProgressLike = None,
+) -> SearchResult:
+    """Measure every layer's sensitivity to binarization and choose the float layers.
+
+    Every conv/linear layer the base recipe decides by a rule is a candidate: those it
+    binarizes and those it keeps float by policy (stem, classifier, shortcut/downsample,
+    depthwise, linears). On ``calibration_size`` images of ``data``, the KL divergence of the
+    binarized model's predictions from ``model``'s is measured (after fitting the activation
+    binary sets and re-estimating BatchNorm statistics, no training) with every candidate
+    float, every candidate binary, and for each candidate with only it binary and with only it
+    float. Their combination is each layer's importance; keeping a layer float costs what
+    autobin's report says it adds to the budgeted total. The float layers are the set of
+    highest total importance within the budget (a knapsack), checked against the exact report
+    of the resulting recipe.
+
+    Give exactly one budget:
+
+    * ``max_float_macs``: float MACs of the whole model (report total ``flops``);
+    * ``max_ops``: OPs = float MACs + BOPs / 64 (``ops``);
+    * ``min_binary_share``: share of conv/linear MACs that is binary, 0..1
+      (``binary_mac_share``);
+    * ``max_size``: packed size in bytes (``packed_size_bytes``).
+
+    Args:
+        model: the trained float model (not binarized); it is not modified.
+        data: calibration data: a dataset name (its train split), a Dataset of
+            ``(image, label)`` pairs, a DataLoader or an ``(N, C, H, W)`` tensor.
+        recipe: the base recipe (name, YAML path, mapping or Recipe); its method, options,
+            activations and shortcuts are kept.
+        calibration_size: images used (chosen by ``seed``).
+        batch_size: images per forward pass.
+        seed: picks the calibration images; the same seed gives the same result.
+        output: write the searched recipe YAML here (atomically, checked by loading it back),
+            and the report next to it.
+        report_dir: folder for ``layers.txt``, ``search.json`` and ``pareto.png`` (default:
+            ``OUTPUT`` without its suffix plus ``.search``); written only with ``output`` or
+            ``report_dir``.
+        name: the searched recipe's name (default ``<model>-<base>-search``).
+        progress: a progress line on stderr (None: when stderr is a terminal), or a callable
+            ``progress(done, total, what)``.
+
+    Returns:
+        A :class:`SearchResult` (``print(result)`` shows the summary and the per-layer table).
+
+    Raises:
+        SearchError: no budget or several, a budget no recipe can meet, an empty calibration
+            set, a model with nothing to search.
+    """
+    start = time.monotonic()
+    budget = make_budget(
+        max_float_macs=max_float_macs,
+        max_ops=max_ops,
+        min_binary_share=min_binary_share,
+        max_size=max_size,
+    )
+    check_model(model, "search")
+    base = as_recipe(recipe)
+    images = calibration_images(data, calibration_size, seed)
+    was_training = model.training
+    try:
+        report = explain(model, base, example_inputs=(images[:2],))
+        candidates = find_candidates(report)
+        measurer = Measurer(model, base, candidates, images, batch_size)
+        bar = Progress(4 + 2 * len(candidates), progress)
+        measured = measure_layers(measurer, bar)
+        result = _choose(measurer, measured, budget, report.model, name, bar)
+    finally:
+        model.train(was_training)
+    result.calibration_images, result.seed = int(images.shape[0]), seed
+    result.seconds = time.monotonic() - start
+    if output is not None:
+        output = Path(output)
+        extends = base_reference(recipe, base, output)
+        result.recipe_yaml = _text(result, base, extends)
+        folder = Path(report_dir) if report_dir else output.with_name(output.stem + ".search")
+        result.write_report(folder)
+        result.recipe = write_recipe(output, result.recipe_yaml, result.recipe)
+        result.output = output
+    else:
+        result.recipe_yaml = _text(result, base, base_reference(recipe, base, Path("x.yaml")))
+        if report_dir is not None:
+            result.write_report(report_dir)
+    return result
+
+
+def _choose(
+    measurer: Measurer,
+    measured: Measurements,
+    budget: Budget,
+    model_name: str,
+    name: str | None,
+    bar: Progress,
+) -> SearchResult:
+    """The knapsack, the exact check against the report, the base and front points."""
+    base = measurer.base
+    all_binary = measured.all_binary
+    capacity = budget.slack(all_binary.totals)
+    if capacity < 0:
+        raise _impossible(budget, all_binary.totals, measurer.candidates)
+    costs = {s.candidate.name: capacity - budget.slack(s.totals_float) for s in measured.layers}
+    importance = {s.candidate.name: s.importance for s in measured.layers}
+    items = [Item(n, costs[n], importance[n]) for n in costs]
+    knapsack = Knapsack(items, capacity)
+    order = [c.name for c in measurer.candidates]
+    chosen = knapsack.choose(capacity)
+    name = name or f"{model_name}-{base.name}-search"
+    cost_text = {n: _cost_text(budget, costs[n], c) for n, c in _by_name(measurer).items()}
+    while True:  # the report of the real recipe decides; drop the weakest layer if it says no
+        rules = layer_rules(measured.layers, chosen, cost_text)
+        recipe = in_memory(base, rules, name, _description(budget, model_name, base.name))
+        loss, totals = measurer.measure_recipe(recipe)
+        bar.step("the searched recipe")
+        if budget.met(totals):
+            break
+        weakest = min(chosen, key=lambda n: (importance[n] / max(costs[n], 1e-12), n))
+        chosen = [n for n in chosen if n != weakest]
+    base_float = [c.name for c in measurer.candidates if not c.base_binary]
+    base_loss, base_totals = measurer.measure_recipe(base)
+    bar.step(f"the base recipe {base.name!r}")
+
+    def predicted(float_names: list[str]) -> float:
+        gain = sum(importance[n] for n in float_names)
+        return max(measured.all_float.loss, all_binary.loss - gain)
+
+    def value(float_names: list[str]) -> float:
+        spent = sum(costs[n] for n in float_names)
+        ref = budget.value(all_binary.totals)
+        return ref - spent if budget.is_lower_bound else ref + spent
+
+    front = _pareto(
+        [Point("front", tuple(s), value(s), predicted(s)) for s in knapsack.front()], budget
+    )
+    return SearchResult(
+        model=model_name,
+        recipe=recipe,
+        recipe_yaml="",
+        budget=budget,
+        float_layers=[n for n in order if n in set(chosen)],
+        layers=measured.layers,
+        costs=costs,
+        searched=Point("searched", tuple(chosen), budget.value(totals), predicted(chosen), loss),
+        base=Point("base", tuple(base_float), budget.value(base_totals), predicted(base_float),
+                   base_loss),  # fmt: skip
+        front=front,
+        totals=totals,
+        base_totals=base_totals,
+        all_float_loss=measured.all_float.loss,
+        all_binary_loss=all_binary.loss,
+        base_recipe=base.name,
+    )
+
+
+def _by_name(measurer: Measurer) -> dict[str, Candidate]:
+    return {c.name: c for c in measurer.candidates}
+
+
+def _pareto(points: list[Point], budget: Budget) -> list[Point]:
+    """Points no other point beats in both value (budget side) and predicted loss."""
+    better_value = (lambda p: -p.value) if budget.is_lower_bound else (lambda p: p.value)
+    kept: list[Point] = []
+    for p in sorted(points, key=lambda p: (better_value(p), p.predicted_loss)):
+        if not kept or p.predicted_loss < kept[-1].predicted_loss:
+            kept.append(p)
+    return kept
+
+
+def _cost_text(budget: Budget, cost: float, candidate: Candidate) -> str:
+    unit = BUDGETS[budget.kind][3]
+    amount = format_value(budget.kind, cost) + (f" {unit}" if unit else " of the binary share")
+    return f"{candidate.macs:,} MACs; keeping it float costs {amount} ({budget.kind})"
+
+
+def _description(budget: Budget, model_name: str, base_name: str) -> str:
+    return (
+        f"autobin search for {model_name}: {base_name} with the float layers chosen by measured "
+        f"sensitivity under {budget.describe()}"
+    )
+
+
+def _impossible(budget: Budget, totals: dict, candidates: list[Candidate]) -> SearchError:
+    best = format_value(budget.kind, budget.value(totals))
+    bound = "at most" if budget.is_lower_bound else "at least"
+    return SearchError(
+        f"impossible budget {budget.describe()}: even with all {len(candidates)} searchable "
+        f"layers binary the model has {budget.kind.removeprefix('max_').removeprefix('min_')} "
+        f"{best} (layers autobin cannot binarize stay float); set {budget.flag} to {bound} "
+        f"{best}"
+    )
+
+
+def _text(result: SearchResult, base: Recipe, extends: str | None) -> str:
+    rules = [
+        (comment, rule)
+        for comment, rule in layer_rules(
+            result.layers,
+            result.float_layers,
+            {n: _cost_text(result.budget, result.costs[n], s.candidate)
+             for n, s in ((s.candidate.name, s) for s in result.layers)},  # fmt: skip
+        )
+    ]
+    s, b = result.searched, result.base
+    header = [
+        f"Written by autobin search for {result.model}: {len(result.layers)} candidate layers "
+        f"measured on {result.calibration_images} calibration images (seed {result.seed}) in "
+        f"{result.seconds:.0f} s.",
+        f"Budget {result.budget.describe(s.value)}; {len(result.float_layers)} layers stay "
+        f"float.",
+        f"KL to the float model after calibration (no training): measured {s.measured_loss:.4g}"
+        f", predicted {s.predicted_loss:.4g}; base recipe {result.base_recipe!r}: measured "
+        f"{b.measured_loss:.4g} at {format_value(result.budget.kind, b.value)}.",
+        "Each rule's comment: KL with only that layer binary / only it float, the importance "
+        "the search combined from them, and its cost.",
+    ]
+    return recipe_text(result.recipe.name, result.recipe.description, header, rules, base,
+                       extends)  # fmt: skip
+
+
+__all__ = ["search"]
