@@ -11,15 +11,13 @@ from torch import nn
 from ..graph import explain
 from ..graph.api import check_model
 from ..recipes import Recipe, RecipeLike, as_recipe
-from .budget import BUDGETS, Budget, format_value, make_budget
+from .budget import Budget, format_value, make_budget
 from .calibration import CalibrationData, calibration_images
-from .configurations import Candidate, find_candidates
-from .errors import SearchError
-from .recipe_file import base_reference, in_memory, layer_rules, recipe_text, write_recipe
+from .configurations import find_candidates
+from .recipe_file import base_reference, layer_rules, recipe_text, searched_recipe, write_recipe
 from .result import Point, SearchResult
-from .selection import Item, Knapsack
-from .sensitivity import LayerSensitivity, Measurements, Measurer, Progress, ProgressLike
-from .sensitivity import measure_layers
+from .selection import Selection
+from .sensitivity import Measurements, Measurer, Progress, ProgressLike, measure_layers
 
 
 def search(
@@ -132,65 +130,49 @@ def _choose(
 ) -> SearchResult:
     """The knapsack, the exact check against the report, the base and front points."""
     base = measurer.base
-    all_binary = measured.all_binary
-    capacity = budget.slack(all_binary.totals)
-    if capacity < 0:
-        raise _impossible(budget, all_binary.totals, measurer.candidates)
-    costs = {s.candidate.name: capacity - budget.slack(s.totals_float) for s in measured.layers}
-    importance = {s.candidate.name: s.importance for s in measured.layers}
-    items = [Item(n, costs[n], importance[n]) for n in costs]
-    knapsack = Knapsack(items, capacity)
-    order = [c.name for c in measurer.candidates]
-    chosen = knapsack.choose(capacity)
+    selection = Selection(measured.layers, measured.all_binary.totals, budget)
+    chosen = selection.choose()
     name = name or f"{model_name}-{base.name}-search"
-    cost_text = {n: _cost_text(budget, costs[n], c) for n, c in _by_name(measurer).items()}
     while True:  # the report of the real recipe decides; drop the weakest layer if it says no
-        rules = layer_rules(measured.layers, chosen, cost_text)
-        recipe = in_memory(base, rules, name, _description(budget, model_name, base.name))
+        recipe = searched_recipe(
+            base, measured.layers, chosen, budget, selection.costs, name, model_name
+        )
         loss, totals = measurer.measure_recipe(recipe)
         bar.step("the searched recipe")
         if budget.met(totals):
             break
-        weakest = min(chosen, key=lambda n: (importance[n] / max(costs[n], 1e-12), n))
+        weakest = selection.weakest(chosen)
         chosen = [n for n in chosen if n != weakest]
     base_float = [c.name for c in measurer.candidates if not c.base_binary]
     base_loss, base_totals = measurer.measure_recipe(base)
     bar.step(f"the base recipe {base.name!r}")
 
     def predicted(float_names: list[str]) -> float:
-        gain = sum(importance[n] for n in float_names)
-        return max(measured.all_float.loss, all_binary.loss - gain)
+        gain = sum(selection.importance[n] for n in float_names)
+        return max(measured.all_float.loss, measured.all_binary.loss - gain)
 
-    def value(float_names: list[str]) -> float:
-        spent = sum(costs[n] for n in float_names)
-        ref = budget.value(all_binary.totals)
-        return ref - spent if budget.is_lower_bound else ref + spent
+    def point(label: str, names: list[str], value: float, loss: float | None = None) -> Point:
+        return Point(label, tuple(names), value, predicted(names), loss)
 
-    front = _pareto(
-        [Point("front", tuple(s), value(s), predicted(s)) for s in knapsack.front()], budget
-    )
+    front = [point("front", s, selection.value(s)) for s in selection.knapsack.front()]
     return SearchResult(
         model=model_name,
         recipe=recipe,
         recipe_yaml="",
         budget=budget,
-        float_layers=[n for n in order if n in set(chosen)],
+        float_layers=chosen,
         layers=measured.layers,
-        costs=costs,
-        searched=Point("searched", tuple(chosen), budget.value(totals), predicted(chosen), loss),
-        base=Point("base", tuple(base_float), budget.value(base_totals), predicted(base_float),
-                   base_loss),  # fmt: skip
-        front=front,
+        costs=selection.costs,
+        searched=point("searched", chosen, budget.value(totals), loss),
+        base=point("base", base_float, budget.value(base_totals), base_loss),
+        front=_pareto(front, budget),
         totals=totals,
         base_totals=base_totals,
+        all_binary_totals=measured.all_binary.totals,
         all_float_loss=measured.all_float.loss,
-        all_binary_loss=all_binary.loss,
-        base_recipe=base.name,
+        all_binary_loss=measured.all_binary.loss,
+        base_recipe=base,
     )
-
-
-def _by_name(measurer: Measurer) -> dict[str, Candidate]:
-    return {c.name: c for c in measurer.candidates}
 
 
 def _pareto(points: list[Point], budget: Budget) -> list[Point]:
@@ -203,55 +185,21 @@ def _pareto(points: list[Point], budget: Budget) -> list[Point]:
     return kept
 
 
-def _cost_text(budget: Budget, cost: float, candidate: Candidate) -> str:
-    unit = BUDGETS[budget.kind][3]
-    amount = format_value(budget.kind, cost) + (f" {unit}" if unit else " of the binary share")
-    return f"{candidate.macs:,} MACs; keeping it float costs {amount} ({budget.kind})"
-
-
-def _description(budget: Budget, model_name: str, base_name: str) -> str:
-    return (
-        f"autobin search for {model_name}: {base_name} with the float layers chosen by measured "
-        f"sensitivity under {budget.describe()}"
-    )
-
-
-def _impossible(budget: Budget, totals: dict, candidates: list[Candidate]) -> SearchError:
-    best = format_value(budget.kind, budget.value(totals))
-    bound = "at most" if budget.is_lower_bound else "at least"
-    return SearchError(
-        f"impossible budget {budget.describe()}: even with all {len(candidates)} searchable "
-        f"layers binary the model has {budget.kind.removeprefix('max_').removeprefix('min_')} "
-        f"{best} (layers autobin cannot binarize stay float); set {budget.flag} to {bound} "
-        f"{best}"
-    )
-
-
 def _text(result: SearchResult, base: Recipe, extends: str | None) -> str:
-    rules = [
-        (comment, rule)
-        for comment, rule in layer_rules(
-            result.layers,
-            result.float_layers,
-            {n: _cost_text(result.budget, result.costs[n], s.candidate)
-             for n, s in ((s.candidate.name, s) for s in result.layers)},  # fmt: skip
-        )
-    ]
+    rules = layer_rules(result.layers, result.float_layers, result.budget, result.costs)
     s, b = result.searched, result.base
     header = [
         f"Written by autobin search for {result.model}: {len(result.layers)} candidate layers "
         f"measured on {result.calibration_images} calibration images (seed {result.seed}) in "
         f"{result.seconds:.0f} s.",
-        f"Budget {result.budget.describe(s.value)}; {len(result.float_layers)} layers stay "
-        f"float.",
+        f"Budget {result.budget.describe(s.value)}; {len(result.float_layers)} layers stay float.",
         f"KL to the float model after calibration (no training): measured {s.measured_loss:.4g}"
-        f", predicted {s.predicted_loss:.4g}; base recipe {result.base_recipe!r}: measured "
+        f", predicted {s.predicted_loss:.4g}; base recipe {result.base_recipe.name!r}: measured "
         f"{b.measured_loss:.4g} at {format_value(result.budget.kind, b.value)}.",
         "Each rule's comment: KL with only that layer binary / only it float, the importance "
         "the search combined from them, and its cost.",
     ]
-    return recipe_text(result.recipe.name, result.recipe.description, header, rules, base,
-                       extends)  # fmt: skip
+    return recipe_text(result.recipe.name, result.recipe.description, header, rules, base, extends)
 
 
 __all__ = ["search"]

@@ -105,7 +105,7 @@ def make_budget(**given: float | None) -> Budget:
         raise SearchError(
             f"the search got {what}; give exactly one of {flags}, e.g. max_float_macs=5e6"
         )
-    (kind, limit), = chosen.items()
+    ((kind, limit),) = chosen.items()
     if kind not in BUDGETS:
         raise SearchError(f"unknown budget {kind!r}; give exactly one of {flags}")
     try:

@@ -21,13 +21,24 @@ import yaml
 from ..atomic import atomic_write, fsync_dir
 from ..recipes import Match, Recipe, RecipeLike, Rule, list_recipes, load_recipe
 from ..recipes.loader import builtin_dir
+from .budget import BUDGETS, Budget, format_value
 from .configurations import BINARY_RULE, FLOAT_RULE, name_pattern, with_rules
 from .errors import SearchError
 from .sensitivity import LayerSensitivity
 
 
+def cost_text(budget: Budget, cost: float, macs: int) -> str:
+    """``2,359,296 MACs; keeping it float costs 2,359,296 MACs (max_float_macs)``."""
+    unit = BUDGETS[budget.kind][3]
+    amount = format_value(budget.kind, cost) + (f" {unit}" if unit else " of the binary share")
+    return f"{macs:,} MACs; keeping it float costs {amount} ({budget.kind})"
+
+
 def layer_rules(
-    layers: Sequence[LayerSensitivity], float_names: Sequence[str], costs: dict[str, str]
+    layers: Sequence[LayerSensitivity],
+    float_names: Sequence[str],
+    budget: Budget,
+    costs: dict[str, float],
 ) -> list[tuple[str, Rule]]:
     """(comment, rule) for every chosen float layer and every base-float layer made binary."""
     chosen = set(float_names)
@@ -37,7 +48,8 @@ def layer_rules(
         measured = (
             f"{c.name} ({c.type_name}): KL only-binary {layer.only_binary:.4g} (damage "
             f"{layer.damage:+.4g}), KL only-float {layer.only_float:.4g} (gain "
-            f"{layer.gain:+.4g}), importance {layer.importance:.4g}; {costs[c.name]}"
+            f"{layer.gain:+.4g}), importance {layer.importance:.4g}; "
+            + cost_text(budget, costs[c.name], c.macs)
         )
         if c.name in chosen:
             rule = Rule(
@@ -113,11 +125,22 @@ def _item(data: dict[str, Any]) -> str:
     return "\n".join("  " + line for line in text.rstrip().splitlines())
 
 
-def in_memory(
-    base: Recipe, rules: Sequence[tuple[str, Rule]], name: str, description: str
+def searched_recipe(
+    base: Recipe,
+    layers: Sequence[LayerSensitivity],
+    float_names: Sequence[str],
+    budget: Budget,
+    costs: dict[str, float],
+    name: str,
+    model_name: str,
 ) -> Recipe:
-    """The searched recipe as a :class:`Recipe`, without a file."""
+    """The searched recipe as a :class:`Recipe` (what the file loads as), without a file."""
+    rules = layer_rules(layers, float_names, budget, costs)
     recipe = with_rules(base, tuple(r for _, r in rules), name)
+    description = (
+        f"autobin search for {model_name}: {base.name} with the float layers chosen by measured "
+        f"sensitivity under {budget.describe()}"
+    )
     return dataclasses.replace(recipe, description=description)
 
 
@@ -149,4 +172,11 @@ def write_recipe(path: Path, text: str, expected: Recipe) -> Recipe:
     return load_recipe(path)
 
 
-__all__ = ["base_reference", "in_memory", "layer_rules", "recipe_text", "write_recipe"]
+__all__ = [
+    "base_reference",
+    "cost_text",
+    "layer_rules",
+    "recipe_text",
+    "searched_recipe",
+    "write_recipe",
+]

@@ -13,7 +13,9 @@ from typing import Any
 
 from ..atomic import atomic_write, write_json
 from ..recipes import Recipe
-from .budget import Budget, format_value
+from .budget import Budget, format_value, make_budget
+from .recipe_file import searched_recipe
+from .selection import Selection
 from .sensitivity import LayerSensitivity
 
 
@@ -69,7 +71,8 @@ class SearchResult:
         seconds: wall time of the search.
         output: the written recipe file, if any.
         report_dir: the folder of the report files, if written.
-        base_recipe: the base recipe's name.
+        all_binary_totals: report totals with every candidate binary.
+        base_recipe: the base recipe.
     """
 
     model: str
@@ -91,13 +94,25 @@ class SearchResult:
     seconds: float = 0.0
     output: Path | None = None
     report_dir: Path | None = None
-    base_recipe: str = ""
+    all_binary_totals: dict[str, Any] = field(default_factory=dict, repr=False)
+    base_recipe: Recipe | None = None
 
     def table(self) -> str:
         """The per-layer table: base and searched decision, MACs, cost, measurements."""
         chosen = set(self.float_layers)
-        head = ("layer", "type", "base", "searched", "MACs", "float cost", "KL 1-bin", "KL 1-flt",
-                "damage", "gain", "importance")  # fmt: skip
+        head = (
+            "layer",
+            "type",
+            "base",
+            "searched",
+            "MACs",
+            "float cost",
+            "KL 1-bin",
+            "KL 1-flt",
+            "damage",
+            "gain",
+            "importance",
+        )
         rows = [head]
         for s in self.layers:
             c = s.candidate
@@ -117,8 +132,10 @@ class SearchResult:
                 )
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-                 for r in rows]  # fmt: skip
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows
+        ]
         lines.insert(1, "-" * len(lines[0]))
         return "\n".join(lines)
 
@@ -127,14 +144,15 @@ class SearchResult:
         kind = self.budget.kind
         return "\n".join(
             [
-                f"autobin search: {self.model}, base recipe {self.base_recipe!r}, "
+                f"autobin search: {self.model}, base recipe {self.base_recipe.name!r}, "
                 f"{len(self.layers)} candidate layers, {self.calibration_images} calibration "
                 f"images (seed {self.seed}), {self.seconds:.0f} s",
                 f"budget {self.budget.describe(self.searched.value)}; base recipe: "
                 f"{format_value(kind, self.base.value)}",
                 f"float layers ({len(self.float_layers)}): {', '.join(self.float_layers) or '-'}",
-                f"KL to the float model after calibration: searched {self.searched.measured_loss:.4f}"
-                f" (predicted {self.searched.predicted_loss:.4f}), base recipe "
+                "KL to the float model after calibration: searched "
+                f"{self.searched.measured_loss:.4f} (predicted "
+                f"{self.searched.predicted_loss:.4f}), base recipe "
                 f"{self.base.measured_loss:.4f} (predicted {self.base.predicted_loss:.4f}); "
                 f"all float {self.all_float_loss:.4f}, all binary {self.all_binary_loss:.4f}",
                 f"binary share of MACs {100 * self.totals['binary_mac_share']:.2f}% (base "
@@ -151,10 +169,13 @@ class SearchResult:
         """Everything as plain data (what ``search.json`` holds)."""
         return {
             "model": self.model,
-            "base_recipe": self.base_recipe,
+            "base_recipe": self.base_recipe.name,
             "recipe": self.recipe.to_dict(),
-            "budget": {"kind": self.budget.kind, "limit": self.budget.limit,
-                       "reached": self.searched.value},  # fmt: skip
+            "budget": {
+                "kind": self.budget.kind,
+                "limit": self.budget.limit,
+                "reached": self.searched.value,
+            },
             "float_layers": list(self.float_layers),
             "calibration_images": self.calibration_images,
             "seed": self.seed,
@@ -174,7 +195,8 @@ class SearchResult:
                     "macs": s.candidate.macs,
                     "base_decision": "binarize" if s.candidate.base_binary else "float",
                     "base_rule": s.candidate.base_rule,
-                    "searched_decision": "float" if s.candidate.name in self.float_layers
+                    "searched_decision": "float"
+                    if s.candidate.name in self.float_layers
                     else "binarize",
                     "cost": self.costs[s.candidate.name],
                     "only_binary_loss": s.only_binary,
@@ -185,7 +207,39 @@ class SearchResult:
                 }
                 for s in self.layers
             ],
-        }  # fmt: skip
+        }
+
+    def recipe_for(
+        self,
+        *,
+        max_float_macs: float | None = None,
+        max_ops: float | None = None,
+        min_binary_share: float | None = None,
+        max_size: float | None = None,
+    ) -> Recipe:
+        """The recipe this search's measurements choose under another budget, without
+        measuring again. The budget holds on the additive cost model of the search, which is
+        exact for MACs, OPs and the binary share (check a size budget with autobin.explain).
+
+        Raises:
+            SearchError: no budget, several, or one that cannot be met.
+        """
+        budget = make_budget(
+            max_float_macs=max_float_macs,
+            max_ops=max_ops,
+            min_binary_share=min_binary_share,
+            max_size=max_size,
+        )
+        selection = Selection(self.layers, self.all_binary_totals, budget)
+        return searched_recipe(
+            self.base_recipe,
+            self.layers,
+            selection.choose(),
+            budget,
+            selection.costs,
+            f"{self.recipe.name}-{budget.kind}",
+            self.model,
+        )
 
     def write_report(self, folder: str | Path) -> Path:
         """Write ``layers.txt``, ``search.json`` and ``pareto.png`` into ``folder``."""
@@ -209,19 +263,42 @@ def plot_front(result: SearchResult, path: Path) -> Path:
     budget = result.budget
     scale = 100.0 if budget.kind == "min_binary_share" else 1.0
     xs = [p.value * scale for p in result.front]
-    ax.plot(xs, [p.predicted_loss for p in result.front], "-o", ms=3, color="tab:blue",
-            label="Pareto front (predicted)", drawstyle="steps-post" if len(xs) > 1 else None)  # fmt: skip
-    for point, color, marker in ((result.base, "tab:red", "s"), (result.searched, "tab:green", "*")):
-        name = f"base recipe ({result.base_recipe})" if point is result.base else "searched recipe"
-        ax.plot([point.value * scale], [point.predicted_loss], marker, color=color, ms=10,
-                label=f"{name}, predicted")  # fmt: skip
+    ys = [p.predicted_loss for p in result.front]
+    ax.plot(xs, ys, "-o", ms=3, color="tab:blue", label="Pareto front (predicted)")
+    for point, color, marker in (
+        (result.base, "tab:red", "s"),
+        (result.searched, "tab:green", "*"),
+    ):
+        name = (
+            f"base recipe ({result.base_recipe.name})"
+            if point is result.base
+            else "searched recipe"
+        )
+        ax.plot(
+            [point.value * scale],
+            [point.predicted_loss],
+            marker,
+            color=color,
+            ms=10,
+            label=f"{name}, predicted",
+        )
         if point.measured_loss is not None:
-            ax.plot([point.value * scale], [point.measured_loss], marker, mfc="none", color=color,
-                    ms=10, label=f"{name}, measured")  # fmt: skip
+            ax.plot(
+                [point.value * scale],
+                [point.measured_loss],
+                marker,
+                mfc="none",
+                color=color,
+                ms=10,
+                label=f"{name}, measured",
+            )
     ax.axvline(budget.limit * scale, color="gray", ls=":", label=f"budget {budget.describe()}")
-    unit = {"max_float_macs": "float MACs", "max_ops": "OPs (float MACs + BOPs/64)",
-            "min_binary_share": "binary share of conv/linear MACs (%)",
-            "max_size": "packed size (bytes)"}[budget.kind]  # fmt: skip
+    unit = {
+        "max_float_macs": "float MACs",
+        "max_ops": "OPs (float MACs + BOPs/64)",
+        "min_binary_share": "binary share of conv/linear MACs (%)",
+        "max_size": "packed size (bytes)",
+    }[budget.kind]
     ax.set_xlabel(unit)
     ax.set_ylabel("KL to the float model (calibrated)")
     ax.set_title(f"autobin search: {result.model} ({len(result.layers)} candidate layers)")

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .budget import Budget, format_value
+from .errors import SearchError
+from .sensitivity import LayerSensitivity
+
 BUCKETS = 4000
 
 
@@ -94,4 +98,60 @@ class Knapsack:
         return seen
 
 
-__all__ = ["BUCKETS", "Item", "Knapsack"]
+class Selection:
+    """The float layers of measured candidates under one budget.
+
+    Attributes:
+        budget: the budget.
+        capacity: its slack with every candidate binary (what float layers may spend).
+        costs: per candidate, the budget units keeping it float costs.
+        importance: per candidate, its measured importance.
+        knapsack: the :class:`Knapsack` over all candidates.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[LayerSensitivity],
+        all_binary_totals: dict,
+        budget: Budget,
+    ) -> None:
+        self.budget, self.order = budget, [s.candidate.name for s in layers]
+        self.all_binary_value = budget.value(all_binary_totals)
+        self.capacity = budget.slack(all_binary_totals)
+        if self.capacity < 0:
+            raise impossible_budget(budget, self.all_binary_value, len(layers))
+        self.costs = {
+            s.candidate.name: self.capacity - budget.slack(s.totals_float) for s in layers
+        }
+        self.importance = {s.candidate.name: s.importance for s in layers}
+        items = [Item(n, self.costs[n], self.importance[n]) for n in self.order]
+        self.knapsack = Knapsack(items, self.capacity)
+
+    def choose(self) -> list[str]:
+        """The float layers of highest total importance within the budget, in model order."""
+        return self.knapsack.choose(self.capacity)
+
+    def value(self, float_names: Sequence[str]) -> float:
+        """The budgeted total of the recipe that keeps ``float_names`` float (linear model)."""
+        spent = sum(self.costs[n] for n in float_names)
+        ref = self.all_binary_value
+        return ref - spent if self.budget.is_lower_bound else ref + spent
+
+    def weakest(self, float_names: Sequence[str]) -> str:
+        """The layer of ``float_names`` with the least importance per unit of cost."""
+        return min(float_names, key=lambda n: (self.importance[n] / max(self.costs[n], 1e-12), n))
+
+
+def impossible_budget(budget: Budget, best: float, candidates: int) -> SearchError:
+    """The error for a budget that even the all-binary configuration does not meet."""
+    text = format_value(budget.kind, best)
+    bound = "at most" if budget.is_lower_bound else "at least"
+    what = budget.kind.removeprefix("max_").removeprefix("min_").replace("_", " ")
+    return SearchError(
+        f"impossible budget {budget.describe()}: even with all {candidates} searchable layers "
+        f"binary the model's {what} is {text} (layers autobin cannot binarize stay float); set "
+        f"{budget.flag} to {bound} {text}"
+    )
+
+
+__all__ = ["BUCKETS", "Item", "Knapsack", "Selection", "impossible_budget"]
