@@ -19,6 +19,9 @@ from .result import Point, SearchResult
 from .selection import Selection
 from .sensitivity import Measurements, Measurer, Progress, ProgressLike, measure_layers
 
+FRONT_POINTS = 200
+"""Most points of the Pareto front kept in the result, its JSON and its plot."""
+
 
 def search(
     model: nn.Module,
@@ -175,14 +178,17 @@ def _choose(
     )
 
 
-def _pareto(points: list[Point], budget: Budget) -> list[Point]:
-    """Points no other point beats in both value (budget side) and predicted loss."""
+def _pareto(points: list[Point], budget: Budget, most: int = FRONT_POINTS) -> list[Point]:
+    """Points no other point beats in both value (budget side) and predicted loss, at most
+    ``most`` of them (evenly spread, both ends kept), in ascending value."""
     better_value = (lambda p: -p.value) if budget.is_lower_bound else (lambda p: p.value)
     kept: list[Point] = []
     for p in sorted(points, key=lambda p: (better_value(p), p.predicted_loss)):
         if not kept or p.predicted_loss < kept[-1].predicted_loss:
             kept.append(p)
-    return kept
+    if len(kept) > most:
+        kept = [kept[round(i * (len(kept) - 1) / (most - 1))] for i in range(most)]
+    return sorted(kept, key=lambda p: p.value)
 
 
 def _text(result: SearchResult, base: Recipe, extends: str | None) -> str:
@@ -190,8 +196,7 @@ def _text(result: SearchResult, base: Recipe, extends: str | None) -> str:
     s, b = result.searched, result.base
     header = [
         f"Written by autobin search for {result.model}: {len(result.layers)} candidate layers "
-        f"measured on {result.calibration_images} calibration images (seed {result.seed}) in "
-        f"{result.seconds:.0f} s.",
+        f"measured on {result.calibration_images} calibration images (seed {result.seed}).",
         f"Budget {result.budget.describe(s.value)}; {len(result.float_layers)} layers stay float.",
         f"KL to the float model after calibration (no training): measured {s.measured_loss:.4g}"
         f", predicted {s.predicted_loss:.4g}; base recipe {result.base_recipe.name!r}: measured "

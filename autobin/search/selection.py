@@ -1,27 +1,26 @@
 """Choosing the float layers under a budget: a 0/1 knapsack on measured importance.
 
 Keeping layer ``L`` float costs ``cost(L)`` budget units (read from autobin's report, see
-:mod:`autobin.search.budget`) and lowers the predicted loss by ``importance(L)``. The best set
-for a capacity is found by dynamic programming over capacity buckets, with every cost rounded
-*up* to whole buckets, so a chosen set never exceeds the capacity it was chosen for; the
-remaining capacity is then filled greedily with exact costs (best importance per cost first).
-One table gives the best set for every capacity at once: the Pareto front of predicted loss vs
-budget.
+:mod:`autobin.search.budget`) and lowers the predicted loss by ``importance(L)``. The knapsack
+keeps the list of undominated sets (every set that no cheaper set beats in total importance),
+adding one layer at a time; costs are summed exactly, never rounded, so a chosen set never
+exceeds its capacity. The list is the exact optimum for every capacity at once (the Pareto
+front of predicted loss vs budget) while it holds at most :data:`MAX_STATES` sets; past that,
+it keeps the best set per cost bucket (still exact in cost, close to optimal in importance),
+and the remaining capacity is filled greedily (best importance per cost first).
 """
 
 from __future__ import annotations
 
-import math
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from .budget import Budget, format_value
 from .errors import SearchError
 from .sensitivity import LayerSensitivity
 
-BUCKETS = 4000
+MAX_STATES = 20_000
 
 
 @dataclass(frozen=True)
@@ -34,49 +33,39 @@ class Item:
 
 
 class Knapsack:
-    """Best sets of items (max total value) for every capacity up to ``max_capacity``."""
+    """Best sets of items (max total value) for every capacity."""
 
-    def __init__(self, items: Sequence[Item], max_capacity: float, buckets: int = BUCKETS):
+    def __init__(self, items: Sequence[Item], max_states: int = MAX_STATES) -> None:
         self.items = list(items)
-        top = max(max_capacity, sum(max(i.cost, 0.0) for i in self.items), 1e-12)
-        self.unit = top / buckets
-        self.weights = [max(0, math.ceil(i.cost / self.unit - 1e-9)) for i in self.items]
-        self.buckets = buckets
-        best = np.zeros(buckets + 1)
-        self.keep = np.zeros((len(self.items), buckets + 1), dtype=bool)
-        for k, (item, w) in enumerate(zip(self.items, self.weights, strict=True)):
+        # (cost, value, mask of item indices), cost ascending, value strictly ascending
+        states: list[tuple[float, float, int]] = [(0.0, 0.0, 0)]
+        top = sum(max(i.cost, 0.0) for i in self.items)
+        for k, item in enumerate(self.items):
             if item.value <= 0:
                 continue
-            if w > buckets:
-                continue
-            with_item = np.full(buckets + 1, -np.inf)
-            with_item[w:] = best[: buckets + 1 - w] + item.value
-            take = with_item > best
-            self.keep[k] = take
-            best = np.where(take, with_item, best)
-        self.best = best
+            cost = max(item.cost, 0.0)  # a layer that frees budget is free: never cheaper
+            grown = [(c + cost, v + item.value, m | (1 << k)) for c, v, m in states]
+            states = _undominated(states + grown)
+            if len(states) > max_states:
+                states = _thin(states, top / max_states)
+        self.states = states
+        self._costs = [c for c, _, _ in states]
 
     def choose(self, capacity: float) -> list[str]:
         """Names of the chosen items, in item order, whose exact total cost is <= capacity."""
         if capacity < 0:
             return []
-        bucket = min(self.buckets, math.floor(capacity / self.unit + 1e-9))
-        taken: set[int] = set()
-        for k in range(len(self.items) - 1, -1, -1):
-            if self.keep[k, bucket]:
-                taken.add(k)
-                bucket -= self.weights[k]
-        spent = sum(self.items[k].cost for k in taken)
-        if spent > capacity:  # rounding can only make this smaller; guard all the same
-            taken, spent = set(), 0.0
+        at = bisect.bisect_right(self._costs, capacity) - 1
+        spent, _, mask = self.states[at]
+        taken = {k for k in range(len(self.items)) if mask >> k & 1}
         rest = sorted(
             (k for k in range(len(self.items)) if k not in taken and self.items[k].value > 0),
             key=lambda k: (-self.items[k].value / max(self.items[k].cost, 1e-12), k),
         )
         for k in rest:
-            if spent + self.items[k].cost <= capacity:
+            if spent + max(self.items[k].cost, 0.0) <= capacity:
                 taken.add(k)
-                spent += self.items[k].cost
+                spent += max(self.items[k].cost, 0.0)
         return [self.items[k].name for k in sorted(taken)]
 
     def cost(self, names: Sequence[str]) -> float:
@@ -87,15 +76,28 @@ class Knapsack:
         by_name = {i.name: i for i in self.items}
         return sum(by_name[n].value for n in names)
 
-    def front(self, points: int = 60) -> list[list[str]]:
-        """Best sets at ``points`` capacities from 0 to the cost of every item, distinct."""
-        top = sum(max(i.cost, 0.0) for i in self.items)
-        seen: list[list[str]] = []
-        for p in range(points + 1):
-            chosen = self.choose(top * p / points)
-            if not seen or chosen != seen[-1]:
-                seen.append(chosen)
-        return seen
+    def front(self) -> list[list[str]]:
+        """Every undominated set, cheapest first (the Pareto front)."""
+        return [
+            [self.items[k].name for k in range(len(self.items)) if mask >> k & 1]
+            for _, _, mask in self.states
+        ]
+
+
+def _undominated(states: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+    kept: list[tuple[float, float, int]] = []
+    for state in sorted(states, key=lambda s: (s[0], -s[1], s[2])):
+        if not kept or state[1] > kept[-1][1]:
+            kept.append(state)
+    return kept
+
+
+def _thin(states: list[tuple[float, float, int]], width: float) -> list[tuple[float, float, int]]:
+    """Keep the best (last, since values ascend) set in every cost bucket of ``width``."""
+    best: dict[int, tuple[float, float, int]] = {}
+    for state in states:
+        best[int(state[0] // width) if width > 0 else 0] = state
+    return list(best.values())
 
 
 class Selection:
@@ -125,7 +127,7 @@ class Selection:
         }
         self.importance = {s.candidate.name: s.importance for s in layers}
         items = [Item(n, self.costs[n], self.importance[n]) for n in self.order]
-        self.knapsack = Knapsack(items, self.capacity)
+        self.knapsack = Knapsack(items)
 
     def choose(self) -> list[str]:
         """The float layers of highest total importance within the budget, in model order."""
@@ -150,8 +152,8 @@ def impossible_budget(budget: Budget, best: float, candidates: int) -> SearchErr
     return SearchError(
         f"impossible budget {budget.describe()}: even with all {candidates} searchable layers "
         f"binary the model's {what} is {text} (layers autobin cannot binarize stay float); set "
-        f"{budget.flag} to {bound} {text}"
+        f"{budget.kind}= ({budget.flag}) to {bound} {text}"
     )
 
 
-__all__ = ["BUCKETS", "Item", "Knapsack", "Selection", "impossible_budget"]
+__all__ = ["MAX_STATES", "Item", "Knapsack", "Selection", "impossible_budget"]
