@@ -13,10 +13,12 @@ teacher under these recipes:
 * the curve: searched recipes at multiples of ``adabin``'s float MACs.
 
 Prints per recipe the float MACs, binary share and test accuracy (mean and spread over seeds),
-and the search's wall and CPU time. Sized for a shared 2-core machine, e.g.:
+and the search's wall and CPU time. Students are evaluated once, after their last epoch, on the
+test images. Sized for a shared 2-core machine (one process per architecture), e.g.:
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/search.py --archs resnet18 \
-        mobilenetv3_small_100 --seeds 0 1 2 --teacher-epochs 3 --epochs 3
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/search.py --archs resnet18 --threads 1 \
+        --seeds 0 1 2 --teacher-epochs 4 --epochs 2 --train-size 512 --test-size 500 \
+        --calibration-size 128 --curve 0 0.5 1 2 --json runs/bench_search_resnet18.json
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def main() -> None:
     ap.add_argument("--teacher-epochs", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--train-size", type=int, default=4000, help="mnist5k train images used")
+    ap.add_argument("--test-size", type=int, default=1000, help="mnist5k test images used")
     ap.add_argument("--calibration-size", type=int, default=256)
     ap.add_argument("--curve", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 4.0],
                     help="float-MAC budgets as multiples of adabin's float MACs")  # fmt: skip
@@ -90,8 +93,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    train_full, test = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
+    train_full, test_full = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
     train = Subset(train_full, range(min(args.train_size, len(train_full))))
+    test = Subset(test_full, range(min(args.test_size, len(test_full))))
     example = (torch.zeros(2, 1, 28, 28),)
     common = {"lr": args.lr, "batch_size": args.batch_size, "progress": False, "plots": False}
     results = {}
@@ -100,7 +104,7 @@ def main() -> None:
         torch.manual_seed(0)
         teacher = timm.create_model(arch, num_classes=10, in_chans=1)
         teacher_cfg = {"kd_weight": 0.0, "ce_weight": 1.0, "seed": 0, **common}
-        train_float(teacher, train, test, epochs=args.teacher_epochs, out_dir=out / "teacher",
+        train_float(teacher, train, None, epochs=args.teacher_epochs, out_dir=out / "teacher",
                     config=teacher_cfg, overwrite=True)  # fmt: skip
         teacher.eval()
         teacher_acc = evaluate(teacher, test)["acc"]
@@ -139,7 +143,7 @@ def main() -> None:
                     torch.manual_seed(seed)
                     student = autobin.binarize(teacher, recipe, example_inputs=example)
                     tag = f"{label.replace(' ', '_').replace('@', 'at')}_seed{seed}"
-                    finetune(student, teacher, train, test, epochs=args.epochs,
+                    finetune(student, teacher, train, None, epochs=args.epochs,
                              config={"kd_weight": 1.0, "seed": seed, **common},
                              out_dir=out / tag, overwrite=True)  # fmt: skip
                     done[key] = evaluate(student, test)["acc"]
@@ -166,8 +170,9 @@ def main() -> None:
 
 
 def print_table(results: dict, args: argparse.Namespace) -> None:
-    print(f"\nmnist5k, {args.train_size} train images, teacher {args.teacher_epochs} epochs, "
-          f"students {args.epochs} epochs, {args.threads} threads")  # fmt: skip
+    print(f"\nmnist5k, {args.train_size} train / {args.test_size} test images, teacher "
+          f"{args.teacher_epochs} epochs, students {args.epochs} epochs, "
+          f"{args.threads} threads")  # fmt: skip
     for arch, r in results.items():
         print(f"\n{arch}: teacher {r['teacher_acc']:.2f}%, search {r['search_wall_s']:.0f} s "
               f"wall / {r['search_cpu_s']:.0f} s CPU ({r['candidates']} candidates)")  # fmt: skip
@@ -175,8 +180,9 @@ def print_table(results: dict, args: argparse.Namespace) -> None:
         for label, row in r["rows"].items():
             accs = row["acc"]
             spread = f" +- {statistics.stdev(accs):.2f}" if len(accs) > 1 else ""
+            mean = statistics.mean(accs)
             print(f"{label:26s}{row['float_macs']:>12,}{100 * row['binary_share']:>10.2f}"
-                  f"{len(row['float_layers']):>8d}{statistics.mean(accs):>9.2f}{spread:7s}")  # fmt: skip
+                  f"{len(row['float_layers']):>8d}{mean:>9.2f}{spread:7s}")  # fmt: skip
 
 
 if __name__ == "__main__":
