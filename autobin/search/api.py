@@ -13,10 +13,11 @@ from ..graph.api import check_model
 from ..recipes import Recipe, RecipeLike, as_recipe
 from .budget import Budget, format_value, make_budget
 from .calibration import CalibrationData, calibration_images
-from .configurations import find_candidates
+from .configurations import configuration_recipe, find_candidates
+from .errors import SearchError
 from .recipe_file import base_reference, layer_rules, recipe_text, searched_recipe, write_recipe
 from .result import Point, SearchResult
-from .selection import Selection
+from .selection import Selection, impossible_budget
 from .sensitivity import Measurements, Measurer, Progress, ProgressLike, measure_layers
 
 FRONT_POINTS = 200
@@ -94,12 +95,15 @@ def search(
         max_size=max_size,
     )
     check_model(model, "search")
+    if output is not None and Path(output).is_dir():
+        raise SearchError(f"output {output} is a directory; give a file name, e.g. my-recipe.yaml")
     base = as_recipe(recipe)
     images = calibration_images(data, calibration_size, seed)
     was_training = model.training
     try:
         report = explain(model, base, example_inputs=(images[:2],))
         candidates = find_candidates(report)
+        _check_feasible(model, base, candidates, budget, images)
         measurer = Measurer(model, base, candidates, images, batch_size)
         bar = Progress(4 + 2 * len(candidates), progress)
         measured = measure_layers(measurer, bar)
@@ -117,10 +121,19 @@ def search(
         result.recipe = write_recipe(output, result.recipe_yaml, result.recipe)
         result.output = output
     else:
-        result.recipe_yaml = _text(result, base, base_reference(recipe, base, Path("x.yaml")))
+        extends = base_reference(recipe, base, Path.cwd() / "searched.yaml")
+        result.recipe_yaml = _text(result, base, extends)
         if report_dir is not None:
             result.write_report(report_dir)
     return result
+
+
+def _check_feasible(model, base, candidates, budget: Budget, images) -> None:
+    """Refuse, before measuring anything, a budget that not even all-binary meets."""
+    everything = configuration_recipe(base, candidates, [c.name for c in candidates], "all")
+    totals = explain(model, everything, example_inputs=(images[:2],)).totals
+    if budget.slack(totals) < 0:
+        raise impossible_budget(budget, budget.value(totals), len(candidates))
 
 
 def _choose(

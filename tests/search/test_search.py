@@ -250,6 +250,11 @@ def test_empty_calibration_set_is_a_clear_error(trained_net):
     assert isinstance(info.value, autobin.AutobinError)
 
 
+def test_an_output_that_is_a_directory_is_refused_first(trained_net, tmp_path):
+    with pytest.raises(SearchError, match="is a directory; give a file name"):
+        autobin.search(trained_net, "no-such-data", max_float_macs=1e5, output=tmp_path)
+
+
 def test_a_model_with_nothing_to_search_is_a_clear_error(mnist_train):
     model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
     with pytest.raises(SearchError, match=r"nothing to search.*conv or linear"):
@@ -269,7 +274,10 @@ def test_a_budget_below_what_cannot_be_binarized_names_the_minimum(mnist_train):
     floor = autobin.explain(model, "adabin", example_inputs=EXAMPLE).layers("float")
     unsupported = sum(e.macs for e in floor if e.rule == "unsupported")
     assert unsupported > 0
+    seen = []
     with pytest.raises(SearchError, match=rf"impossible budget.*at least {unsupported:,}"):
-        autobin.search(model, mnist_train, max_float_macs=unsupported - 1, calibration_size=8)
+        autobin.search(model, mnist_train, max_float_macs=unsupported - 1, calibration_size=8,
+                       progress=lambda *step: seen.append(step))  # fmt: skip
+    assert seen == []  # refused before measuring anything
     ok = autobin.search(model, mnist_train, max_float_macs=unsupported, calibration_size=8)
     assert ok.totals["flops"] == unsupported
