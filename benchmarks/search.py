@@ -17,8 +17,12 @@ and the search's wall and CPU time. Students are evaluated once, after their las
 test images. Sized for a shared 2-core machine (one process per architecture), e.g.:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/search.py --archs resnet18 --threads 1 \
-        --seeds 0 1 2 --teacher-epochs 4 --epochs 2 --train-size 512 --test-size 500 \
-        --calibration-size 128 --curve 0 0.5 1 2 --json runs/bench_search_resnet18.json
+        --seeds 0 1 2 --teacher-size 1024 --teacher-epochs 3 --train-size 512 --epochs 2 \
+        --batch-size 32 --test-size 500 --calibration-size 128 --curve 0 0.5 1 2 \
+        --json runs/bench_search_resnet18.json
+
+A teacher needs enough steps for its BatchNorm running statistics to settle (eval mode), or
+it predicts one class and every student with it.
 """
 
 from __future__ import annotations
@@ -79,7 +83,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--teacher-epochs", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--train-size", type=int, default=4000, help="mnist5k train images used")
+    ap.add_argument("--train-size", type=int, default=4000, help="train images of the students")
+    ap.add_argument("--teacher-size", type=int, default=4000, help="train images of the teacher")
     ap.add_argument("--test-size", type=int, default=1000, help="mnist5k test images used")
     ap.add_argument("--calibration-size", type=int, default=256)
     ap.add_argument("--curve", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 4.0],
@@ -95,6 +100,7 @@ def main() -> None:
 
     train_full, test_full = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
     train = Subset(train_full, range(min(args.train_size, len(train_full))))
+    teacher_train = Subset(train_full, range(min(args.teacher_size, len(train_full))))
     test = Subset(test_full, range(min(args.test_size, len(test_full))))
     example = (torch.zeros(2, 1, 28, 28),)
     common = {"lr": args.lr, "batch_size": args.batch_size, "progress": False, "plots": False}
@@ -104,8 +110,8 @@ def main() -> None:
         torch.manual_seed(0)
         teacher = timm.create_model(arch, num_classes=10, in_chans=1)
         teacher_cfg = {"kd_weight": 0.0, "ce_weight": 1.0, "seed": 0, **common}
-        train_float(teacher, train, None, epochs=args.teacher_epochs, out_dir=out / "teacher",
-                    config=teacher_cfg, overwrite=True)  # fmt: skip
+        train_float(teacher, teacher_train, None, epochs=args.teacher_epochs,
+                    out_dir=out / "teacher", config=teacher_cfg, overwrite=True)  # fmt: skip
         teacher.eval()
         teacher_acc = evaluate(teacher, test)["acc"]
         base = autobin.explain(teacher, "adabin", example_inputs=example).totals
@@ -170,9 +176,9 @@ def main() -> None:
 
 
 def print_table(results: dict, args: argparse.Namespace) -> None:
-    print(f"\nmnist5k, {args.train_size} train / {args.test_size} test images, teacher "
-          f"{args.teacher_epochs} epochs, students {args.epochs} epochs, "
-          f"{args.threads} threads")  # fmt: skip
+    print(f"\nmnist5k, teacher {args.teacher_size} train images x {args.teacher_epochs} epochs, "
+          f"students {args.train_size} x {args.epochs}, batch {args.batch_size}, "
+          f"{args.test_size} test images, {args.threads} threads")  # fmt: skip
     for arch, r in results.items():
         print(f"\n{arch}: teacher {r['teacher_acc']:.2f}%, search {r['search_wall_s']:.0f} s "
               f"wall / {r['search_cpu_s']:.0f} s CPU ({r['candidates']} candidates)")  # fmt: skip

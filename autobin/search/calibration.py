@@ -12,6 +12,12 @@ fixes both on the calibration images, in one pass in execution order:
 * every BatchNorm re-estimates its running statistics (cumulative average) on the images as
   the layers before it now compute them.
 
+Maxout activations are set to slopes ``(1, 0)``, i.e. ReLU, the activation they replace, for
+the measurement: at their training initialisation ``(1, 0.25)`` they change a trained float
+network as much as binarization does (the recipe's Maxouts are in every configuration, the
+all-float one included), which would bury each layer's binarization effect under theirs. The
+student still starts training from the recipe's initialisation; the search only measures.
+
 Dropout and other train-mode behaviour stay off (only the norms run in train mode), so the
 result depends on the images alone.
 """
@@ -25,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..nn import AdaBinConv2d, AdaBinLinear
+from ..nn import AdaBinConv2d, AdaBinLinear, Maxout
 from ..quantizers.activation import MIN_ALPHA
 from .errors import SearchError
 
@@ -65,6 +71,11 @@ def calibration_images(data: CalibrationData, size: int, seed: int) -> torch.Ten
             ) from None
         order = _order(n, size, seed)
         images = torch.stack([_image(data[i], i) for i in order]) if order else None
+    if images is not None and images.dim() == 4 and images.shape[0] == 1:
+        raise SearchError(
+            "the calibration set has 1 image; re-estimating BatchNorm statistics needs at least "
+            "2: pass more images (calibration_size defaults to 256)"
+        )
     if images is None or images.dim() != 4 or images.shape[0] == 0:
         shape = None if images is None else tuple(images.shape)
         raise SearchError(
@@ -127,14 +138,25 @@ def _fit_activation_set(module: nn.Module, args: tuple[Any, ...]) -> None:
     module.act_alpha.copy_((x - center).abs().mean().clamp_min(MIN_ALPHA))
 
 
+def batches(images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, ...]:
+    """``images`` in the fewest batches of at most ``batch_size``, as equal as possible (so no
+    batch is a lone image, which train-mode BatchNorm refuses on 1x1 feature maps)."""
+    count = -(-images.shape[0] // batch_size)
+    return torch.tensor_split(images, count)
+
+
 @torch.no_grad()
 def calibrate(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> nn.Module:
-    """Fit the activation sets and re-estimate the BatchNorm statistics of ``model`` in place.
+    """Fit the activation sets and re-estimate the BatchNorm statistics of ``model`` in place
+    (Maxouts measured as ReLU, see the module docstring).
 
     The activation sets are fitted on the first batch of ``images``; the BatchNorm statistics
     average over all of them. The model ends in eval mode.
     """
     model.eval()
+    for maxout in (m for m in model.modules() if isinstance(m, Maxout)):
+        maxout.gamma_pos.fill_(1.0)
+        maxout.gamma_neg.fill_(0.0)
     adaptive = [
         m
         for m in model.modules()
@@ -150,8 +172,8 @@ def calibrate(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> 
         norm.train()
     hooks = [m.register_forward_pre_hook(_fit_activation_set) for m in adaptive]
     try:
-        for start in range(0, images.shape[0], batch_size):
-            model(images[start : start + batch_size])
+        for chunk in batches(images, batch_size):
+            model(chunk)
             for hook in hooks:
                 hook.remove()
             hooks = []
@@ -173,8 +195,8 @@ def logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> tor
     """
     model.eval()
     outs = []
-    for start in range(0, images.shape[0], batch_size):
-        out = model(images[start : start + batch_size])
+    for chunk in batches(images, batch_size):
+        out = model(chunk)
         if not isinstance(out, torch.Tensor) or out.dim() != 2:
             raise SearchError(
                 f"the model returns {type(out).__name__}"
