@@ -50,8 +50,6 @@ def test_lazy_public_names_resolve():
     from autobin.train import finetune
 
     assert autobin.finetune is finetune
-    import autobin.search
-
     assert autobin.search is sys.modules["autobin.search"] and callable(autobin.search)
     assert callable(autobin.zoo.load) and callable(autobin.zoo.publish)
 
