@@ -12,11 +12,6 @@ fixes both on the calibration images, in one pass in execution order:
 * every BatchNorm re-estimates its running statistics (cumulative average) on the images as
   the layers before it now compute them.
 
-Maxout activations are set to slopes ``(1, 0)``, i.e. ReLU, the activation they replace, for
-the measurement: at their training initialisation ``(1, 0.25)`` they change a trained float
-network as much as binarization does (the recipe's Maxouts are in every configuration, the
-all-float one included), which would bury each layer's binarization effect under theirs. The
-student still starts training from the recipe's initialisation; the search only measures.
 
 Dropout and other train-mode behaviour stay off (only the norms run in train mode), so the
 result depends on the images alone.
@@ -31,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..nn import AdaBinConv2d, AdaBinLinear, Maxout
+from ..nn import AdaBinConv2d, AdaBinLinear
 from ..quantizers.activation import MIN_ALPHA
 from .errors import SearchError
 
@@ -147,16 +142,12 @@ def batches(images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, ...]:
 
 @torch.no_grad()
 def calibrate(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> nn.Module:
-    """Fit the activation sets and re-estimate the BatchNorm statistics of ``model`` in place
-    (Maxouts measured as ReLU, see the module docstring).
+    """Fit the activation sets and re-estimate the BatchNorm statistics of ``model`` in place.
 
     The activation sets are fitted on the first batch of ``images``; the BatchNorm statistics
     average over all of them. The model ends in eval mode.
     """
     model.eval()
-    for maxout in (m for m in model.modules() if isinstance(m, Maxout)):
-        maxout.gamma_pos.fill_(1.0)
-        maxout.gamma_neg.fill_(0.0)
     adaptive = [
         m
         for m in model.modules()

@@ -15,12 +15,19 @@ explain the whole gap ``all binary - all float`` and the layer's *importance* is
 (negative measurements, i.e. noise, count as 0). The predicted loss of a set ``F`` of float
 layers is ``all binary - sum of importance over F`` (never below ``all float``).
 
-Each configuration also yields the report totals that the budgets read, so the cost of keeping
-a layer float is read off autobin's own report, not recomputed.
+The configurations are measured with the float model's own activations: the recipe's
+activation replacement (Maxout, initialised to slopes ``(1, 0.25)``) is left out of the
+measured models, since at its initialisation it changes a trained network as much as
+binarization does (it is in every configuration, the all-float one included) and would bury
+each layer's effect under its own; the student trains it from there. Bi-Real shortcuts, which
+belong to the binary layers, stay. The report totals that the budgets read come from
+``autobin.explain`` with the configuration's full recipe, so the cost of keeping a layer float
+is read off autobin's own report, not recomputed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 import warnings
@@ -31,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..graph import NothingBinarizedWarning, binarize
+from ..graph import NothingBinarizedWarning, binarize, explain
 from ..recipes import Recipe
 from ..train.losses import distribution_loss
 from .calibration import calibrate, logits
@@ -47,7 +54,7 @@ class Configuration:
     Attributes:
         binary: names of the binary candidates.
         loss: KL divergence from the float model after calibration.
-        totals: the binarized model's report totals.
+        totals: report totals of the configuration's recipe (empty where the search needs none).
     """
 
     binary: frozenset[str]
@@ -128,19 +135,32 @@ class Measurer:
     def recipe(self, binary: frozenset[str]) -> Recipe:
         return configuration_recipe(self.base, self.candidates, binary, f"{self.base.name}-search")
 
-    def measure(self, binary: frozenset[str]) -> Configuration:
-        """Binarize with exactly the candidates in ``binary`` binary, calibrate, and score."""
-        loss, totals = self.measure_recipe(self.recipe(binary))
-        return Configuration(binary, loss, totals)
+    def measure(self, binary: frozenset[str], totals: bool = False) -> Configuration:
+        """Binarize with exactly the candidates in ``binary`` binary, calibrate, and score;
+        with ``totals``, also read the report totals of the configuration's recipe."""
+        recipe = self.recipe(binary)
+        loss = self.loss(recipe)
+        return Configuration(binary, loss, self.totals(recipe) if totals else {})
 
-    def measure_recipe(self, recipe: Recipe) -> tuple[float, dict[str, Any]]:
-        """Binarize with ``recipe``, calibrate, and return the loss and the report totals."""
+    def loss(self, recipe: Recipe) -> float:
+        """KL from the float model of ``recipe``'s binarization (own activations), calibrated."""
+        measured = dataclasses.replace(
+            recipe, activations=dataclasses.replace(recipe.activations, replace=())
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NothingBinarizedWarning)
-            bnn = binarize(self.model, recipe, example_inputs=self.example)
+            bnn = binarize(self.model, measured, example_inputs=self.example)
         calibrate(bnn, self.images, self.batch_size)
         out = logits(bnn, self.images, self.batch_size)
-        return float(distribution_loss(out, self.reference)), dict(bnn.autobin_report.totals)
+        return float(distribution_loss(out, self.reference))
+
+    def totals(self, recipe: Recipe) -> dict[str, Any]:
+        """The report totals of ``recipe`` (what the budgets read)."""
+        return dict(explain(self.model, recipe, example_inputs=self.example).totals)
+
+    def measure_recipe(self, recipe: Recipe) -> tuple[float, dict[str, Any]]:
+        """The loss and the report totals of any recipe."""
+        return self.loss(recipe), self.totals(recipe)
 
 
 def measure_layers(measurer: Measurer, bar: Progress) -> Measurements:
@@ -151,13 +171,13 @@ def measure_layers(measurer: Measurer, bar: Progress) -> Measurements:
     everything = frozenset(names)
     all_float = measurer.measure(frozenset())
     bar.step("all candidates float")
-    all_binary = measurer.measure(everything)
+    all_binary = measurer.measure(everything, totals=True)
     bar.step("all candidates binary")
     only_binary, only_float = {}, {}
     for name in names:
         only_binary[name] = measurer.measure(frozenset([name]))
         bar.step(f"only {name} binary")
-        only_float[name] = measurer.measure(everything - {name})
+        only_float[name] = measurer.measure(everything - {name}, totals=True)
         bar.step(f"only {name} float")
     damage = {n: only_binary[n].loss - all_float.loss for n in names}
     gain = {n: all_binary.loss - only_float[n].loss for n in names}
