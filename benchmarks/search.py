@@ -53,6 +53,12 @@ def float_layers(report) -> tuple[str, ...]:
     )
 
 
+def random_subset(data, size: int) -> Subset:
+    """``size`` items of ``data`` chosen by a fixed seeded permutation."""
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1234))
+    return Subset(data, order[: min(size, len(data))].tolist())
+
+
 def hand_order_recipe(teacher, example, max_float_macs: float) -> Recipe:
     """``adabin`` with its float layers binarized in the hand policy's order until the model
     has at most ``max_float_macs`` float MACs."""
@@ -95,13 +101,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="runs/bench_search")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--reuse-teacher", action="store_true",
+                    help="load OUT/ARCH/teacher/last.pt if it exists, else train")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     train_full, test_full = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
-    train = Subset(train_full, range(min(args.train_size, len(train_full))))
-    teacher_train = Subset(train_full, range(min(args.teacher_size, len(train_full))))
-    test = Subset(test_full, range(min(args.test_size, len(test_full))))
+    # seeded random subsets: the built-in splits are stored in label order
+    train = random_subset(train_full, args.train_size)
+    teacher_train = random_subset(train_full, args.teacher_size)
+    test = random_subset(test_full, args.test_size)
     example = (torch.zeros(2, 1, 28, 28),)
     common = {"lr": args.lr, "batch_size": args.batch_size, "progress": False, "plots": False}
     results = {}
@@ -110,8 +119,12 @@ def main() -> None:
         torch.manual_seed(0)
         teacher = timm.create_model(arch, num_classes=10, in_chans=1)
         teacher_cfg = {"kd_weight": 0.0, "ce_weight": 1.0, "seed": 0, **common}
-        train_float(teacher, teacher_train, None, epochs=args.teacher_epochs,
-                    out_dir=out / "teacher", config=teacher_cfg, overwrite=True)  # fmt: skip
+        if args.reuse_teacher and (out / "teacher" / "last.pt").is_file():
+            state = torch.load(out / "teacher" / "last.pt", weights_only=True)["model"]
+            teacher.load_state_dict(state)
+        else:
+            train_float(teacher, teacher_train, None, epochs=args.teacher_epochs,
+                        out_dir=out / "teacher", config=teacher_cfg, overwrite=True)  # fmt: skip
         teacher.eval()
         teacher_acc = evaluate(teacher, test)["acc"]
         base = autobin.explain(teacher, "adabin", example_inputs=example).totals
