@@ -303,8 +303,8 @@ def _add_search_parser(sub) -> None:
     p.add_argument(
         "--calibration-size",
         type=positive_int,
-        default=256,
-        help="calibration images (default 256)",
+        default=128,
+        help="calibration images (default 128)",
     )
     p.add_argument("--seed", type=int, default=0, help="picks the calibration images")
     p.add_argument(

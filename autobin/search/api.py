@@ -33,7 +33,7 @@ def search(
     max_ops: float | None = None,
     min_binary_share: float | None = None,
     max_size: float | None = None,
-    calibration_size: int = 256,
+    calibration_size: int = 128,
     batch_size: int = 256,
     seed: int = 0,
     output: str | os.PathLike[str] | None = None,

@@ -47,7 +47,7 @@ def calibration_images(data: CalibrationData, size: int, seed: int) -> torch.Ten
         SearchError: no images, or items that are not images.
     """
     if size < 1:
-        raise SearchError(f"calibration_size must be >= 1, got {size}; e.g. 256")
+        raise SearchError(f"calibration_size must be >= 1, got {size}; e.g. 128")
     if isinstance(data, str):
         from ..data import load_dataset
 
@@ -69,7 +69,7 @@ def calibration_images(data: CalibrationData, size: int, seed: int) -> torch.Ten
     if images is not None and images.dim() == 4 and images.shape[0] == 1:
         raise SearchError(
             "the calibration set has 1 image; re-estimating BatchNorm statistics needs at least "
-            "2: pass more images (calibration_size defaults to 256)"
+            "2: pass more images (calibration_size defaults to 128)"
         )
     if images is None or images.dim() != 4 or images.shape[0] == 0:
         shape = None if images is None else tuple(images.shape)
