@@ -12,7 +12,7 @@ from ..graph import explain
 from ..graph.api import check_model
 from ..recipes import Recipe, RecipeLike, as_recipe
 from .budget import Budget, format_value, make_budget
-from .calibration import CalibrationData, calibration_images
+from .calibration import CalibrationData, calibration_images, logits
 from .configurations import configuration_recipe, find_candidates
 from .errors import SearchError
 from .recipe_file import base_reference, layer_rules, recipe_text, searched_recipe, write_recipe
@@ -101,6 +101,7 @@ def search(
     images = calibration_images(data, calibration_size, seed)
     was_training = model.training
     try:
+        logits(model, images[:2], batch_size)  # a classifier? (a clear error otherwise)
         report = explain(model, base, example_inputs=(images[:2],))
         candidates = find_candidates(report)
         _check_feasible(model, base, candidates, budget, images)

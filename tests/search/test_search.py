@@ -255,6 +255,12 @@ def test_an_output_that_is_a_directory_is_refused_first(trained_net, tmp_path):
         autobin.search(trained_net, "no-such-data", max_float_macs=1e5, output=tmp_path)
 
 
+def test_a_model_without_class_logits_is_refused_first(mnist_train):
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU())  # a feature map
+    with pytest.raises(SearchError, match=r"compares class logits \(N, classes\)"):
+        autobin.search(model, mnist_train, max_float_macs=1e5, calibration_size=8)
+
+
 def test_a_model_with_nothing_to_search_is_a_clear_error(mnist_train):
     model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten())
     with pytest.raises(SearchError, match=r"nothing to search.*conv or linear"):
