@@ -153,8 +153,8 @@ def main() -> None:
         done: dict[tuple, float] = {}  # (seed, float layers) -> accuracy: identical runs once
         rows = {}
         for label, (recipe, seeds) in recipes.items():
-            student0 = autobin.binarize(teacher, recipe, example_inputs=example)
-            totals, floats = student0.autobin_report.totals, float_layers(student0.autobin_report)
+            report = autobin.explain(teacher, recipe, example_inputs=example)
+            totals, floats = report.totals, float_layers(report)
             accs = []
             for seed in seeds:
                 key = (seed, floats)

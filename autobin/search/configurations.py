@@ -61,7 +61,6 @@ def find_candidates(report: BinarizeReport) -> list[Candidate]:
         if e.kind in ("conv", "linear")
         and e.decision in ("binarize", "float")
         and e.rule != "unsupported"
-        and not e.call_site
     ]
     if not found:
         layers = report.layers()
