@@ -9,8 +9,9 @@ Quick start::
     autobin.info(bnn)                      # family, architecture, recipe, report, float model
 
 ``import autobin`` stays light: the training loop (:func:`autobin.finetune`), the zoo
-(:mod:`autobin.zoo`), packed inference (:func:`autobin.deploy`) and the CIFAR architectures
-(:mod:`autobin.models`, which imports timm and registers them there) are imported on first use,
+(:mod:`autobin.zoo`), packed inference (:func:`autobin.deploy`), the float-layer search
+(:func:`autobin.search`) and the CIFAR architectures (:mod:`autobin.models`, which imports timm
+and registers them there) are imported on first use,
 and nothing here imports mmdet or mmengine.
 """
 
@@ -31,6 +32,7 @@ _LAZY = {
     "finetune": ("autobin.train", "finetune"),
     "load": ("autobin.zoo", "load"),
     "models": ("autobin.models", None),  # imports timm: registers the CIFAR architectures
+    "search": ("autobin.search", None),  # a callable package: autobin.search(model, data, ...)
     "zoo": ("autobin.zoo", None),
 }
 
@@ -62,5 +64,6 @@ __all__ = [
     "load_recipe",
     "models",
     "nn",
+    "search",
     "zoo",
 ]

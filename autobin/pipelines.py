@@ -251,6 +251,70 @@ def _check_from_scratch(cfg: Any, teacher: str | Path | None, teacher_arch: str 
         )
 
 
+def search_arch(
+    arch: str,
+    *,
+    data: str,
+    output: str | Path,
+    recipe: RecipeLike = "adabin",
+    teacher: str | Path | None = None,
+    teacher_epochs: int = 3,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    input_size: tuple[int, int] | None = None,
+    report_dir: str | Path | None = None,
+    seed: int = 0,
+    **search_options: Any,
+) -> Any:
+    """``autobin search ARCH``: the float timm model (trained or loaded), then :func:`search`.
+
+    The data decides the model's input channels and classes unless given. Without ``teacher``
+    a float model is trained for ``teacher_epochs`` into ``REPORT_DIR/teacher`` first (the
+    sensitivity of an untrained model says nothing). ``search_options`` are the keyword
+    arguments of :func:`autobin.search` (the budget, ``calibration_size``, ...).
+    """
+    from .data import load_dataset
+    from .search import make_budget, search
+    from .train import train_float
+
+    budgets = {
+        k: search_options.get(k)
+        for k in ("max_float_macs", "max_ops", "min_binary_share", "max_size")
+    }
+    make_budget(**budgets)  # a bad budget fails before any work
+    as_recipe(recipe)
+    output = Path(output)
+    folder = Path(report_dir) if report_dir else output.with_name(output.stem + ".search")
+    train_set = load_dataset(data, "train", image_size=input_size, in_chans=in_chans)
+    teacher_path = _teacher_checkpoint(teacher) if teacher is not None else None
+    image, _ = train_set[0]
+    classes = num_classes or getattr(train_set, "num_classes", None)
+    kwargs = {"in_chans": int(image.shape[0]), **({"num_classes": classes} if classes else {})}
+    torch.manual_seed(seed)
+    model = create_float_model(arch, **kwargs)
+    if teacher_path is not None:
+        model.load_state_dict(_load_teacher_state(teacher_path))
+    else:
+        print(
+            f"no --teacher: training a float {arch} for {teacher_epochs} epochs into "
+            f"{folder / 'teacher'} (pass --teacher RUN_DIR to reuse a trained one)"
+        )
+        config = {"kd_weight": 0.0, "ce_weight": 1.0, "lr": 2e-3, "batch_size": 128, "seed": seed}
+        train_float(
+            model,
+            train_set,
+            None,
+            epochs=teacher_epochs,
+            config=config,
+            out_dir=folder / "teacher",
+            overwrite=True,
+        )
+    model.eval()
+    return search(
+        model, train_set, recipe, output=output, report_dir=folder, seed=seed, **search_options
+    )
+
+
 def run_demo(
     out_dir: str | Path = "runs/demo",
     *,

@@ -77,6 +77,38 @@ def positive_int(text: str) -> int:
     return value
 
 
+_SUFFIXES = {"K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def budget_number(text: str) -> float:
+    """argparse type: a number >= 0, optionally with a K/M/G suffix (``5e6``, ``5M``)."""
+    raw = text.strip()
+    scale = _SUFFIXES.get(raw[-1:].upper(), 1.0) if raw else 1.0
+    try:
+        value = float(raw[:-1] if scale != 1.0 else raw) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; write e.g. 5000000, 5e6 or 5M"
+        ) from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
+
+
+def share(text: str) -> float:
+    """argparse type: a share between 0 and 1 (``0.95``) or a percentage (``95%``)."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a share; write e.g. 0.95 or 95%"
+        ) from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (or 0% and 100%)")
+    return value
+
+
 def _refuse_under_file(text: str, path: Path, verb: str) -> None:
     """Refuse ``path`` when its first existing parent is a file (nothing can be made below it)."""
     for parent in path.parents:
@@ -118,10 +150,12 @@ def existing_dir(text: str) -> Path:
 
 
 __all__ = [
+    "budget_number",
     "existing_dir",
     "one_line",
     "output_dir",
     "output_file",
     "positive_int",
     "run_command",
+    "share",
 ]

@@ -1,4 +1,4 @@
-"""``autobin`` command line: explain, binarize, train, zoo, demo, recipes, configs, bench.
+"""``autobin`` command line: explain, binarize, train, search, zoo, demo, recipes, configs, bench.
 
 Every command parses its arguments and calls the public API; heavy imports happen inside the
 command that needs them.
@@ -12,7 +12,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .errors import existing_dir, output_dir, output_file, positive_int, run_command
+from .errors import (
+    budget_number,
+    existing_dir,
+    output_dir,
+    output_file,
+    positive_int,
+    run_command,
+    share,
+)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -100,6 +108,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         print(result.summary())
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from ..pipelines import search_arch
+
+    result = search_arch(
+        args.arch,
+        data=args.data,
+        output=args.output,
+        recipe=args.recipe,
+        teacher=args.teacher,
+        teacher_epochs=args.teacher_epochs,
+        num_classes=args.num_classes,
+        in_chans=args.in_chans,
+        input_size=tuple(args.input_size) if args.input_size else None,
+        report_dir=args.report_dir,
+        seed=args.seed,
+        calibration_size=args.calibration_size,
+        max_float_macs=args.max_float_macs,
+        max_ops=args.max_ops,
+        min_binary_share=args.min_binary_share,
+        max_size=args.max_size,
+    )
+    print(result.summary())
+    print(f"wrote {result.output} (use it like any recipe: autobin explain {args.arch} --recipe "
+          f"{result.output}) and the report in {result.report_dir}")  # fmt: skip
     return 0
 
 
@@ -227,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, type=output_dir, help="run directory")
     p.set_defaults(func=cmd_train)
 
+    _add_search_parser(sub)
+
     p = sub.add_parser("recipes", help="list the built-in recipes")
     p.set_defaults(func=cmd_recipes)
 
@@ -265,6 +302,60 @@ def build_parser() -> argparse.ArgumentParser:
 
     mmdet.register(sub)
     return parser
+
+
+def _add_search_parser(sub) -> None:
+    p = sub.add_parser(
+        "search",
+        help="measure which layers must stay float and write a recipe that meets a budget",
+    )
+    _add_model_args(p)
+    p.add_argument(
+        "--data",
+        default="mnist5k",
+        help="calibration data: mnist5k | digits | "
+        "imagefolder:PATH (its train split; also the teacher's training data)",
+    )
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument(
+        "--max-float-macs",
+        type=budget_number,
+        metavar="N",
+        help="float MACs of the whole model, e.g. 5e6 or 5M",
+    )
+    budget.add_argument(
+        "--max-ops", type=budget_number, metavar="N", help="OPs = float MACs + BOPs/64"
+    )
+    budget.add_argument(
+        "--min-binary-share",
+        type=share,
+        metavar="F",
+        help="share of conv/linear MACs that is binary, e.g. 0.95",
+    )
+    budget.add_argument(
+        "--max-size", type=budget_number, metavar="BYTES", help="packed size in bytes, e.g. 3M"
+    )
+    p.add_argument(
+        "--teacher",
+        default=None,
+        help="trained float run dir or checkpoint (default: train one for --teacher-epochs)",
+    )
+    p.add_argument("--teacher-epochs", type=positive_int, default=3)
+    p.add_argument(
+        "--calibration-size",
+        type=positive_int,
+        default=128,
+        help="calibration images (default 128)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="picks the calibration images")
+    p.add_argument(
+        "--report-dir",
+        type=output_dir,
+        default=None,
+        help="report folder (default: OUTPUT without .yaml, plus .search)",
+    )
+    p.add_argument("-o", "--output", required=True, type=output_file, help="recipe YAML to write")
+    p.set_defaults(func=cmd_search)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,7 @@ LAYER = {
     "deploy": 6,
     "pipelines": 7,
     "integrations": 7,
+    "search": 7,
     "cli": 8,
 }
 FORBIDDEN_PAIRS = {("train", "graph"), ("data", "graph"), ("zoo", "train"), ("data", "train")}

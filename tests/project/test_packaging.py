@@ -51,7 +51,7 @@ def test_builtin_train_configs_ship_as_package_data():
 def test_import_autobin_stays_light():
     code = (
         "import sys, autobin; heavy = ('mmdet', 'mmengine', 'mmcv', 'autobin.train', "
-        "'autobin.zoo', 'autobin.data', 'matplotlib', 'sklearn', 'mlxtend'); "
+        "'autobin.zoo', 'autobin.data', 'autobin.search', 'matplotlib', 'sklearn', 'mlxtend'); "
         "print([m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy)])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -62,6 +62,7 @@ def test_lazy_public_names_resolve():
     from autobin.train import finetune
 
     assert autobin.finetune is finetune
+    assert autobin.search is sys.modules["autobin.search"] and callable(autobin.search)
     assert callable(autobin.zoo.load) and callable(autobin.zoo.publish)
 
 
