@@ -128,6 +128,13 @@ def test_torchvision_models_binarize_and_are_identified_by_name():
     assert y.shape == (2, 7)
 
 
+def test_torchvision_input_size_comes_from_the_builders_weights_metadata():
+    inception = torchvision.models.inception_v3(init_weights=False)
+    assert family_of(inception).input_shape(inception) == (3, 299, 299)  # not 224
+    mobilenet = torchvision.models.mobilenet_v3_small()
+    assert family_of(mobilenet).input_shape(mobilenet) == (3, 224, 224)
+
+
 def test_a_modified_torchvision_model_has_no_zoo_name():
     model = torchvision.models.resnet18()
     model.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)  # one input channel: not a builder's

@@ -52,8 +52,14 @@ def test_strip_pretrained_warns_and_keeps_local_files(tmp_path: Path, ssd_cfg) -
     assert cfg["head"]["init_cfg"]["checkpoint"] == str(local)
     from autobin.integrations.mmdet import build_float_detector
 
+    # a config file is validated and stripped once, when it is loaded ...
     with pytest.warns(UserWarning, match=r"no network.*open-mmlab://vgg16_caffe"):
-        build_float_detector(dict(ssd_cfg, backbone=dict(ssd_cfg["backbone"])))
+        loaded = detector_config(load_config(SSD_VOC))
+    assert loaded["backbone"]["init_cfg"] is None
+    # ... and a model dict handed to the builder (mmengine's registry, Python) at the build
+    pretrained = {"type": "Pretrained", "checkpoint": "open-mmlab://vgg16_caffe"}
+    with pytest.warns(UserWarning, match=r"no network.*open-mmlab://vgg16_caffe"):
+        build_float_detector(dict(ssd_cfg, backbone=dict(ssd_cfg["backbone"], init_cfg=pretrained)))
 
 
 def test_ssd_predict_bug_is_handled_on_the_instance(ssd_float) -> None:

@@ -104,11 +104,33 @@ def identify(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+@functools.cache
+def _crop_size(name: str) -> int | None:
+    """The image size a builder's published weights are evaluated at (299 for Inception v3),
+    read from the weights' metadata (nothing is downloaded)."""
+    from torchvision import models
+
+    try:
+        weights = list(models.get_model_weights(name))
+        crop = weights[0].transforms().crop_size if weights else None
+    except Exception:  # a builder without weights metadata
+        return None
+    return int(crop[0]) if crop else None
+
+
 class TorchvisionFamily(ModelFamily):
     """Models built by ``torchvision.models`` (classification)."""
 
     name = "torchvision"
     library = "torchvision"
+
+    def input_shape(self, model: nn.Module) -> tuple[int, ...]:
+        """The first conv's channels at the image size of the builder's published weights
+        (224 for most, 299 for Inception v3), else 224."""
+        shape = super().input_shape(model)
+        found = identify(model)
+        size = _crop_size(found[0]) if found is not None and len(shape) == 3 else None
+        return (shape[0], size, size) if size else shape
 
     def matches(self, model: nn.Module) -> bool:
         return type(model).__module__.startswith("torchvision.models.")
