@@ -98,11 +98,17 @@ def test_pretrained_weights_are_refused_in_one_line():
         timm.create_model("resnet20_cifar", pretrained=True)
 
 
-def test_import_autobin_does_not_register_but_autobin_models_does():
-    code = (
-        "import autobin, sys; print('timm' in sys.modules); import autobin.models, timm; "
-        "print(timm.is_model('vgg_small_cifar'))"
+def test_timm_knows_the_cifar_models_once_autobin_is_imported_without_importing_timm():
+    after = (  # autobin first: timm is not imported by it, and registers them when it is
+        "import autobin, sys; print('timm' in sys.modules); import timm; "
+        "print(timm.is_model('vgg_small_cifar'), timm.is_model('resnet20_cifar'))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "True"]
+    before = "import timm, autobin; print(timm.is_model('resnet18_cifar'))"  # timm first
+    plain = "import timm; print(timm.is_model('resnet20_cifar'))"  # without autobin: unknown
+    outs = [
+        subprocess.run([sys.executable, "-c", c], capture_output=True, text=True, check=True,
+                       timeout=120).stdout.split()
+        for c in (after, before, plain)
+    ]  # fmt: skip
+    assert outs == [["False", "True", "True"], ["True"], ["False"]]
     assert autobin.models is sys.modules["autobin.models"]
