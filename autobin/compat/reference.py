@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import AutobinError
+from ..errors import AutobinError, AutobinWarning
 from ..nn import BinaryLayer
 from ..nn.adabin import AdaBinBinarizers
 
@@ -36,6 +36,10 @@ RENAMES: tuple[tuple[str, str], ...] = (
 )
 _PREFIX = "module."
 _OPTIONAL_SUFFIX = "num_batches_tracked"  # absent from checkpoints of older PyTorch versions
+
+
+class UnsafePickleWarning(AutobinWarning):
+    """A checkpoint is being unpickled (``allow_pickle=True``): it can run any code it holds."""
 
 
 class ReferenceCheckpointError(AutobinError, ValueError):
@@ -125,6 +129,7 @@ def _read(source: Any, allow_pickle: bool) -> tuple[str, Any]:
         ) from None
     warnings.warn(
         f"{path}: unpickling with allow_pickle=True; this runs any code the file contains",
+        UnsafePickleWarning,
         stacklevel=3,
     )
     return str(path), torch.load(path, map_location="cpu", weights_only=False)
@@ -192,4 +197,9 @@ def _few(keys: list[str]) -> str:
     )
 
 
-__all__ = ["RENAMES", "ReferenceCheckpointError", "load_reference_checkpoint"]
+__all__ = [
+    "RENAMES",
+    "ReferenceCheckpointError",
+    "UnsafePickleWarning",
+    "load_reference_checkpoint",
+]

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import BinarizeError, ModelTypeError
+from ..errors import AutobinWarning, BinarizeError, ModelTypeError
 from ..float_reference import attach_float_model, float_model_of, keep_attribute
 from ..recipes import Recipe, RecipeLike, as_recipe
 from .annotate import annotate
@@ -20,7 +20,7 @@ from .rewrite import rewrite
 DEFAULT_RECIPE = "adabin"
 
 
-class NothingBinarizedWarning(UserWarning):
+class NothingBinarizedWarning(AutobinWarning):
     """``binarize`` found no layer to binarize: the result computes exactly what the input did."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import AutobinError
+from ..errors import AutobinError, AutobinWarning
 
 
 class TrainError(AutobinError):
@@ -55,6 +55,10 @@ class RankFailedError(TrainError, RuntimeError):
     """Another process of a distributed run failed; this one stopped instead of waiting."""
 
 
+class TrainWarning(AutobinWarning):
+    """A run goes on, but not as asked or not as expected (resume mismatches, NaN metrics)."""
+
+
 __all__ = [
     "CheckpointError",
     "DataFormatError",
@@ -62,4 +66,5 @@ __all__ = [
     "RankFailedError",
     "RunDirectoryError",
     "TrainError",
+    "TrainWarning",
 ]

@@ -92,7 +92,7 @@ def test_folders_of_interrupted_publishes_are_cleaned_up(zoo, kit):
     _publish(kit, zoo, "first")
     # a publish killed after writing its temporary folder: its process no longer exists
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+                          capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
     import socket
 
     stale = zoo / ".publish-second-abc123"

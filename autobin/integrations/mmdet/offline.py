@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...errors import AutobinWarning
 from .errors import TeacherCheckpointError
 
 LOCAL_SCHEMES = ("file://",)
@@ -71,6 +72,10 @@ def strip_pretrained(cfg: Any, path: str = "model") -> list[str]:
     return removed
 
 
+class PretrainedInitRemovedWarning(AutobinWarning):
+    """A config asked for pretrained weights from the network; autobin removed the request."""
+
+
 def warn_stripped(removed: list[str], source: str) -> None:
     """One warning listing the pretrained downloads removed from ``source``."""
     if removed:
@@ -79,6 +84,7 @@ def warn_stripped(removed: list[str], source: str) -> None:
             f"network here): {', '.join(removed)}. The layers start from mmdet's default "
             "initialisation; give a local checkpoint (teacher=dict(checkpoint=...) or "
             "load_from) for trained weights",
+            PretrainedInitRemovedWarning,
             stacklevel=3,
         )
 
@@ -154,6 +160,7 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
 
 
 __all__ = [
+    "PretrainedInitRemovedWarning",
     "fix_predict",
     "load_checkpoint_file",
     "mmengine_checkpoints",

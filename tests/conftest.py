@@ -1,0 +1,28 @@
+"""Suite-wide hooks: a failure by pytest-timeout says what the limit is and what to do."""
+
+from __future__ import annotations
+
+import pytest
+
+TIMEOUT_HINT = (
+    "this test ran past its time limit ({limit}) and was stopped: a hang in the test or in a "
+    "process it started (the stacks above show where each thread was). The default limit is "
+    "`timeout` in pyproject.toml [tool.pytest.ini_options]; a test that is slow on purpose "
+    "sets its own with @pytest.mark.timeout(SECONDS)."
+)
+
+
+def timeout_limit(item: pytest.Item) -> str:
+    """The limit pytest-timeout applies to ``item``, in words."""
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return f"{marker.args[0]} s, from its @pytest.mark.timeout"
+    return f"{item.config.getini('timeout')} s, the suite's default"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed and "from pytest-timeout" in str(report.longrepr):
+        report.sections.append(("timeout", TIMEOUT_HINT.format(limit=timeout_limit(item))))
+    return report
