@@ -49,17 +49,21 @@ def save_binarized(
     *,
     example_inputs: Any = None,
     arch_kwargs: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Binarize a timm model and write it as a one-file packed checkpoint.
 
     The file (:mod:`autobin.zoo.single_file`: packed signs, binary sets, float tensors, latent
     weights and the config that rebuilds the model; nothing pickled) loads back with
-    ``autobin.load(path)``.
+    ``autobin.load(path)``. An existing ``path`` is refused before any work unless
+    ``overwrite``.
     """
     from .zoo import save_file
+    from .zoo.single_file import check_free_file
 
+    check_free_file(path, overwrite)
     bnn = binarize(model, recipe, example_inputs=example_inputs)
-    return save_file(bnn, path, arch_kwargs=arch_kwargs)
+    return save_file(bnn, path, arch_kwargs=arch_kwargs, overwrite=overwrite)
 
 
 def _teacher_checkpoint(path: str | Path) -> Path:

@@ -73,8 +73,9 @@ def cmd_binarize(args: argparse.Namespace) -> int:
     model = _create(args)
     kwargs = {k: v for k in ("num_classes", "in_chans") if (v := getattr(args, k)) is not None}
     path = save_binarized(
-        model, args.recipe, args.output, example_inputs=_example(model, args), arch_kwargs=kwargs
-    )
+        model, args.recipe, args.output, example_inputs=_example(model, args), arch_kwargs=kwargs,
+        overwrite=args.overwrite,
+    )  # fmt: skip
     print(f"wrote {path} (load it with autobin.load({str(path)!r}))")
     return 0
 
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, type=output_file,
         help="output file: packed 1-bit safetensors with its config (autobin.load reads it)",
     )  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=cmd_binarize)
 
     p = sub.add_parser("train", help="train a float teacher, binarize, finetune with distillation")

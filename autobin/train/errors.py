@@ -55,6 +55,10 @@ class RankFailedError(TrainError, RuntimeError):
     """Another process of a distributed run failed; this one stopped instead of waiting."""
 
 
+class DistributedSetupError(TrainError, RuntimeError):
+    """The processes of a distributed run are not set up alike (environment, data, devices)."""
+
+
 class TrainWarning(AutobinWarning):
     """A run goes on, but not as asked or not as expected (resume mismatches, NaN metrics)."""
 
@@ -62,6 +66,7 @@ class TrainWarning(AutobinWarning):
 __all__ = [
     "CheckpointError",
     "DataFormatError",
+    "DistributedSetupError",
     "NonFiniteLossError",
     "RankFailedError",
     "RunDirectoryError",

@@ -34,7 +34,7 @@ from .callbacks import Callback, LoopState
 from .config import TrainConfig, TrainConfigError
 from .device import resolve_device
 from .distributed import Ranks, distributed_session
-from .errors import NonFiniteLossError
+from .errors import DistributedSetupError, NonFiniteLossError
 from .evaluation import evaluate
 from .outputs import FinetuneResult, prepare_run_dir
 from .sampling import DataSource, epoch_generator, epoch_indices
@@ -89,11 +89,35 @@ def run_training(
         except Exception as exc:  # every rank must reach the agreement
             error = exc
         ranks.agree(error, device, "while checking the run before training")
+        check_same_data_on_every_rank([train, val], ranks, device)
         trainer = Trainer(
             model, teacher, train, val, config, kind=kind, out_dir=out, callbacks=callbacks,
             metadata=metadata or {}, run_info=run_info, ranks=ranks, device=device,
         )  # fmt: skip
         return trainer.run(resume)
+
+
+def check_same_data_on_every_rank(
+    sources: list[DataSource | None], ranks: Ranks, device: torch.device
+) -> None:
+    """Raise on every rank when a data source's length differs between the ranks.
+
+    Every process must pass the same dataset (autobin shards it); different lengths would give
+    the ranks different numbers of steps, and the first collective one rank skips aborts the
+    run from inside gloo/NCCL.
+    """
+    for source in sources:
+        if source is None or not ranks.active:
+            continue
+        lengths = [int(n) for n in ranks.gather(float(len(source)), device)]
+        if len(set(lengths)) > 1:
+            unit = "items" if source.dataset is not None else "batches"
+            each = ", ".join(f"rank {r}: {n}" for r, n in enumerate(lengths))
+            raise DistributedSetupError(
+                f"{source.what} has a different length on each process ({each} {unit}); every "
+                "process must pass the same dataset (autobin gives each rank its share): check "
+                "that all of them read the same files, split and slice"
+            )
 
 
 def _adopt_loader_batch_sizes(

@@ -157,12 +157,16 @@ class Trainer:
         except Exception as exc:
             error, value = exc, math.nan
         self.ranks.agree(error, self.device, f"in training step {self.step + 1}")
-        (bad,) = self.ranks.any([not math.isfinite(value)], self.device)
+        values = self.ranks.gather(value, self.device)
+        bad = [rank for rank, v in enumerate(values) if not math.isfinite(v)]
         if bad:
             last = self.out_dir / LAST
-            raise NonFiniteLossError(
-                epoch + 1, self.step + 1, value, last if self.history and last.is_file() else None
-            )
+            checkpoint = last if self.history and last.is_file() else None
+            if self.ranks.rank in bad:  # each failing rank reports its own value
+                raise NonFiniteLossError(epoch + 1, self.step + 1, value, checkpoint)
+            theirs = NonFiniteLossError(epoch + 1, self.step + 1, values[bad[0]], checkpoint)
+            where = f"in training step {self.step + 1}"
+            raise self.ranks.failed_elsewhere(bad[0], where, f"NonFiniteLossError: {theirs}")
         return y, logits, terms, value
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:

@@ -30,6 +30,7 @@ from .index import (
     check_name,
     check_zoo_dir,
     empty_index,
+    entry_folders,
     index_lock,
     parse_checksums,
     sha256_file,
@@ -136,13 +137,7 @@ def rebuild_index(zoo_dir: str | os.PathLike[str] = "zoo") -> dict[str, Any]:
         raise ZooError(f"zoo directory {zoo} does not exist; nothing to index")
     removed = clean_interrupted(zoo)
     index, skipped = empty_index(), {}
-    for folder in sorted(zoo.iterdir()):
-        if (
-            not folder.is_dir()
-            or folder.name.startswith(".")
-            or not (folder / CHECKSUMS_FILE).exists()
-        ):
-            continue
+    for folder in entry_folders(zoo):
         try:
             check_name(folder.name)
             index["models"][folder.name] = _entry_record(folder)

@@ -107,7 +107,7 @@ def verify(name: str | os.PathLike[str], zoo_dir: str | os.PathLike[str] = "zoo"
 
         config = read_file_config(name)[0]
         return {"name": config["name"], "path": os.fspath(name), "files": {},
-                "checked_against": f"{os.fspath(name)} (embedded data_sha256)"}  # fmt: skip
+                "checked_against": f"{os.fspath(name)} (embedded sha256)"}  # fmt: skip
     entry_dir, files, source = _resolve(name, zoo_dir)
     verify_files(entry_dir, files, source)
     config = read_config(entry_dir / CONFIG_FILE)

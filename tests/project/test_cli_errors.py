@@ -115,6 +115,19 @@ def test_binarize_writes_a_file_autobin_load_reads(capsys, tmp_path):
     model = autobin.load(out)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
 
+    # an existing file is refused before any work, as train / publish refuse; --overwrite replaces
+    written = out.read_bytes()
+    code, _, err = _run(capsys, "binarize", "resnet18", "--num-classes", "5", "-o", str(out))
+    line = _one_error_line(err)
+    assert code == 2 and f"{out} already exists; nothing was written" in line
+    assert "--overwrite" in line and out.read_bytes() == written
+    code, _, err = _run(capsys, "binarize", "resnet18", "--in-chans", "1", "--num-classes", "5",
+                        "--input-size", "32", "32", "-o", str(out), "--overwrite")  # fmt: skip
+    assert code == 0, err
+    assert autobin.load(out)(torch.randn(2, 1, 32, 32)).shape == (2, 5)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        autobin.zoo.save_file(model, out)
+
 
 def test_input_size_the_model_cannot_take(capsys, tmp_path):
     code, _, err = _run(capsys, "explain", "vit_tiny_patch16_224", "--input-size", "40", "40")
