@@ -19,10 +19,12 @@ from .distributed import Ranks, distributed_session
 from .errors import (
     CheckpointError,
     DataFormatError,
+    DistributedSetupError,
     NonFiniteLossError,
     RankFailedError,
     RunDirectoryError,
     TrainError,
+    TrainWarning,
 )
 from .evaluation import evaluate
 from .losses import (
@@ -47,6 +49,7 @@ __all__ = [
     "CheckpointError",
     "DataFormatError",
     "DistillationLoss",
+    "DistributedSetupError",
     "FeatureTaps",
     "FinetuneResult",
     "LoopState",
@@ -58,6 +61,7 @@ __all__ = [
     "TrainConfig",
     "TrainConfigError",
     "TrainError",
+    "TrainWarning",
     "apply_epoch_schedule",
     "build_optimizer",
     "build_scheduler",
