@@ -99,6 +99,7 @@ def load_reference_checkpoint(
                     f"{tuple(ref.shape)} in the model; the architectures differ"
                 )
             value = value.reshape(ref.shape)  # [1] -> [], [1, C, 1, 1] -> [C]
+        _check_values(key, value, source)
         converted[key] = value.to(ref.dtype)
     model.load_state_dict(converted, strict=True)
     return extras
@@ -170,6 +171,23 @@ def _check_model(model: nn.Module, source: str) -> None:
                 "trainable AdaBin layers with the code activation form; binarize the float "
                 "model with recipe='adabin-reference'"
             )
+
+
+def _check_values(key: str, value: torch.Tensor, source: str) -> None:
+    """Refuse NaN/infinite floats, and an activation scale alpha_a that is not positive."""
+    if not value.is_floating_point():
+        return
+    if not bool(torch.isfinite(value).all()):
+        raise ReferenceCheckpointError(
+            f"{source}: {key!r} holds NaN or infinite values; the checkpoint is damaged or "
+            "its training diverged, so it cannot give a working model"
+        )
+    if key.endswith("act_alpha") and not bool((value > 0).all()):
+        raise ReferenceCheckpointError(
+            f"{source}: {key!r} (released 'binary_a.alpha_a') is {value.flatten().tolist()}, "
+            "but the activation set's scale alpha_a must be positive (it is half the distance "
+            "between the two binary values); the checkpoint is damaged or not AdaBin's"
+        )
 
 
 def _strip_prefix(key: str, state: Mapping[str, Any]) -> str:
