@@ -208,6 +208,7 @@ def run_demo(
     teacher_epochs: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
+    data: str = DEMO_DATA,
 ) -> dict[str, Any]:
     """The README's main job: the whole story on mnist5k, end to end.
 
@@ -215,6 +216,7 @@ def run_demo(
     with distillation, evaluates both, prints a side-by-side table, publishes the student to
     the zoo (``OUT/zoo`` unless ``zoo_dir`` is given), loads it back and checks that the loaded
     model gives the same outputs and accuracy. A run earlier in ``out_dir`` is replaced.
+    ``data`` may name a slice (``"mnist5k[:512]"``) for a quick look.
     """
     from . import zoo
     from .data import load_dataset
@@ -226,7 +228,7 @@ def run_demo(
     res = train_binary(
         DEMO_ARCH,
         recipe="adabin",
-        data=DEMO_DATA,
+        data=data,
         epochs=epochs or demo["epochs"],
         teacher_epochs=teacher_epochs or demo["teacher_epochs"],
         out_dir=out,
@@ -242,7 +244,7 @@ def run_demo(
                "teacher_top1_mnist5k_test": round(res.teacher_acc, 2)}  # fmt: skip
     entry = zoo.publish_run(out, DEMO_ZOO_NAME, zoo_dir=zoo_path, metrics=metrics, overwrite=True)
     loaded = zoo.load(DEMO_ZOO_NAME, zoo_dir=zoo_path)
-    test_set = load_dataset(DEMO_DATA, "test")
+    test_set = load_dataset(data, "test")
     loaded_acc = evaluate(loaded, test_set)["acc"]
     x = torch.stack([test_set[i][0] for i in range(8)])
     res.student.eval()

@@ -147,6 +147,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         teacher_epochs=args.teacher_epochs,
         epochs=args.epochs,
         seed=args.seed,
+        data=args.data,
     )
     return 0
 
@@ -216,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-epochs", type=positive_int, default=None)
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--data", default="mnist5k", help="mnist5k, or a slice for a quick look: 'mnist5k[:512]'"
+    )
     p.set_defaults(func=cmd_demo)
 
     from . import bench
