@@ -55,6 +55,10 @@ class RankFailedError(TrainError, RuntimeError):
     """Another process of a distributed run failed; this one stopped instead of waiting."""
 
 
+class ModelSetupError(TrainError, ValueError):
+    """The model or teacher cannot be trained as given (half-precision weights, wrong inputs)."""
+
+
 class DistributedSetupError(TrainError, RuntimeError):
     """The processes of a distributed run are not set up alike (environment, data, devices)."""
 
@@ -67,6 +71,7 @@ __all__ = [
     "CheckpointError",
     "DataFormatError",
     "DistributedSetupError",
+    "ModelSetupError",
     "NonFiniteLossError",
     "RankFailedError",
     "RunDirectoryError",

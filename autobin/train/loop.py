@@ -34,7 +34,7 @@ from .callbacks import Callback, LoopState
 from .config import TrainConfig, TrainConfigError
 from .device import resolve_device
 from .distributed import Ranks, distributed_session
-from .errors import DistributedSetupError, NonFiniteLossError
+from .errors import DistributedSetupError, ModelSetupError, NonFiniteLossError
 from .evaluation import evaluate
 from .outputs import FinetuneResult, prepare_run_dir
 from .sampling import DataSource, epoch_generator, epoch_indices
@@ -132,6 +132,55 @@ def _adopt_loader_batch_sizes(
     return config.replace(**changes) if changes else config
 
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def check_models_take_the_data(
+    model: nn.Module, teacher: nn.Module | None, train: DataSource
+) -> None:
+    """Refuse half-precision parameters, and a model that cannot take the first training item.
+
+    Raises:
+        ModelSetupError: float16/bfloat16 parameters (autocast, ``precision``, is the way to
+            train in half precision), or a forward pass of item 0 fails (wrong input channels).
+    """
+    for what, net in (("model", model), ("teacher", teacher)):
+        if net is None:
+            continue
+        low = sorted({str(p.dtype) for p in net.parameters() if p.dtype in HALF_DTYPES})
+        if low:
+            raise ModelSetupError(
+                f"the {what} has {', '.join(low)} parameters; pass it in float32 "
+                f"({what}.float()): training keeps float32 weights and runs in half precision "
+                "through autocast (config precision: 'bf16' or 'fp16')"
+            )
+    if train.dataset is None:  # a user's DataLoader: its first batch is checked when drawn
+        return
+    image = train.dataset[0][0]
+    for what, net in (("model", model), ("teacher", teacher)):
+        if net is not None:
+            _try_forward(net, image, what)
+
+
+def _try_forward(net: nn.Module, image: torch.Tensor, what: str) -> None:
+    """One eval-mode forward of ``image`` (as a batch of 1); the net's mode is restored."""
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            nn.Module.train(net, False)
+            net(image.unsqueeze(0).to(device))
+    except RuntimeError as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelSetupError(
+            f"train_data item 0 (an image of shape {tuple(image.shape)}) does not fit the "
+            f"{what}: {reason}. Check the {what}'s input channels (in_chans) against the data "
+            "(grayscale images have 1 channel, RGB 3)"
+        ) from None
+    finally:
+        nn.Module.train(net, was_training)
+
+
 def _check_before_work(
     model: nn.Module,
     teacher: nn.Module | None,
@@ -148,6 +197,7 @@ def _check_before_work(
     for source in (train, val):
         if source is not None:
             source.check(ranks)
+    check_models_take_the_data(unwrap_model(model), teacher, train)
     if config.sync_bn and ranks.active and device.type != "cuda":
         raise TrainConfigError(
             "training config key 'sync_bn': got True, but torch's SyncBatchNorm runs on CUDA "

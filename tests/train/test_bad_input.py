@@ -17,6 +17,7 @@ from autobin.train import (
     CheckpointError,
     DataFormatError,
     DistributedSetupError,
+    ModelSetupError,
     RunDirectoryError,
     TrainWarning,
     finetune,
@@ -213,3 +214,34 @@ def test_a_malformed_torchrun_environment_is_one_clear_error(monkeypatch, tmp_pa
     with pytest.raises(DistributedSetupError, match=r"malformed \(WORLD_SIZE='two', .*launch "):
         train_float(tiny_float_net(), _Items(_good()), epochs=1, out_dir=tmp_path, **FAST)
     assert issubclass(DistributedSetupError, AutobinError) and not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- models
+def _rgb_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()]
+    return torch.nn.Sequential(*layers, torch.nn.Linear(8, 10))
+
+
+@pytest.mark.parametrize("which", ["model", "teacher"])
+def test_data_with_other_channels_than_the_model_is_one_clear_error(tmp_path, which) -> None:
+    student, teacher = tiny_student(tiny_float_net()), tiny_float_net()
+    if which == "model":
+        student = _rgb_net()
+    else:
+        teacher = _rgb_net()
+    with pytest.raises(ModelSetupError, match=rf"item 0 \(an image of shape \(1, 8, 8\)\) does "
+                       rf"not fit the {which}: .*3 channels.*in_chans"):  # fmt: skip
+        finetune(student, teacher, _Items(_good()), epochs=1, out_dir=tmp_path, **FAST)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("which", ["model", "teacher"])
+def test_half_precision_weights_are_refused_pointing_to_autocast(tmp_path, which, dtype) -> None:
+    teacher = tiny_float_net()
+    student = tiny_student(teacher)
+    (student if which == "model" else teacher).to(dtype)
+    with pytest.raises(ModelSetupError, match=rf"the {which} has {dtype} parameters; pass it in "
+                       rf"float32 \({which}.float\(\)\).*precision"):  # fmt: skip
+        finetune(student, teacher, _Items(_good()), epochs=1, out_dir=tmp_path, **FAST)

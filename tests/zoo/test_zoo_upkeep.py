@@ -221,3 +221,41 @@ def test_zoo_names_with_a_newline_are_refused(zoo, kit, name):
     with pytest.raises(ZooNameError, match="invalid zoo model name"):
         publish(model, name, zoo_dir=zoo, arch="tiny-cnn", rebuild=kit.rebuild)
     assert not zoo.exists() or not any(zoo.iterdir())
+
+
+def _write_probe(tmp_path, kind):
+    path = tmp_path / {"torch": "model.pt", "garbage": "model.bin", "float": "weights.safetensors",
+                       "empty": "empty.safetensors", "missing": "missing.safetensors",
+                       "folder": "folder"}[kind]  # fmt: skip
+    if kind == "torch":
+        torch.save({"weight": torch.zeros(3)}, path)
+    elif kind == "garbage":
+        path.write_bytes(b"hello, this is not a checkpoint")
+    elif kind == "float":
+        from safetensors.torch import save_file as save_plain
+
+        save_plain({"weight": torch.zeros(3)}, path)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "folder":
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "message"),
+    [
+        ("missing", ModelNotFoundError, r"missing.safetensors: no such file or folder; give an "),
+        ("torch", ZooFormatError, r"model.pt: a PyTorch checkpoint \(torch.save\), not an autob"),
+        ("garbage", ZooFormatError, r"model.bin: not a safetensors file \(no JSON header"),
+        ("float", ZooFormatError, r"weights.safetensors: a safetensors file without autobin's"),
+        ("empty", ZooFormatError, r"empty.safetensors: file is 0 bytes, too short"),
+        ("folder", ModelNotFoundError, r"folder is a folder but not a zoo entry \(it has no SHA"),
+    ],
+)
+def test_autobin_load_of_what_is_not_an_autobin_file_says_what_it_is(tmp_path, kind, error,
+                                                                      message):  # fmt: skip
+    path = _write_probe(tmp_path, kind)
+    with pytest.raises(error, match=message) as err:
+        autobin.load(path, zoo_dir=tmp_path / "zoo")
+    assert "\n" not in str(err.value)
