@@ -35,8 +35,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from ..data.mnist_det import write_mnist_det
+    from ..data.mnist_det import missing_files, read_manifest, write_mnist_det
 
+    before = read_manifest(args.path)
+    missing = missing_files(args.path, before) if before is not None else []
     path = write_mnist_det(
         args.path,
         trainval=args.trainval,
@@ -45,7 +47,15 @@ def cmd_data(args: argparse.Namespace) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
     )
-    print(f"wrote mnist-det ({args.trainval} trainval + {args.test} test images) to {path}")
+    same = before is not None and before.get("spec") == read_manifest(path)["spec"]
+    what = f"mnist-det ({args.trainval} trainval + {args.test} test images)"
+    if same and not missing:
+        print(f"{path} already holds {what}; kept it")
+    elif same:
+        print(f"repaired {what} at {path}: {len(missing)} missing files (e.g. {missing[0]}) "
+              "were written again")  # fmt: skip
+    else:
+        print(f"wrote {what} to {path}")
     return 0
 
 
