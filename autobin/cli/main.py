@@ -69,6 +69,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_binarize(args: argparse.Namespace) -> int:
     from ..pipelines import save_binarized
+    from . import mmdet
+
+    if mmdet.is_mmdet_config(args.arch):
+        raise ValueError(
+            f"autobin binarize takes a timm architecture; an mmdet config ({args.arch}) is "
+            "binarized with `autobin mmdet-config CONFIG --recipe det-adabin -o OUT.py`, then "
+            "trained with `autobin mmdet-train OUT.py`"
+        )
 
     model = _create(args)
     kwargs = {k: v for k in ("num_classes", "in_chans") if (v := getattr(args, k)) is not None}
