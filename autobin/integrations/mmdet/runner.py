@@ -164,13 +164,13 @@ def check_schedule(cfg: Any, source: str) -> None:
             )
 
 
-def check_checkpoint_fits(model: Any, state: Mapping[str, Any], checkpoint: str) -> None:
+def check_checkpoint_fits(model: Any, keys: set[str], checkpoint: str) -> None:
     """Refuse a checkpoint whose weights are not the model's (another model or a float one):
     evaluating it would silently measure the config's initial weights."""
     model = getattr(model, "module", model)  # a DDP-wrapped model (--launcher pytorch)
     own = set(model.state_dict())
-    missing = sorted(own - set(state))
-    unexpected = sorted(set(state) - own)
+    missing = sorted(own - keys)
+    unexpected = sorted(keys - own)
     if missing or unexpected:
         shown = lambda keys: ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")  # noqa: E731
         raise MMDetIntegrationError(
@@ -236,14 +236,13 @@ def test(
     launcher: str = "none",
 ) -> dict[str, float]:
     """Evaluate ``checkpoint`` on the config's test set; return mmengine's metrics dict."""
-    state = load_checkpoint_file(checkpoint, "checkpoint")
+    keys = set(load_checkpoint_file(checkpoint, "checkpoint"))
     cfg = prepare_config(config, work_dir=work_dir, cfg_options=cfg_options, launcher=launcher)
     cfg.load_from = str(checkpoint)
     with launched(cfg):
         runner = build_runner(
-            cfg, check=lambda r: check_checkpoint_fits(r.model, state, str(checkpoint))
+            cfg, check=lambda r: check_checkpoint_fits(r.model, keys, str(checkpoint))
         )
-        del state
         with mmengine_checkpoints():
             return dict(runner.test())
 
