@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results = [_run("float", integration.float_config(SSD_VOC, data_root=data), args, out)]
     teacher = results[0]["checkpoint"]
-    for name, distill in (("binary_distill", {}), ("binary_plain", None)):
+    # both terms at 0: make_binarized_config writes distill=None as {} (the default weights)
+    no_distill = {"feature_weight": 0.0, "cls_weight": 0.0}
+    for name, distill in (("binary_distill", {}), ("binary_plain", no_distill)):
         cfg = integration.make_binarized_config(
             SSD_VOC, RECIPE, teacher=teacher, distill=distill, data_root=data
         )
