@@ -303,3 +303,19 @@ def test_no_distill_builds_a_detector_without_a_teacher(tmp_path) -> None:
     init_default_scope("mmdet")
     model = _quiet(MODELS.build, cfg.model)
     assert model.teacher is None and not model.distill_config.enabled
+
+
+def test_a_misspelt_cfg_option_is_refused_and_a_new_key_allowed(tmp_path, binarized_ssd,
+                                                                 capsys) -> None:  # fmt: skip
+    from autobin.integrations.mmdet.runner import prepare_config
+
+    work = tmp_path / "work"
+    argv = ["mmdet-train", str(binarized_ssd), "--work-dir", str(work), "--cfg-options",
+            "train_cfg.max_epoch=2"]  # fmt: skip
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert "--cfg-options train_cfg.max_epoch: the config has no 'train_cfg.max_epoch'" in line
+    assert "did you mean 'max_epochs'?" in line and not work.exists()
+    cfg = prepare_config(binarized_ssd, cfg_options={"train_cfg.val_begin": 2,
+                                                     "train_cfg.max_epochs": 3})  # fmt: skip
+    assert cfg.train_cfg.val_begin == 2 and cfg.train_cfg.max_epochs == 3

@@ -50,6 +50,38 @@ def _voc_roots(cfg: Any) -> set[tuple[str, str]]:
     return roots
 
 
+def check_option_keys(cfg: Any, options: Mapping[str, Any]) -> None:
+    """Refuse a ``--cfg-options`` key that misspells one of the config's keys.
+
+    mmengine adds an unknown key silently, so ``train_cfg.max_epoch=2`` would train for the
+    config's own number of epochs. A key that is new but close to no existing key is allowed
+    (configs legitimately gain new keys).
+    """
+    from ...errors import did_you_mean
+
+    tree = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg  # an mmengine Config, or a dict
+    for key in options:
+        node: Any = tree
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+                continue
+            if not isinstance(node, Mapping):
+                break
+            if part in node:
+                node = node[part]
+                continue
+            close = did_you_mean(part, [str(k) for k in node])
+            if close is not None:
+                where = ".".join(parts[: i + 1])
+                raise MMDetIntegrationError(
+                    f"--cfg-options {key}: the config has no {where!r} ({close}); mmengine "
+                    "would add it as a new key and the intended setting would not change"
+                )
+            break
+
+
 def prepare_config(
     config: str | os.PathLike[str],
     *,
@@ -75,6 +107,7 @@ def prepare_config(
             )
     cfg = load_config(config)
     if cfg_options:
+        check_option_keys(cfg, cfg_options)
         cfg.merge_from_dict(dict(cfg_options))
     detector_config(cfg, str(config))  # a clear error for a config without a detector
     warn_stripped(strip_pretrained(cfg.model), str(config))
