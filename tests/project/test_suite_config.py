@@ -108,8 +108,8 @@ def _warn_categories(path: Path) -> list[tuple[int, str | None]]:
     return found
 
 
-# The deploy package's warnings are owned by another change in flight; they still fail the
-# suite through the module filter when raised inside autobin.
+# The deploy package's two warnings belong to another change in flight (to move onto
+# AutobinWarning there); until then they are the only autobin warnings the suite lets through.
 NOT_YET_AUTOBIN_WARNINGS = {"NoBinaryLayersWarning", "KernelFallbackWarning"}
 
 
