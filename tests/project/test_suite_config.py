@@ -132,8 +132,19 @@ def _resolve_class(path: Path, name: str | None) -> type | None:
         return None
     import importlib
 
+    import autobin.errors
+
     module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
     try:
         return getattr(importlib.import_module(module), name.split(".")[-1])
-    except (ImportError, AttributeError):
+    except ImportError:  # a module that needs an extra (mmdet): read its class statement
+        bases = {
+            node.name: [ast.unparse(b) for b in node.bases]
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ClassDef)
+        }
+        if "AutobinWarning" in bases.get(name, []):
+            return autobin.errors.AutobinWarning
+        return None
+    except AttributeError:
         return None
