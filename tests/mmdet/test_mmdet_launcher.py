@@ -18,7 +18,13 @@ from mmdet_helpers import FAST, SSD_VOC, write_binarized_ssd_config
 
 from autobin.cli import main
 
-pytestmark = [pytest.mark.mmdet, pytest.mark.slow, pytest.mark.xdist_group("torchrun")]
+# two torchrun launches of up to 900 s each (their own subprocess timeout) fit in the test's limit
+pytestmark = [
+    pytest.mark.mmdet,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("torchrun"),
+    pytest.mark.timeout(2 * 900 + 300),
+]
 
 
 def _torchrun(*args: str) -> str:
