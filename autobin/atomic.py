@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -61,3 +63,42 @@ def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Atomically write ``data`` as indented JSON (non-JSON values via ``str``)."""
     text = json.dumps(data, indent=2, default=str) + "\n"
     return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+OWNER_FILE = ".owner"
+"""In a temporary folder: ``<host> <pid>`` of the process writing it."""
+STALE_AFTER_S = 24 * 3600
+"""A temporary folder without a readable owner is stale after this long."""
+
+
+def write_owner(folder: Path) -> None:
+    """Record this process (host and pid) as the writer of the temporary ``folder``."""
+    (folder / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owner_gone(folder: Path, stale_after_s: float = STALE_AFTER_S) -> bool:
+    """Whether the temporary ``folder`` was left by a process that no longer runs.
+
+    True when its owner (same host) has exited, or, without a readable owner (another host,
+    or killed before writing it), when the folder is older than ``stale_after_s``.
+    """
+    try:
+        host, pid = (folder / OWNER_FILE).read_text(encoding="utf-8").split()
+        if host == socket.gethostname():
+            return not _alive(int(pid))
+    except (OSError, ValueError):
+        pass
+    try:
+        return time.time() - folder.stat().st_mtime > stale_after_s
+    except OSError:
+        return False

@@ -18,6 +18,10 @@ class AutobinError(Exception):
     """Base class of every error autobin raises on purpose (bad input, damaged files, ...)."""
 
 
+class AutobinWarning(UserWarning):
+    """Base class of every warning autobin issues (filter them all with this one class)."""
+
+
 class BinarizeError(AutobinError, ValueError):
     """The model cannot be binarized as asked (already binarized, example input fails, ...)."""
 
@@ -81,6 +85,7 @@ def check_choice(value: Any, choices: Mapping[str, str] | Iterable[str], what: s
 
 __all__ = [
     "AutobinError",
+    "AutobinWarning",
     "BinarizeError",
     "ChoiceError",
     "ModelTypeError",

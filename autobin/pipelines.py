@@ -53,17 +53,21 @@ def save_binarized(
     *,
     example_inputs: Any = None,
     arch_kwargs: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Binarize a timm model and write it as a one-file packed checkpoint.
 
     The file (:mod:`autobin.zoo.single_file`: packed signs, binary sets, float tensors, latent
     weights and the config that rebuilds the model; nothing pickled) loads back with
-    ``autobin.load(path)``.
+    ``autobin.load(path)``. An existing ``path`` is refused before any work unless
+    ``overwrite``.
     """
     from .zoo import save_file
+    from .zoo.single_file import check_free_file
 
+    check_free_file(path, overwrite)
     bnn = binarize(model, recipe, example_inputs=example_inputs)
-    return save_file(bnn, path, arch_kwargs=arch_kwargs)
+    return save_file(bnn, path, arch_kwargs=arch_kwargs, overwrite=overwrite)
 
 
 def _teacher_checkpoint(path: str | Path) -> Path:
@@ -322,6 +326,7 @@ def run_demo(
     teacher_epochs: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
+    data: str = DEMO_DATA,
 ) -> dict[str, Any]:
     """The README's main job: the whole story on mnist5k, end to end.
 
@@ -329,6 +334,7 @@ def run_demo(
     with distillation, evaluates both, prints a side-by-side table, publishes the student to
     the zoo (``OUT/zoo`` unless ``zoo_dir`` is given), loads it back and checks that the loaded
     model gives the same outputs and accuracy. A run earlier in ``out_dir`` is replaced.
+    ``data`` may name a slice (``"mnist5k[:512]"``) for a quick look.
     """
     from . import zoo
     from .data import load_dataset
@@ -342,7 +348,7 @@ def run_demo(
     res = train_binary(
         DEMO_ARCH,
         recipe="adabin",
-        data=DEMO_DATA,
+        data=data,
         epochs=epochs or demo["epochs"],
         teacher_epochs=teacher_epochs or demo["teacher_epochs"],
         out_dir=out,
@@ -351,7 +357,7 @@ def run_demo(
         seed=seed,
         overwrite=True,  # the demo's own output directory: each `make demo` starts afresh
     )
-    test_set = load_dataset(DEMO_DATA, "test")
+    test_set = load_dataset(data, "test")
     deployed = deploy(res.student.eval())
     latency = single_image_latency(res.teacher, deployed, test_set[0][0])
     print()

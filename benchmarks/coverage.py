@@ -22,7 +22,6 @@ same run (goal: under 1 s).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import json
 import os
 import random
@@ -36,6 +35,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
+import sweep_pool
 import timm
 import torch
 
@@ -265,24 +265,32 @@ def run_all(names: list[str], args: argparse.Namespace) -> list[Result]:
                 break
             report(i, run_model(name, *run_args))
         return results
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    pool = cf.ProcessPoolExecutor(
-        args.jobs, initializer=_worker_init, initargs=(threads,), max_tasks_per_child=8
-    )
-    futures = {pool.submit(run_model, name, *run_args): name for name in names}
-    timeout = args.deadline - (time.perf_counter() - START) if args.deadline else None
-    try:
-        for i, future in enumerate(cf.as_completed(futures, timeout=timeout), 1):
-            try:
-                res = future.result()
-            except Exception as exc:  # the worker died (out of memory, a crash)
-                res = Result(futures[future], "failed", "crash", _one_line(exc))
-            report(i, res)
-    except cf.TimeoutError:
-        print(f"--deadline reached: {len(names) - len(results)} models not run", flush=True)
-        for process in list(pool._processes.values()):  # stop the models still running
-            process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
+
+    # a worker that dies (out of memory, a crash) costs its model, never the sweep (see
+    # sweep_pool); a model past twice its budget (the in-process alarm did not stop it) is killed
+    def collect(index: int, outcome) -> None:
+        name = names[index]
+        if isinstance(outcome, Result):
+            return report(len(results) + 1, outcome)
+        if isinstance(outcome, sweep_pool.Crashed):
+            res = Result(name, "failed", "crash", f"the worker process {outcome.how}")
+        elif isinstance(outcome, sweep_pool.TimedOut):
+            res = Result(name, "failed", "timeout", f"worker killed after {outcome.seconds:.0f}s")
+        else:
+            res = Result(name, "failed", "crash", outcome.text)
+        report(len(results) + 1, res)
+
+    # --deadline counts from the start of the script (perf_counter); the pool counts monotonic
+    left = START + args.deadline - time.perf_counter() if args.deadline else None
+    not_run = sweep_pool.run_pool(
+        run_model, [(name, *run_args) for name in names], jobs=args.jobs,
+        task_limit=2 * args.budget + 60 if args.budget > 0 else float("inf"),
+        on_result=collect, initializer=_worker_init,
+        initargs=(sweep_pool.cpu_threads_per_job(args.jobs),),
+        deadline=None if left is None else time.monotonic() + left,
+    )  # fmt: skip
+    if not_run:
+        print(f"--deadline reached: {len(not_run)} models not run", flush=True)
     return results
 
 

@@ -46,6 +46,7 @@ def measure_on_mnist(models: dict, batch: int, repeats: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--data", default="mnist5k", help="mnist5k or a slice, e.g. 'mnist5k[:512]'")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--teacher-epochs", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=8)
@@ -59,7 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    train, test = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
+    train, test = load_dataset(args.data, "train"), load_dataset(args.data, "test")
     common = {"lr": args.lr, "batch_size": args.batch_size, "progress": False, "plots": False}
     acc: dict[str, list[float]] = {"float teacher": []}
     acc.update({name: [] for name in VARIANTS})
@@ -69,8 +70,9 @@ def main() -> None:
         teacher = timm.create_model(args.arch, num_classes=10, in_chans=1)
         out = Path(args.out) / f"seed{seed}"
         teacher_cfg = {"kd_weight": 0.0, "ce_weight": 1.0, "seed": seed, **common}
+        # --out is the benchmark's own folder: each run replaces the one before
         train_float(teacher, train, test, epochs=args.teacher_epochs, out_dir=out / "teacher",
-                    config=teacher_cfg)  # fmt: skip
+                    config=teacher_cfg, overwrite=True)  # fmt: skip
         teacher.eval()
         acc["float teacher"].append(evaluate(teacher, test)["acc"])
         for name, spec in VARIANTS.items():
@@ -78,7 +80,7 @@ def main() -> None:
             cfg = {"seed": seed, **common, **spec["config"]}
             tag = name.replace(" ", "_").replace(",", "").replace("+", "").replace("(", "")
             finetune(student, teacher, train, test, epochs=args.epochs, config=cfg,
-                     out_dir=out / tag.replace(")", ""))  # fmt: skip
+                     out_dir=out / tag.replace(")", ""), overwrite=True)  # fmt: skip
             acc[name].append(evaluate(student, test)["acc"])
             print(f"seed {seed} {name}: {acc[name][-1]:.2f}%", flush=True)
 
@@ -92,7 +94,7 @@ def main() -> None:
     steps = {bs: measure_on_mnist(models, bs, args.step_repeats) for bs in args.step_batch_sizes}
 
     print()
-    print(f"mnist5k, timm {args.arch}, teacher {args.teacher_epochs} epochs, students "
+    print(f"{args.data}, timm {args.arch}, teacher {args.teacher_epochs} epochs, students "
           f"{args.epochs} epochs, seeds {args.seeds}")  # fmt: skip
     head = "".join(f"{f'step/float @{bs}':>16s}" for bs in steps)
     print(f"{'model':34s}{'test acc % (mean +- sd)':>26s}{head}")

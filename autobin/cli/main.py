@@ -77,12 +77,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_binarize(args: argparse.Namespace) -> int:
     from ..pipelines import save_binarized
+    from . import mmdet
+
+    if mmdet.is_mmdet_config(args.arch):
+        raise ValueError(
+            f"autobin binarize takes a timm architecture; an mmdet config ({args.arch}) is "
+            "binarized with `autobin mmdet-config CONFIG --recipe det-adabin -o OUT.py`, then "
+            "trained with `autobin mmdet-train OUT.py`"
+        )
 
     model = _create(args)
     kwargs = {k: v for k in ("num_classes", "in_chans") if (v := getattr(args, k)) is not None}
     path = save_binarized(
-        model, args.recipe, args.output, example_inputs=_example(model, args), arch_kwargs=kwargs
-    )
+        model, args.recipe, args.output, example_inputs=_example(model, args), arch_kwargs=kwargs,
+        overwrite=args.overwrite,
+    )  # fmt: skip
     print(f"wrote {path} (load it with autobin.load({str(path)!r}))")
     return 0
 
@@ -194,6 +203,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         teacher_epochs=args.teacher_epochs,
         epochs=args.epochs,
         seed=args.seed,
+        data=args.data,
     )
     return 0
 
@@ -215,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, type=output_file,
         help="output file: packed 1-bit safetensors with its config (autobin.load reads it)",
     )  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=cmd_binarize)
 
     p = sub.add_parser("train", help="train a float teacher, binarize, finetune with distillation")
@@ -292,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-epochs", type=positive_int, default=None)
     p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--data", default="mnist5k", help="mnist5k, or a slice for a quick look: 'mnist5k[:512]'"
+    )
     p.set_defaults(func=cmd_demo)
 
     from . import bench

@@ -17,6 +17,10 @@ import argparse
 import json
 
 MMDET_PREFIX = "mmdet::"
+DEFAULT_DETECTOR_RECIPE = "det-adabin"
+# --no-distill: both terms off (make_binarized_config writes distill=None as {}, which means the
+# default weights, distillation on)
+NO_DISTILL = {"feature_weight": 0.0, "cls_weight": 0.0}
 
 
 def is_mmdet_config(name: str) -> bool:
@@ -24,8 +28,38 @@ def is_mmdet_config(name: str) -> bool:
     return name.startswith(MMDET_PREFIX) or name.endswith(".py")
 
 
+def refuse_timm_flags(args: argparse.Namespace, command: str) -> None:
+    """Refuse the timm model flags that an mmdet config decides itself."""
+    flags = (("--num-classes", args.num_classes), ("--in-chans", args.in_chans))
+    given = [flag for flag, value in flags if value is not None]
+    if given:
+        raise ValueError(
+            f"{' and '.join(given)} cannot apply to an mmdet config: its model section decides "
+            f"the classes and input channels; drop {'them' if len(given) > 1 else 'it'} from "
+            f"`autobin {command}`, or change the config"
+        )
+
+
+def parse_distill(text: str) -> dict:
+    """``--distill`` JSON: an object of distillation weights (its keys are checked later)."""
+    example = '\'{"feature_weight": 1, "cls_weight": 1, "temperature": 1}\''
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"--distill takes a JSON object such as {example}; {text!r} is not valid JSON "
+            f"({exc.msg} at character {exc.pos})"
+        ) from None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"--distill takes a JSON object such as {example}; got a {type(value).__name__}"
+        )
+    return value
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """``autobin explain CONFIG``: the per-layer table for the config's detector."""
+    refuse_timm_flags(args, "explain")
     from ..integrations.mmdet import build_float_detector, explain_detector, load_config
     from ..integrations.mmdet.config import detector_config
 
@@ -37,14 +71,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from ..data.mnist_det import read_manifest, write_preset
+    from ..data.mnist_det import missing_files, read_manifest, write_preset
 
     fields = ("trainval", "test", "image_size", "seed")
     overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
+    before = read_manifest(args.path)
+    missing = missing_files(args.path, before) if before is not None else []
     path = write_preset(args.dataset, args.path, overwrite=args.overwrite, **overrides)
-    images = read_manifest(path)["images"]
-    print(f"wrote {args.dataset} ({images['trainval']} trainval + {images['test']} test images) "
-          f"to {path}")  # fmt: skip
+    after = read_manifest(path)
+    images = after["images"]
+    what = f"{args.dataset} ({images['trainval']} trainval + {images['test']} test images)"
+    same = before is not None and before.get("spec") == after["spec"]
+    if same and not missing:
+        print(f"{path} already holds {what}; kept it")
+    elif same:
+        print(f"repaired {what} at {path}: {len(missing)} missing files (e.g. {missing[0]}) "
+              "were written again")  # fmt: skip
+    else:
+        print(f"wrote {what} to {path}")
     return 0
 
 
@@ -60,17 +104,36 @@ def _data_root(args: argparse.Namespace) -> str | None:
     return args.data_root or f"data/{args.data}"
 
 
-def cmd_config(args: argparse.Namespace) -> int:
-    from ..integrations.mmdet import float_config, make_binarized_config, write_config
+def _binarize_flags(args: argparse.Namespace) -> list[str]:
+    """The binarization flags given on the command line."""
+    flags = (("--recipe", args.recipe), ("--teacher", args.teacher), ("--distill", args.distill),
+             ("--no-distill", args.no_distill or None))  # fmt: skip
+    return [flag for flag, value in flags if value is not None]
 
+
+def cmd_config(args: argparse.Namespace) -> int:
+    given = _binarize_flags(args)
+    if args.float and given:
+        raise ValueError(
+            f"--float keeps the detector float, so {', '.join(given)} cannot apply; drop "
+            f"{'them' if len(given) > 1 else 'it'}, or drop --float to binarize"
+        )
+    if args.no_distill and args.distill is not None:
+        raise ValueError("--no-distill and --distill contradict each other; give one of them")
+    distill = parse_distill(args.distill) if args.distill is not None else {}
     data_root = _data_root(args)
+    from ..integrations.mmdet import float_config, make_binarized_config, write_config
+    from ..integrations.mmdet.distill import DistillConfig
+
     if args.float:
         cfg = float_config(args.config, data_root=data_root)
     else:
-        distill = None if args.no_distill else json.loads(args.distill)
+        DistillConfig.from_dict(distill)  # unknown keys and bad values: refused now, not later
+        recipe = args.recipe or DEFAULT_DETECTOR_RECIPE
         cfg = make_binarized_config(
-            args.config, args.recipe, teacher=args.teacher, distill=distill, data_root=data_root
-        )
+            args.config, recipe, teacher=args.teacher,
+            distill=NO_DISTILL if args.no_distill else distill, data_root=data_root,
+        )  # fmt: skip
     path = write_config(cfg, args.output)
     print(f"wrote {path}")
     return 0
@@ -153,11 +216,15 @@ def register(sub) -> None:
 
     p = sub.add_parser("mmdet-config", help="wrap an mmdet config's detector for binarization")
     p.add_argument("config", help="mmdet config, e.g. mmdet::pascal_voc/ssd300_voc0712.py")
-    p.add_argument("--recipe", default="det-adabin", help="recipe name or YAML path")
+    p.add_argument(
+        "--recipe",
+        default=None,
+        help=f"recipe name or YAML path (default {DEFAULT_DETECTOR_RECIPE})",
+    )
     p.add_argument("--teacher", default=None, help="float detector checkpoint (teacher + start)")
     p.add_argument(
         "--distill",
-        default="{}",
+        default=None,
         help='distillation weights as JSON, e.g. \'{"feature_weight": 1, "cls_weight": 1}\'',
     )
     p.add_argument("--no-distill", action="store_true", help="train without distillation")

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import AutobinError
+from ..errors import AutobinError, AutobinWarning
 from ..nn import BinaryLayer
 from ..nn.adabin import AdaBinBinarizers
 
@@ -36,6 +36,10 @@ RENAMES: tuple[tuple[str, str], ...] = (
 )
 _PREFIX = "module."
 _OPTIONAL_SUFFIX = "num_batches_tracked"  # absent from checkpoints of older PyTorch versions
+
+
+class UnsafePickleWarning(AutobinWarning):
+    """A checkpoint is being unpickled (``allow_pickle=True``): it can run any code it holds."""
 
 
 class ReferenceCheckpointError(AutobinError, ValueError):
@@ -95,6 +99,7 @@ def load_reference_checkpoint(
                     f"{tuple(ref.shape)} in the model; the architectures differ"
                 )
             value = value.reshape(ref.shape)  # [1] -> [], [1, C, 1, 1] -> [C]
+        _check_values(key, value, source)
         converted[key] = value.to(ref.dtype)
     model.load_state_dict(converted, strict=True)
     return extras
@@ -125,6 +130,7 @@ def _read(source: Any, allow_pickle: bool) -> tuple[str, Any]:
         ) from None
     warnings.warn(
         f"{path}: unpickling with allow_pickle=True; this runs any code the file contains",
+        UnsafePickleWarning,
         stacklevel=3,
     )
     return str(path), torch.load(path, map_location="cpu", weights_only=False)
@@ -167,6 +173,23 @@ def _check_model(model: nn.Module, source: str) -> None:
             )
 
 
+def _check_values(key: str, value: torch.Tensor, source: str) -> None:
+    """Refuse NaN/infinite floats, and an activation scale alpha_a that is not positive."""
+    if not value.is_floating_point():
+        return
+    if not bool(torch.isfinite(value).all()):
+        raise ReferenceCheckpointError(
+            f"{source}: {key!r} holds NaN or infinite values; the checkpoint is damaged or "
+            "its training diverged, so it cannot give a working model"
+        )
+    if key.endswith("act_alpha") and not bool((value > 0).all()):
+        raise ReferenceCheckpointError(
+            f"{source}: {key!r} (released 'binary_a.alpha_a') is {value.flatten().tolist()}, "
+            "but the activation set's scale alpha_a must be positive (it is half the distance "
+            "between the two binary values); the checkpoint is damaged or not AdaBin's"
+        )
+
+
 def _strip_prefix(key: str, state: Mapping[str, Any]) -> str:
     if all(k.startswith(_PREFIX) for k in state):
         return key[len(_PREFIX) :]
@@ -192,4 +215,9 @@ def _few(keys: list[str]) -> str:
     )
 
 
-__all__ = ["RENAMES", "ReferenceCheckpointError", "load_reference_checkpoint"]
+__all__ = [
+    "RENAMES",
+    "ReferenceCheckpointError",
+    "UnsafePickleWarning",
+    "load_reference_checkpoint",
+]

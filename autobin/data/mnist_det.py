@@ -37,7 +37,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from ..atomic import fsync_dir
+from ..atomic import OWNER_FILE, fsync_dir, owner_gone, write_owner
 from ..errors import AutobinError
 from .datasets import _mnist5k_arrays, _seeded_split
 
@@ -299,8 +299,10 @@ def write_mnist_det(
 ) -> Path:
     """Write the ``mnist-det`` VOC-format dataset to ``root`` (see the module docstring).
 
-    If ``root`` already holds an ``mnist-det`` dataset made with the same arguments it is kept
-    as it is (generation is deterministic), so calling this again is cheap.
+    If ``root`` already holds an ``mnist-det`` dataset made with the same arguments and none of
+    its files is missing, it is kept as it is (generation is deterministic), so calling this
+    again is cheap; if files it lists are missing (images deleted), it is written again. Temporary
+    folders that an interrupted call left next to ``root`` are removed first.
 
     Args:
         root: the dataset root (``data_root`` of mmdet's ``VOCDataset``).
@@ -322,10 +324,12 @@ def write_mnist_det(
                         seed)  # fmt: skip
     spec.check()
     root = Path(root)
+    remove_interrupted(root)
     existing = read_manifest(root)
-    if existing is not None and existing.get("spec") == asdict(spec):
+    same = existing is not None and existing.get("spec") == asdict(spec)
+    if same and not missing_files(root, existing):
         return root
-    if root.exists() and not overwrite and (not root.is_dir() or any(root.iterdir())):
+    if not same and root.exists() and not overwrite and (not root.is_dir() or any(root.iterdir())):
         raise FileExistsError(
             f"{root} exists and is not an mnist-det dataset made with these arguments; choose "
             "another path or pass overwrite=True (--overwrite) to replace it"
@@ -333,6 +337,7 @@ def write_mnist_det(
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
     try:
+        write_owner(tmp)
         for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
             (tmp / SUB_ROOT / sub).mkdir(parents=True)
         rng = np.random.default_rng(spec.seed)
@@ -351,12 +356,14 @@ def write_mnist_det(
             "mnist5k_sources": sources,  # image id -> mnist5k indices of its digits, in order
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        (tmp / OWNER_FILE).unlink()
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
         fsync_dir(tmp)
         if root.exists():
             old = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old-"))
+            write_owner(old)
             os.rename(root, old / "d")
             try:
                 os.rename(tmp, root)
@@ -372,6 +379,39 @@ def write_mnist_det(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def missing_files(root: str | os.PathLike[str], manifest: dict) -> list[Path]:
+    """Files of the generated dataset at ``root`` that its split files or manifest call for
+    but that are absent (split files, images, annotations), in order."""
+    voc = Path(root) / SUB_ROOT
+    missing: list[Path] = []
+    for split, split_file in SPLIT_FILES.items():
+        path = voc / split_file
+        ids = path.read_text().split() if path.is_file() else []
+        if len(ids) != (manifest.get("images") or {}).get(split):
+            missing.append(path)  # absent, or lists another number of images
+        for image_id in ids:
+            for needed in (voc / "JPEGImages" / f"{image_id}.jpg",
+                           voc / "Annotations" / f"{image_id}.xml"):  # fmt: skip
+                if not needed.is_file():
+                    missing.append(needed)
+    return missing
+
+
+def remove_interrupted(root: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary folders an interrupted :func:`write_mnist_det` left next to
+    ``root`` (``.NAME.tmp-*``, ``.NAME.old-*`` whose writing process is gone); return them."""
+    root = Path(root)
+    if not root.parent.is_dir():
+        return []
+    removed = []
+    for prefix in (f".{root.name}.tmp-", f".{root.name}.old-"):
+        for folder in sorted(root.parent.glob(prefix + "*")):
+            if folder.is_dir() and owner_gone(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    return removed
 
 
 def check_voc_root(root: str | os.PathLike[str], sub_data_root: str = SUB_ROOT) -> Path:
@@ -414,8 +454,10 @@ __all__ = [
     "MnistDetSpec",
     "VOCLayoutError",
     "check_voc_root",
+    "missing_files",
     "preset",
     "read_manifest",
+    "remove_interrupted",
     "write_mnist_det",
     "write_preset",
 ]

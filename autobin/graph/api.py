@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import BinarizeError, ModelTypeError
+from ..errors import AutobinWarning, BinarizeError, ModelTypeError
 from ..model_info import FloatReference, ModelInfo, attach_info, float_model_of
 from ..recipes import Recipe, RecipeLike, as_recipe
 from .annotate import annotate
@@ -22,7 +22,7 @@ from .run_check import check_runs
 DEFAULT_RECIPE = "adabin"
 
 
-class NothingBinarizedWarning(UserWarning):
+class NothingBinarizedWarning(AutobinWarning):
     """``binarize`` found no layer to binarize: the result computes exactly what the input did."""
 
 

@@ -33,6 +33,8 @@ MAX_RECIPE_BYTES = 1 << 20
 """Largest recipe file read (1 MiB; the built-in recipes are about 2 KiB)."""
 MAX_RECIPE_NODES = 100_000
 """Most YAML nodes a recipe may expand to, aliases counted at every use."""
+MAX_RECIPE_DEPTH = 32
+"""Deepest nesting of mappings and lists in a recipe (the built-in recipes nest 5 deep)."""
 _SAFE_TAGS = {
     f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")
 }
@@ -109,6 +111,46 @@ def _walk(
             _walk(item, key_path(path, i), where, lines, budget)
 
 
+def _too_deep(source: str, line: int | None) -> RecipeError:
+    return RecipeError(
+        source,
+        "",
+        f"mappings and lists are nested more than {MAX_RECIPE_DEPTH} levels deep",
+        allowed=f"at most {MAX_RECIPE_DEPTH} levels (the built-in recipes nest 5 deep)",
+        fix="check the brackets and indentation; a recipe is a short list of flat rules",
+        line=line,
+    )
+
+
+def _check_depth(events: Any, source: str) -> None:
+    """Refuse nesting past :data:`MAX_RECIPE_DEPTH` from the parser's event stream.
+
+    The event stream is produced without recursion, so this runs before yaml's composer, which
+    recurses once per level and would otherwise fail with a RecursionError.
+    """
+    depth = 0
+    for event in events:
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_RECIPE_DEPTH:
+                raise _too_deep(source, event.start_mark.line + 1)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def _check_mapping_depth(data: Any, source: str) -> None:
+    """The same limit for a recipe given as a Python mapping (checked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_RECIPE_DEPTH:
+            raise _too_deep(source, None)
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, depth + 1) for v in value)
+
+
 def read_yaml(path: Path) -> tuple[Any, Where]:
     """Read one recipe file safely.
 
@@ -124,6 +166,7 @@ def read_yaml(path: Path) -> tuple[Any, Where]:
     lines: dict[str, int] = {}
     where = Where(source, lines)
     try:
+        _check_depth(yaml.parse(text, Loader=yaml.SafeLoader), source)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
             _walk(node, "", where, lines, [MAX_RECIPE_NODES])
@@ -315,6 +358,7 @@ def as_recipe(recipe: RecipeLike) -> Recipe:
         return load_recipe(recipe)
     if isinstance(recipe, Mapping):
         where = Where("<dict>")
+        _check_mapping_depth(recipe, where.source)
         parts = parse_document(dict(recipe), where)
         parent = None
         if parts.extends is not None:

@@ -19,10 +19,13 @@ from .distributed import Ranks, distributed_session
 from .errors import (
     CheckpointError,
     DataFormatError,
+    DistributedSetupError,
+    ModelSetupError,
     NonFiniteLossError,
     RankFailedError,
     RunDirectoryError,
     TrainError,
+    TrainWarning,
 )
 from .evaluation import evaluate
 from .losses import (
@@ -47,10 +50,12 @@ __all__ = [
     "CheckpointError",
     "DataFormatError",
     "DistillationLoss",
+    "DistributedSetupError",
     "FeatureTaps",
     "FinetuneResult",
     "LoopState",
     "LossTerms",
+    "ModelSetupError",
     "NonFiniteLossError",
     "RankFailedError",
     "Ranks",
@@ -58,6 +63,7 @@ __all__ = [
     "TrainConfig",
     "TrainConfigError",
     "TrainError",
+    "TrainWarning",
     "apply_epoch_schedule",
     "build_optimizer",
     "build_scheduler",

@@ -28,7 +28,7 @@ import torch
 
 from ..atomic import atomic_write
 from .config import TrainConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, TrainWarning
 from .outputs import LAST
 
 if TYPE_CHECKING:
@@ -204,6 +204,7 @@ def resume_path(out_dir: Path, resume: bool | str | Path) -> Path | None:
         if not path.is_file():
             warnings.warn(
                 f"resume=True but {str(path)!r} does not exist; starting a fresh run",
+                TrainWarning,
                 stacklevel=5,
             )
             return None
@@ -259,6 +260,7 @@ def resume_run(
         warnings.warn(
             f"resuming from {str(path)!r} with a different training config ({changed}); "
             "the result will differ from an uninterrupted run",
+            TrainWarning,
             stacklevel=5,
         )
     model.load_state_dict(state["model"])
@@ -280,6 +282,7 @@ def resume_run(
                 f"{config.batch_size} instead of {saved_world} x "
                 f"{state['config'].get('batch_size')}, so the result is close to but not "
                 "equal to an uninterrupted run",
+                TrainWarning,
                 stacklevel=5,
             )
     return Progress(

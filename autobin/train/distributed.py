@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import RankFailedError
+from .errors import DistributedSetupError, RankFailedError
 
 TORCHRUN_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -66,6 +66,14 @@ class Ranks:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t.tolist()
 
+    def gather(self, value: float, device: torch.device) -> list[float]:
+        """Every rank's ``value``, by rank (float64; NaN and infinities arrive as they are)."""
+        if not self.active:
+            return [value]
+        # one slot per rank, zero except this rank's own: a sum then gathers the values, and a
+        # NaN or infinity stays in its own slot
+        return self.sum([value if r == self.rank else 0.0 for r in range(self.world)], device)
+
     def any(self, flags: Sequence[bool], device: torch.device) -> list[bool]:
         """Element-wise logical or of ``flags`` over all ranks."""
         if not self.active:
@@ -100,8 +108,12 @@ class Ranks:
         if error is not None:
             raise error
         first = next(r for r, m in enumerate(messages) if m is not None)
-        raise RankFailedError(
-            f"rank {first} of {self.world} failed {where} ({messages[first]}); rank {self.rank} "
+        raise self.failed_elsewhere(first, where, messages[first])
+
+    def failed_elsewhere(self, rank: int, where: str, message: str | None) -> RankFailedError:
+        """The error this rank raises when rank ``rank`` failed ``where`` with ``message``."""
+        return RankFailedError(
+            f"rank {rank} of {self.world} failed {where} ({message}); rank {self.rank} "
             "stopped too. Fix the cause reported by that rank and run again (resume=True / "
             "--resume continues from the last checkpoint)"
         )
@@ -119,8 +131,9 @@ def torchrun_environment() -> dict[str, int] | None:
         }
     except ValueError:
         names = ", ".join(f"{n}={os.environ[n]!r}" for n in TORCHRUN_VARS)
-        raise RuntimeError(
-            f"the torchrun environment is malformed ({names}); launch with torchrun"
+        raise DistributedSetupError(
+            f"the torchrun environment is malformed ({names}): WORLD_SIZE, RANK and LOCAL_RANK "
+            "must be integers; launch with torchrun, or unset these variables for one process"
         ) from None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import AutobinError
+from ..errors import AutobinError, AutobinWarning
 
 
 class TrainError(AutobinError):
@@ -55,11 +55,26 @@ class RankFailedError(TrainError, RuntimeError):
     """Another process of a distributed run failed; this one stopped instead of waiting."""
 
 
+class ModelSetupError(TrainError, ValueError):
+    """The model or teacher cannot be trained as given (half-precision weights, wrong inputs)."""
+
+
+class DistributedSetupError(TrainError, RuntimeError):
+    """The processes of a distributed run are not set up alike (environment, data, devices)."""
+
+
+class TrainWarning(AutobinWarning):
+    """A run goes on, but not as asked or not as expected (resume mismatches, NaN metrics)."""
+
+
 __all__ = [
     "CheckpointError",
     "DataFormatError",
+    "DistributedSetupError",
+    "ModelSetupError",
     "NonFiniteLossError",
     "RankFailedError",
     "RunDirectoryError",
     "TrainError",
+    "TrainWarning",
 ]

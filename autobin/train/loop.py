@@ -34,7 +34,7 @@ from .callbacks import Callback, LoopState
 from .config import TrainConfig, TrainConfigError
 from .device import resolve_device
 from .distributed import Ranks, distributed_session
-from .errors import NonFiniteLossError
+from .errors import DistributedSetupError, ModelSetupError, NonFiniteLossError
 from .evaluation import evaluate
 from .outputs import FinetuneResult, prepare_run_dir
 from .sampling import DataSource, epoch_generator, epoch_indices
@@ -89,11 +89,35 @@ def run_training(
         except Exception as exc:  # every rank must reach the agreement
             error = exc
         ranks.agree(error, device, "while checking the run before training")
+        check_same_data_on_every_rank([train, val], ranks, device)
         trainer = Trainer(
             model, teacher, train, val, config, kind=kind, out_dir=out, callbacks=callbacks,
             metadata=metadata or {}, run_info=run_info, ranks=ranks, device=device,
         )  # fmt: skip
         return trainer.run(resume)
+
+
+def check_same_data_on_every_rank(
+    sources: list[DataSource | None], ranks: Ranks, device: torch.device
+) -> None:
+    """Raise on every rank when a data source's length differs between the ranks.
+
+    Every process must pass the same dataset (autobin shards it); different lengths would give
+    the ranks different numbers of steps, and the first collective one rank skips aborts the
+    run from inside gloo/NCCL.
+    """
+    for source in sources:
+        if source is None or not ranks.active:
+            continue
+        lengths = [int(n) for n in ranks.gather(float(len(source)), device)]
+        if len(set(lengths)) > 1:
+            unit = "items" if source.dataset is not None else "batches"
+            each = ", ".join(f"rank {r}: {n}" for r, n in enumerate(lengths))
+            raise DistributedSetupError(
+                f"{source.what} has a different length on each process ({each} {unit}); every "
+                "process must pass the same dataset (autobin gives each rank its share): check "
+                "that all of them read the same files, split and slice"
+            )
 
 
 def _adopt_loader_batch_sizes(
@@ -106,6 +130,55 @@ def _adopt_loader_batch_sizes(
     if val is not None and val.batch_size is not None and config.eval_batch_size is None:
         changes["eval_batch_size"] = val.batch_size
     return config.replace(**changes) if changes else config
+
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def check_models_take_the_data(
+    model: nn.Module, teacher: nn.Module | None, train: DataSource
+) -> None:
+    """Refuse half-precision parameters, and a model that cannot take the first training item.
+
+    Raises:
+        ModelSetupError: float16/bfloat16 parameters (autocast, ``precision``, is the way to
+            train in half precision), or a forward pass of item 0 fails (wrong input channels).
+    """
+    for what, net in (("model", model), ("teacher", teacher)):
+        if net is None:
+            continue
+        low = sorted({str(p.dtype) for p in net.parameters() if p.dtype in HALF_DTYPES})
+        if low:
+            raise ModelSetupError(
+                f"the {what} has {', '.join(low)} parameters; pass it in float32 "
+                f"({what}.float()): training keeps float32 weights and runs in half precision "
+                "through autocast (config precision: 'bf16' or 'fp16')"
+            )
+    if train.dataset is None:  # a user's DataLoader: its first batch is checked when drawn
+        return
+    image = train.dataset[0][0]
+    for what, net in (("model", model), ("teacher", teacher)):
+        if net is not None:
+            _try_forward(net, image, what)
+
+
+def _try_forward(net: nn.Module, image: torch.Tensor, what: str) -> None:
+    """One eval-mode forward of ``image`` (as a batch of 1); the net's mode is restored."""
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            nn.Module.train(net, False)
+            net(image.unsqueeze(0).to(device))
+    except RuntimeError as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelSetupError(
+            f"train_data item 0 (an image of shape {tuple(image.shape)}) does not fit the "
+            f"{what}: {reason}. Check the {what}'s input channels (in_chans) against the data "
+            "(grayscale images have 1 channel, RGB 3)"
+        ) from None
+    finally:
+        nn.Module.train(net, was_training)
 
 
 def _check_before_work(
@@ -124,6 +197,7 @@ def _check_before_work(
     for source in (train, val):
         if source is not None:
             source.check(ranks)
+    check_models_take_the_data(unwrap_model(model), teacher, train)
     if config.sync_bn and ranks.active and device.type != "cuda":
         raise TrainConfigError(
             "training config key 'sync_bn': got True, but torch's SyncBatchNorm runs on CUDA "

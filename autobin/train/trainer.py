@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .device import autocast, compiled, resolve_precision, to_input, uses_channels_last
 from .distributed import Ranks, wrap_ddp
-from .errors import NonFiniteLossError
+from .errors import NonFiniteLossError, TrainWarning
 from .evaluation import eval_sums
 from .losses import DistillationLoss, FeatureTaps, match_module_names
 from .outputs import (
@@ -45,6 +46,20 @@ from .outputs import (
 from .sampling import DataSource, check_labels, collate_checked
 from .schedules import apply_epoch_schedule, build_optimizer, build_scheduler, unwrap_model
 from .teacher import frozen_teacher
+
+
+def warn_non_finite_validation(record: dict[str, Any], main: bool) -> None:
+    """Warn (on rank 0) when an epoch's validation loss is NaN or infinite."""
+    loss = record.get("val_loss")
+    if main and loss is not None and not math.isfinite(loss):
+        warnings.warn(
+            f"epoch {record['epoch']}: the validation loss is {loss}: the model's output is not "
+            "finite on some validation items (NaN or infinite values in the validation data, "
+            "or weights diverging: check the data, lower the learning rate); metrics.json "
+            "records it as null",
+            TrainWarning,
+            stacklevel=2,
+        )
 
 
 class Trainer:
@@ -157,12 +172,16 @@ class Trainer:
         except Exception as exc:
             error, value = exc, math.nan
         self.ranks.agree(error, self.device, f"in training step {self.step + 1}")
-        (bad,) = self.ranks.any([not math.isfinite(value)], self.device)
+        values = self.ranks.gather(value, self.device)
+        bad = [rank for rank, v in enumerate(values) if not math.isfinite(v)]
         if bad:
             last = self.out_dir / LAST
-            raise NonFiniteLossError(
-                epoch + 1, self.step + 1, value, last if self.history and last.is_file() else None
-            )
+            checkpoint = last if self.history and last.is_file() else None
+            if self.ranks.rank in bad:  # each failing rank reports its own value
+                raise NonFiniteLossError(epoch + 1, self.step + 1, value, checkpoint)
+            theirs = NonFiniteLossError(epoch + 1, self.step + 1, values[bad[0]], checkpoint)
+            where = f"in training step {self.step + 1}"
+            raise self.ranks.failed_elsewhere(bad[0], where, f"NonFiniteLossError: {theirs}")
         return y, logits, terms, value
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -310,6 +329,7 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch + 1, "phase": phase.step, "lr": lr}
         record.update(self._train_epoch(epoch))
         record.update(self.evaluate())
+        warn_non_finite_validation(record, self.ranks.main)
         record["step"] = self.step
         self.history.append(record)
         # Without validation data "best" is the latest epoch (so every run can be published).

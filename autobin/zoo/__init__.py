@@ -9,7 +9,13 @@ and :mod:`autobin.zoo.format` for the tensor naming of ``model.safetensors``.
 
 from .card import render_card
 from .config import read_config, validate_config
-from .errors import ModelNotFoundError, ZooError, ZooFormatError, ZooIntegrityError
+from .errors import (
+    ModelNotFoundError,
+    ZooError,
+    ZooFormatError,
+    ZooIntegrityError,
+    ZooNameError,
+)
 from .format import (
     FLOAT_DTYPES,
     FORMAT_VERSION,
@@ -38,6 +44,7 @@ __all__ = [
     "ZooError",
     "ZooFormatError",
     "ZooIntegrityError",
+    "ZooNameError",
     "binary_layers",
     "clean_interrupted",
     "default_rebuild",

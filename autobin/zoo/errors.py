@@ -21,4 +21,8 @@ class ModelNotFoundError(ZooError, LookupError):
     """No entry of that name in the zoo index, and no such directory."""
 
 
-__all__ = ["ModelNotFoundError", "ZooError", "ZooFormatError", "ZooIntegrityError"]
+class ZooNameError(ZooError, ValueError):
+    """A zoo entry name that cannot be a directory name (see :func:`check_name`)."""
+
+
+__all__ = ["ModelNotFoundError", "ZooError", "ZooFormatError", "ZooIntegrityError", "ZooNameError"]

@@ -248,11 +248,29 @@ def read_packed(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], 
     return tensors, metadata
 
 
+WHAT_LOADS = (
+    "autobin.load reads the files `autobin binarize -o` and autobin.zoo.save_file write, zoo "
+    "entry folders and zoo entry names"
+)
+
+
+def _not_safetensors(data: bytes) -> str:
+    """What a file that is not safetensors seems to be, in words."""
+    if data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":
+        return (
+            "a PyTorch checkpoint (torch.save), not an autobin file (a training run's best.pt "
+            "is published with autobin.zoo.publish_run or `autobin zoo publish`)"
+        )
+    return "not a safetensors file (no JSON header after the 8-byte length)"
+
+
 def _read_metadata(path: Path, data: bytes) -> dict[str, str]:
     """Parse the safetensors header (8-byte little-endian length, then JSON) without torch."""
     if len(data) < 8:
         raise ZooFormatError(f"{path}: file is {len(data)} bytes, too short for safetensors")
     n = int.from_bytes(data[:8], "little")
+    if data[8:9] != b"{":
+        raise ZooFormatError(f"{path}: {_not_safetensors(data)}; {WHAT_LOADS}")
     if n > len(data) - 8:
         raise ZooFormatError(
             f"{path}: safetensors header claims {n} bytes but the file has {len(data) - 8} "
@@ -264,7 +282,10 @@ def _read_metadata(path: Path, data: bytes) -> dict[str, str]:
         raise ZooFormatError(f"{path}: safetensors header is not valid JSON ({e})") from e
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict):
-        raise ZooFormatError(f"{path}: safetensors file has no autobin metadata")
+        raise ZooFormatError(
+            f"{path}: a safetensors file without autobin's metadata (not written by autobin, "
+            f"e.g. a float model's weights); {WHAT_LOADS}"
+        )
     return {str(k): str(v) for k, v in meta.items()}
 
 

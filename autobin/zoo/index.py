@@ -38,25 +38,26 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write
-from .errors import ZooFormatError, ZooIntegrityError
+from .errors import ZooFormatError, ZooIntegrityError, ZooNameError
 
 INDEX_FILE = "index.json"
 INDEX_FORMAT = "autobin.zoo.index"
 INDEX_VERSION = 1
 CHECKSUMS_FILE = "SHA256SUMS"
 LOCK_FILE = ".index.lock"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# matched whole (re.fullmatch): with re.match, "$" also matches before a final newline
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def check_name(name: str) -> str:
-    """Return ``name`` if it is a valid zoo entry name, else raise a ValueError.
+    """Return ``name`` if it is a valid zoo entry name, else raise :class:`ZooNameError`.
 
     Valid names are 1-128 characters of ``A-Z a-z 0-9 . _ -``, starting with a letter or digit
     (they become directory names, so no ``/``, no ``..`` and no leading dot).
     """
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
-        raise ValueError(
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ZooNameError(
             f"invalid zoo model name {name!r}: use 1-128 characters from A-Z, a-z, 0-9, '.', "
             "'_' and '-', starting with a letter or digit, without '..' (e.g. "
             "'resnet18-adabin-imagenet')"
@@ -116,10 +117,19 @@ def read_index(zoo_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         ZooFormatError: the index is not valid JSON or not an autobin zoo index.
+        ZooIntegrityError: the index is absent but entry folders exist (it was deleted).
     """
     check_zoo_dir(zoo_dir)
     path = Path(zoo_dir) / INDEX_FILE
     if not path.exists():
+        orphans = entry_folders(zoo_dir)
+        if orphans:
+            shown = ", ".join(p.name for p in orphans[:5]) + (", ..." if len(orphans) > 5 else "")
+            raise ZooIntegrityError(
+                f"{path} is missing but {zoo_dir} holds {len(orphans)} entry folder(s) ({shown}); "
+                f"rebuild the index from their checksums with `autobin zoo --zoo-dir {zoo_dir} "
+                "reindex` (autobin.zoo.rebuild_index)"
+            )
         return empty_index()
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
@@ -140,6 +150,15 @@ def read_index(zoo_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return index
 
 
+def entry_folders(zoo_dir: str | os.PathLike[str]) -> list[Path]:
+    """The folders of ``zoo_dir`` that hold an entry (a ``SHA256SUMS``), sorted by name."""
+    zoo = Path(zoo_dir)
+    if not zoo.is_dir():
+        return []
+    folders = (f for f in zoo.iterdir() if f.is_dir() and not f.name.startswith("."))
+    return sorted(f for f in folders if (f / CHECKSUMS_FILE).exists())
+
+
 def _check_entry(path: Path, name: str, entry: Any) -> None:
     where = f"{path}: entry {name!r}"
     if not isinstance(entry, dict):
@@ -153,7 +172,7 @@ def _check_entry(path: Path, name: str, entry: Any) -> None:
     for fname, digest in files.items():
         if "/" in fname or "\\" in fname or fname in ("", ".", ".."):
             raise ZooFormatError(f"{where} lists an invalid file name {fname!r}")
-        if not isinstance(digest, str) or not _HEX64.match(digest):
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
             raise ZooFormatError(
                 f"{where}: sha256 of {fname!r} is {digest!r}, not 64 lowercase hex digits"
             )
@@ -202,7 +221,7 @@ def parse_checksums(path: str | os.PathLike[str]) -> dict[str, str]:
             continue
         digest, sep, name = line.partition("  ")
         name = name.lstrip("*")
-        if not sep or not _HEX64.match(digest) or not name or "/" in name:
+        if not sep or not _HEX64.fullmatch(digest) or not name or "/" in name:
             raise ZooIntegrityError(
                 f"{path}:{i}: malformed checksum line {line!r} (expected '<sha256>  <file>')"
             )
@@ -246,6 +265,7 @@ __all__ = [
     "check_zoo_dir",
     "dumps_json",
     "empty_index",
+    "entry_folders",
     "index_lock",
     "parse_checksums",
     "read_index",

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
+from ..atomic import OWNER_FILE, owner_gone, write_owner
 from .config import CONFIG_FILE, read_config
 from .errors import ZooError
 from .format import WEIGHTS_FILE, read_packed
@@ -30,6 +29,7 @@ from .index import (
     check_name,
     check_zoo_dir,
     empty_index,
+    entry_folders,
     index_lock,
     parse_checksums,
     sha256_file,
@@ -39,39 +39,12 @@ from .index import (
 
 PUBLISH_PREFIX = ".publish-"
 REPLACED_PREFIX = ".replaced-"
-OWNER_FILE = ".owner"
-STALE_AFTER_S = 24 * 3600
-"""A temporary folder without a readable owner is stale after this long."""
-
-
-def write_owner(tmp: Path) -> None:
-    """Record the publishing process (host and pid) in its temporary folder."""
-    (tmp / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _is_stale(folder: Path) -> bool:
     if folder.name.startswith(REPLACED_PREFIX):
         return True  # only exists inside a commit, which holds the index lock we hold now
-    try:
-        host, pid = (folder / OWNER_FILE).read_text(encoding="utf-8").split()
-        if host == socket.gethostname():
-            return not _alive(int(pid))
-    except (OSError, ValueError):
-        pass
-    try:
-        return time.time() - folder.stat().st_mtime > STALE_AFTER_S
-    except OSError:
-        return False
+    return owner_gone(folder)
 
 
 def clean_interrupted(zoo_dir: str | os.PathLike[str]) -> list[Path]:
@@ -136,13 +109,7 @@ def rebuild_index(zoo_dir: str | os.PathLike[str] = "zoo") -> dict[str, Any]:
         raise ZooError(f"zoo directory {zoo} does not exist; nothing to index")
     removed = clean_interrupted(zoo)
     index, skipped = empty_index(), {}
-    for folder in sorted(zoo.iterdir()):
-        if (
-            not folder.is_dir()
-            or folder.name.startswith(".")
-            or not (folder / CHECKSUMS_FILE).exists()
-        ):
-            continue
+    for folder in entry_folders(zoo):
         try:
             check_name(folder.name)
             index["models"][folder.name] = _entry_record(folder)
@@ -157,4 +124,4 @@ def rebuild_index(zoo_dir: str | os.PathLike[str] = "zoo") -> dict[str, Any]:
     }
 
 
-__all__ = ["clean_interrupted", "rebuild_index", "write_owner"]
+__all__ = ["OWNER_FILE", "clean_interrupted", "rebuild_index", "write_owner"]

@@ -52,6 +52,8 @@ from .rebuild import Rebuild, default_rebuild
 from .single_file import read_file_config
 
 REQUIRED_FILES: tuple[str, ...] = (CONFIG_FILE, WEIGHTS_FILE)
+#: Suffixes that make a name that is not in the index a (missing) file path.
+FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
 def _resolve(name_or_path: str | os.PathLike[str], zoo_dir: str | os.PathLike[str]):
@@ -66,6 +68,12 @@ def _resolve(name_or_path: str | os.PathLike[str], zoo_dir: str | os.PathLike[st
         entry_dir = zoo / entry["path"]
     elif Path(key).is_dir():
         entry_dir = Path(key)
+        if not (entry_dir / CHECKSUMS_FILE).is_file():
+            raise ModelNotFoundError(
+                f"{entry_dir} is a folder but not a zoo entry (it has no {CHECKSUMS_FILE}); give "
+                "an entry folder (ZOO/NAME), an entry name with zoo_dir= / --zoo-dir, or a file "
+                "written by `autobin binarize -o`"
+            )
         files = parse_checksums(entry_dir / CHECKSUMS_FILE)
         source = str(entry_dir / CHECKSUMS_FILE)
     else:
@@ -75,6 +83,11 @@ def _resolve(name_or_path: str | os.PathLike[str], zoo_dir: str | os.PathLike[st
                 f"{zoo / key} is an entry folder but {zoo / 'index.json'} does not list it (the "
                 "index was deleted or is stale); rebuild the index from the entries' checksums "
                 f"with `autobin zoo --zoo-dir {zoo} reindex` (autobin.zoo.rebuild_index)"
+            )
+        if os.sep in key or "/" in key or Path(key).suffix in FILE_SUFFIXES:
+            raise ModelNotFoundError(
+                f"{key}: no such file or folder; give an existing file written by `autobin "
+                "binarize -o`, an entry folder, or a zoo entry name"
             )
         raise ModelNotFoundError(
             f"no model {key!r} in the zoo at '{zoo}' (known: {known[:20]}) and no such "
@@ -106,7 +119,7 @@ def verify(name: str | os.PathLike[str], zoo_dir: str | os.PathLike[str] = "zoo"
     if Path(os.fspath(name)).is_file():  # a one-file checkpoint: its data sha256 and config
         config = read_file_config(name)[0]
         return {"name": config["name"], "path": os.fspath(name), "files": {},
-                "checked_against": f"{os.fspath(name)} (embedded data_sha256)"}  # fmt: skip
+                "checked_against": f"{os.fspath(name)} (embedded sha256)"}  # fmt: skip
     entry_dir, files, source = _resolve(name, zoo_dir)
     verify_files(entry_dir, files, source)
     config = read_config(entry_dir / CONFIG_FILE)

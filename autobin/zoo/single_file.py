@@ -6,7 +6,10 @@ per-channel binary sets, float tensors; nothing pickled) with two more metadata 
 * ``autobin_config``: the entry config a zoo directory keeps in ``config.json`` (architecture
   and its ``timm.create_model`` arguments, input size, the embedded recipe and its sha256), so
   the file alone rebuilds the model;
-* ``data_sha256``: sha256 of the file's tensor bytes, checked before loading.
+* ``file_sha256``: sha256 of the whole file, checked before loading: the safetensors header
+  (every tensor's name, dtype, shape and byte offsets, and the metadata, this entry left out)
+  and the tensor bytes. Files written before it carry ``data_sha256`` (the tensor bytes alone,
+  so swapped offsets went unnoticed); they are still read and checked as far as that goes.
 
 By default the latent float weights are stored too (``keep_latent=True``): a freshly binarized
 model is usually trained next, and its latent weights are the float model's.
@@ -39,13 +42,39 @@ from .index import dumps_json
 from .rebuild import Rebuild, can_rebuild, check_rebuild_matches, default_rebuild
 
 CONFIG_KEY = "autobin_config"
-DIGEST_KEY = "data_sha256"
+DIGEST_KEY = "file_sha256"
+LEGACY_DIGEST_KEY = "data_sha256"
 
 
 def _data_digest(data: bytes) -> str:
     """sha256 of the tensor bytes of a serialized safetensors file (after its header)."""
     n = int.from_bytes(data[:8], "little")
     return hashlib.sha256(data[8 + n :]).hexdigest()
+
+
+def _file_digest(data: bytes) -> str:
+    """sha256 of a serialized safetensors file: its header without ``DIGEST_KEY``, then its
+    tensor bytes. The header is hashed as canonical JSON (sorted keys, no spaces), so adding
+    the digest to the metadata does not change what it covers."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    (header.get("__metadata__") or {}).pop(DIGEST_KEY, None)
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(len(canonical).to_bytes(8, "little") + canonical)
+    digest.update(data[8 + n :])
+    return digest.hexdigest()
+
+
+def check_free_file(path: str | os.PathLike[str], overwrite: bool) -> None:
+    """Refuse a directory, and an existing file unless ``overwrite`` (nothing is written)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a file name, e.g. {path}/bnn.pt")
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; nothing was written. Replace it with overwrite=True (CLI: "
+            "--overwrite), or choose another file name"
+        )
 
 
 def save_file(
@@ -59,6 +88,7 @@ def save_file(
     keep_latent: bool = True,
     rebuild: Rebuild | None = None,
     check_rebuild: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write a binarized model to one packed, self-describing file, atomically.
 
@@ -70,6 +100,8 @@ def save_file(
         float_dtype: storage dtype of the float parts.
         keep_latent: also store the latent float weights (default True: trainable on load).
         rebuild, check_rebuild: check, before writing, that the file can be loaded again.
+        overwrite: replace ``path`` if it exists (default: refuse, as ``publish`` and
+            ``finetune`` do).
 
     Returns:
         The path written.
@@ -77,10 +109,10 @@ def save_file(
     Raises:
         ValueError: the model has no binary layers, or cannot be rebuilt from its description.
         IsADirectoryError: ``path`` is a directory.
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory; give a file name, e.g. {path}/bnn.pt")
+    check_free_file(path, overwrite)
     check_float_dtype(float_dtype)
     if not binary_layers(model):
         raise ValueError(
@@ -100,7 +132,7 @@ def save_file(
         "bit_order": BIT_ORDER,
     }
     metadata[CONFIG_KEY] = dumps_json(config).decode("utf-8")
-    digest = _data_digest(st_save(tensors, metadata=metadata))
+    digest = _file_digest(st_save(tensors, metadata=metadata))
     data = st_save(tensors, metadata={**metadata, DIGEST_KEY: digest})
     return atomic_write(path, lambda fh: fh.write(data))
 
@@ -110,20 +142,23 @@ def read_file_config(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any,
 
     Raises:
         ZooFormatError: not an autobin packed file, or not a one-file checkpoint.
-        ZooIntegrityError: the tensor bytes do not match their recorded sha256.
+        ZooIntegrityError: the file (header or tensor bytes) does not match its recorded sha256.
     """
     path = Path(path)
     tensors, metadata = read_packed(path)
-    if CONFIG_KEY not in metadata or DIGEST_KEY not in metadata:
+    key = DIGEST_KEY if DIGEST_KEY in metadata else LEGACY_DIGEST_KEY
+    if CONFIG_KEY not in metadata or key not in metadata:
         raise ZooFormatError(
             f"{path}: a packed checkpoint without an embedded config (a zoo entry's "
             f"{WEIGHTS_FILE}?); load its entry directory, or pass rebuild= to build the model"
         )
-    actual = _data_digest(path.read_bytes())
-    if actual != metadata[DIGEST_KEY]:
+    data = path.read_bytes()
+    actual = _file_digest(data) if key == DIGEST_KEY else _data_digest(data)
+    if actual != metadata[key]:
+        what = "the file" if key == DIGEST_KEY else "the tensor data"
         raise ZooIntegrityError(
-            f"{path}: sha256 of the tensor data is {actual}, the file records "
-            f"{metadata[DIGEST_KEY]}; the file is corrupt or was modified"
+            f"{path}: sha256 of {what} is {actual}, the file records {metadata[key]}; the file "
+            "is corrupt or was modified (write it again from the model)"
         )
     try:
         config = json.loads(metadata[CONFIG_KEY])
@@ -132,4 +167,11 @@ def read_file_config(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Any,
     return validate_config(config, f"{path} (embedded config)"), tensors, metadata
 
 
-__all__ = ["CONFIG_KEY", "DIGEST_KEY", "read_file_config", "save_file"]
+__all__ = [
+    "CONFIG_KEY",
+    "DIGEST_KEY",
+    "LEGACY_DIGEST_KEY",
+    "check_free_file",
+    "read_file_config",
+    "save_file",
+]

@@ -116,6 +116,26 @@ def test_shape_mismatch_is_refused():
         load_reference_checkpoint(_autobin_model(), state)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("layer1.0.conv1.binary_a.alpha_a", float("nan"), r"'layer1.0.conv1.act_alpha' holds NaN"),
+        ("layer1.0.conv1.binary_a.alpha_a", -0.5, r"act_alpha' .* is \[-0.5\].*must be positive"),
+        ("layer1.0.conv1.binary_a.alpha_a", 0.0, r"is \[0.0\], but .* alpha_a must be positive"),
+        ("layer1.0.conv1.binary_a.beta_a", float("inf"), r"'layer1.0.conv1.act_beta' holds NaN"),
+    ],
+    ids=["nan-alpha", "negative-alpha", "zero-alpha", "inf-beta"],
+)
+def test_impossible_activation_sets_are_refused(key, value, message):
+    state = _checkpoint(_released_model())
+    state["state_dict"][f"module.{key}"].fill_(value)
+    model = _autobin_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ReferenceCheckpointError, match=message):
+        load_reference_checkpoint(model, state)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 def test_paper_form_model_is_refused():
     model = autobin.binarize(
         tiny_resnet(released=False), "adabin", example_inputs=(torch.zeros(2, 3, 16, 16),)

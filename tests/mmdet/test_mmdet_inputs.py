@@ -205,3 +205,123 @@ def test_train_with_a_teacher_that_does_not_fit_writes_nothing(tmp_path, mnist_d
     err = capsys.readouterr().err
     assert "not_this_detector.pth does not fit the detector" in err
     assert not work.exists()  # the Runner's logs and dumped config were removed again
+
+
+# --------------------------------------------------------------------------- hurried users
+@pytest.fixture(scope="module")
+def binarized_ssd(tmp_path_factory, mnist_det_root) -> Path:
+    from mmdet_helpers import write_binarized_ssd_config
+
+    return write_binarized_ssd_config(tmp_path_factory.mktemp("cfg") / "ssd.py", mnist_det_root)
+
+
+def _error_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+@pytest.mark.parametrize("epochs", ["0", "-2"])
+def test_train_with_no_epochs_is_refused(tmp_path, binarized_ssd, capsys, epochs) -> None:
+    work = tmp_path / "work"
+    argv = ["mmdet-train", str(binarized_ssd), "--work-dir", str(work), "--cfg-options",
+            f"train_cfg.max_epochs={epochs}"]  # fmt: skip
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert f"train_cfg.max_epochs is {epochs}; training needs a positive number of epochs" in line
+    assert not work.exists()
+
+
+def test_resume_with_nothing_to_resume_is_refused(tmp_path, binarized_ssd, capsys) -> None:
+    work = tmp_path / "work"
+    assert main(["mmdet-train", str(binarized_ssd), "--work-dir", str(work), "--resume"]) == 2
+    line = _error_line(capsys)
+    assert f"--resume: {work} holds no checkpoint to resume" in line and "drop --resume" in line
+    assert not work.exists()
+
+
+def _checkpoint(tmp_path: Path, kind: str, ssd_float) -> Path:
+    path = tmp_path / f"{kind}.pth"
+    if kind == "float-ssd":  # the float detector's weights on the binarized config
+        torch.save({"state_dict": ssd_float.state_dict(), "meta": {}}, path)
+    elif kind == "classifier":
+        import timm
+
+        torch.save(timm.create_model("resnet10t", num_classes=10).state_dict(), path)
+    elif kind == "garbage":
+        path.write_bytes(b"not a checkpoint at all" * 10)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        torch.save({"state_dict": ssd_float.state_dict()}, path)
+        path.write_bytes(path.read_bytes()[:100_000])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("float-ssd", r"float-ssd.pth does not fit the config's model: \d+ of its \d+ weights"),
+        ("classifier", r"classifier.pth does not fit the config's model"),
+        ("garbage", r"cannot read checkpoint .*garbage.pth: .*damaged or truncated"),
+        ("empty", r"checkpoint .*empty.pth is empty \(0 bytes\)"),
+        ("truncated", r"cannot read checkpoint .*truncated.pth: .*damaged or truncated"),
+    ],
+)
+def test_test_with_a_checkpoint_of_another_model_or_a_damaged_one_is_refused(
+    tmp_path, binarized_ssd, ssd_float, capsys, kind, message
+) -> None:
+    import re
+
+    path = _checkpoint(tmp_path, kind, ssd_float)
+    work = tmp_path / "test"
+    argv = ["mmdet-test", str(binarized_ssd), str(path), "--work-dir", str(work),
+            "--cfg-options", "test_dataloader.num_workers=0"]  # fmt: skip
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert re.search(message, line), line
+    assert not work.exists()  # nothing evaluated, no logs left
+
+
+@pytest.mark.parametrize(
+    ("distill", "message"),
+    [
+        ('{"feature_wieght": 1}', r"distill has unknown keys \['feature_wieght'\]"),
+        ('{"cls_weight": -1}', r"distill.cls_weight must be a number >= 0, got -1"),
+    ],
+)
+def test_config_distill_values_are_checked_when_written(tmp_path, capsys, distill, message):
+    import re
+
+    out = tmp_path / "cfg.py"
+    assert main(["mmdet-config", SSD_VOC, "--distill", distill, "-o", str(out)]) == 2
+    assert re.search(message, _error_line(capsys)) and not out.exists()
+
+
+def test_no_distill_builds_a_detector_without_a_teacher(tmp_path) -> None:
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+
+    out = tmp_path / "cfg.py"
+    assert main(["mmdet-config", SSD_VOC, "--recipe", "ssd300-adabin", "--no-distill", "-o",
+                 str(out)]) == 0  # fmt: skip
+    cfg = Config.fromfile(str(out))
+    init_default_scope("mmdet")
+    model = _quiet(MODELS.build, cfg.model)
+    assert model.teacher is None and not model.distill_config.enabled
+
+
+def test_a_misspelt_cfg_option_is_refused_and_a_new_key_allowed(tmp_path, binarized_ssd,
+                                                                 capsys) -> None:  # fmt: skip
+    from autobin.integrations.mmdet.runner import prepare_config
+
+    work = tmp_path / "work"
+    argv = ["mmdet-train", str(binarized_ssd), "--work-dir", str(work), "--cfg-options",
+            "train_cfg.max_epoch=2"]  # fmt: skip
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert "--cfg-options train_cfg.max_epoch: the config has no 'train_cfg.max_epoch'" in line
+    assert "did you mean 'max_epochs'?" in line and not work.exists()
+    cfg = prepare_config(binarized_ssd, cfg_options={"train_cfg.val_begin": 2,
+                                                     "train_cfg.max_epochs": 3})  # fmt: skip
+    assert cfg.train_cfg.val_begin == 2 and cfg.train_cfg.max_epochs == 3

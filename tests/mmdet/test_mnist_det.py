@@ -217,3 +217,43 @@ def test_preset_errors_and_cli(tmp_path: Path, capsys) -> None:
     assert main(argv) == 2
     assert "max_scale <= image_size/2" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+def test_deleted_images_are_detected_and_written_again(tmp_path: Path, capsys) -> None:
+    root = write_mnist_det(tmp_path / "d", **SMALL)
+    before = _digest(root)
+    voc = root / SUB_ROOT
+    (voc / "JPEGImages" / "trainval_000002.jpg").unlink()
+    (voc / "Annotations" / "test_000001.xml").unlink()
+    assert [p.name for p in mnist_det.missing_files(root, read_manifest(root))] == [
+        "trainval_000002.jpg", "test_000001.xml"
+    ]  # fmt: skip
+    argv = ["mmdet-data", "mnist-det", str(root), "--trainval", "6", "--test", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "repaired mnist-det (6 trainval + 3 test images)" in out and "2 missing files" in out
+    assert _digest(root) == before  # the same deterministic dataset, complete again
+    assert main(argv) == 0
+    assert (
+        "already holds mnist-det (6 trainval + 3 test images); kept it" in capsys.readouterr().out
+    )
+
+
+def test_temporary_folder_of_a_killed_write_is_removed_by_the_next(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    stale = tmp_path / ".d.tmp-abc123"  # what a write killed mid-way leaves (158 MB at full size)
+    (stale / SUB_ROOT / "JPEGImages").mkdir(parents=True)
+    (stale / ".owner").write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")
+    live = tmp_path / ".d.tmp-live"  # a write still running in this very process
+    live.mkdir()
+    (live / ".owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    root = write_mnist_det(tmp_path / "d", **SMALL)
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".d.tmp-live", "d"]
+    assert not (root / ".owner").exists()

@@ -115,6 +115,19 @@ def test_binarize_writes_a_file_autobin_load_reads(capsys, tmp_path):
     model = autobin.load(out)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
 
+    # an existing file is refused before any work, as train / publish refuse; --overwrite replaces
+    written = out.read_bytes()
+    code, _, err = _run(capsys, "binarize", "resnet18", "--num-classes", "5", "-o", str(out))
+    line = _one_error_line(err)
+    assert code == 2 and f"{out} already exists; nothing was written" in line
+    assert "--overwrite" in line and out.read_bytes() == written
+    code, _, err = _run(capsys, "binarize", "resnet18", "--in-chans", "1", "--num-classes", "5",
+                        "--input-size", "32", "32", "-o", str(out), "--overwrite")  # fmt: skip
+    assert code == 0, err
+    assert autobin.load(out)(torch.randn(2, 1, 32, 32)).shape == (2, 5)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        autobin.zoo.save_file(model, out)
+
 
 def test_input_size_the_model_cannot_take(capsys, tmp_path):
     code, _, err = _run(capsys, "explain", "vit_tiny_patch16_224", "--input-size", "40", "40")
@@ -141,3 +154,34 @@ def test_an_unexpected_error_is_one_line_too(capsys, monkeypatch):
     code, _, err = _run(capsys, "recipes")
     line = _one_error_line(err)
     assert code == 3 and "internal error: ZeroDivisionError" in line and "AUTOBIN_DEBUG=1" in line
+
+
+SSD = "mmdet::pascal_voc/ssd300_voc0712.py"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", SSD, "--in-chans", "1"], "--in-chans cannot apply to an mmdet config"),
+        (["explain", SSD, "--num-classes", "3", "--in-chans", "1"],
+         "--num-classes and --in-chans cannot apply to an mmdet config"),
+        (["binarize", "my_detector.py", "-o", "OUT"], "autobin mmdet-config CONFIG --recipe"),
+        (["mmdet-config", SSD, "--float", "--recipe", "ssd300-adabin", "-o", "OUT"],
+         "--float keeps the detector float, so --recipe cannot apply; drop it"),
+        (["mmdet-config", SSD, "--float", "--teacher", "t.pth", "--no-distill", "-o", "OUT"],
+         "so --teacher, --no-distill cannot apply; drop them"),
+        (["mmdet-config", SSD, "--distill", "{feature_weight: 1}", "-o", "OUT"],
+         "--distill takes a JSON object such as '{\"feature_weight\": 1, "),
+        (["mmdet-config", SSD, "--distill", "[1, 2]", "-o", "OUT"], "got a list"),
+        (["mmdet-config", SSD, "--distill", "{}", "--no-distill", "-o", "OUT"],
+         "--no-distill and --distill contradict each other"),
+    ],
+    ids=["explain-in-chans", "explain-two-flags", "binarize-config", "float-recipe",
+         "float-teacher", "distill-not-json", "distill-list", "distill-and-no-distill"],
+)  # fmt: skip
+def test_options_that_cannot_apply_to_an_mmdet_config_are_refused(capsys, tmp_path, argv, message):
+    argv = [str(tmp_path / "out.py") if a == "OUT" else a for a in argv]
+    code, _, err = _run(capsys, *argv)
+    line = _one_error_line(err)
+    assert code == 2 and message in line, line
+    assert not (tmp_path / "out.py").exists()

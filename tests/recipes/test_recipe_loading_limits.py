@@ -9,7 +9,7 @@ import pytest
 
 from autobin.errors import AutobinError
 from autobin.recipes import RecipeError, as_recipe, load_recipe
-from autobin.recipes.loader import MAX_RECIPE_BYTES, MAX_RECIPE_NODES
+from autobin.recipes.loader import MAX_RECIPE_BYTES, MAX_RECIPE_DEPTH, MAX_RECIPE_NODES
 
 BOMB = """\
 schema_version: 1
@@ -82,3 +82,34 @@ def test_as_recipe_takes_every_form(tmp_path):
     for bad in (3, None, ["adabin"]):
         with pytest.raises(RecipeError, match="a recipe cannot be a"):
             as_recipe(bad)
+
+
+DEEP = 3000  # far past Python's recursion limit (1000): yaml's composer recursed once a level
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "schema_version: 1\nrules: " + "[" * DEEP + "]" * DEEP + "\n",
+        "schema_version: 1\nrules: " + "{a: " * DEEP + "1" + "}" * DEEP + "\n",
+        '{"schema_version": 1, "rules": ' + "[" * DEEP + "]" * DEEP + "}\n",  # JSON is YAML
+        "schema_version: 1\nrules:\n" + "".join("  " * i + "- a:\n" for i in range(1, 40)),
+    ],
+    ids=["flow-lists", "flow-maps", "json", "block-indented"],
+)
+def test_deeply_nested_recipe_is_one_clear_error(tmp_path, text):
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError, match=f"nested more than {MAX_RECIPE_DEPTH} levels") as err:
+        load_recipe(path)
+    assert str(path) in str(err.value) and "fix:" in str(err.value)
+
+
+def test_deeply_nested_mapping_is_one_clear_error():
+    rule: dict = {}
+    inner = rule
+    for _ in range(DEEP):
+        inner["a"] = {}
+        inner = inner["a"]
+    with pytest.raises(RecipeError, match=f"nested more than {MAX_RECIPE_DEPTH} levels"):
+        as_recipe({"schema_version": 1, "rules": [rule]})

@@ -10,6 +10,8 @@ Modes:
                 holds a checkpoint; ``--stop-after E`` stops every rank after epoch E.
     bad-label - finetune on data where the first item rank 1 of 2 loads has label 10 of 10.
     sync-bn   - finetune with ``sync_bn: true`` on the CPU (refused: SyncBatchNorm needs CUDA).
+    nan-image - finetune on data where the first item rank 1 of 2 loads is an all-NaN image.
+    uneven    - finetune where rank 1 passes one training item less than rank 0.
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ class OneBadLabel(Dataset):
         return x, (10 if i == self.index else y)
 
 
+class OneNaNImage(OneBadLabel):
+    def __getitem__(self, i: int):
+        x, y = self.data[i]
+        return (torch.full_like(x, float("nan")) if i == self.index else x), y
+
+
 def first_item_of_rank1(n: int) -> int:
     """The first training item rank 1 of 2 loads (seed 0, epoch 0)."""
     return epoch_indices(n, 0, 0, Ranks(1, 2))[0]
@@ -68,7 +76,9 @@ def _teacher(path: str) -> torch.nn.Module:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["pipeline", "finetune", "bad-label", "sync-bn"])
+    ap.add_argument(
+        "mode", choices=["pipeline", "finetune", "bad-label", "sync-bn", "nan-image", "uneven"]
+    )
     ap.add_argument("out")
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--batch", type=int, default=32)
@@ -93,6 +103,10 @@ def main() -> None:
     train, val = load_dataset(DATA, "train"), load_dataset(DATA, "test")
     if args.mode == "bad-label":
         train = OneBadLabel(train, first_item_of_rank1(len(train)))
+    if args.mode == "nan-image":
+        train = OneNaNImage(train, first_item_of_rank1(len(train)))
+    if args.mode == "uneven":
+        train = torch.utils.data.Subset(train, range(len(train) - rank))
     callbacks = [StopAfter(args.stop_after)] if args.stop_after else []
     finetune(student, teacher, train, val, epochs=args.epochs, config=config,
              out_dir=out / "run", resume=True, callbacks=callbacks)  # fmt: skip

@@ -11,11 +11,15 @@ import torch
 from tiny_nets import tiny_float_net, tiny_student
 from torch.utils.data import Dataset, Subset
 
+from autobin import AutobinError
 from autobin.data import load_dataset
 from autobin.train import (
     CheckpointError,
     DataFormatError,
+    DistributedSetupError,
+    ModelSetupError,
     RunDirectoryError,
+    TrainWarning,
     finetune,
     load_checkpoint,
     train_float,
@@ -47,8 +51,10 @@ def test_existing_run_is_refused_then_resumed_or_overwritten(digits, tmp_path: P
         teacher = tiny_float_net()
         finetune(tiny_student(teacher), teacher, train, val, epochs=2, out_dir=tmp_path, **FAST)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
-    result = finetune(tiny_student(tiny_float_net()), tiny_float_net(), train, val, epochs=2,
-                      out_dir=tmp_path, resume=True, **FAST)  # fmt: skip
+    # two epochs instead of one: the schedule differs from a run planned with two (said so)
+    with pytest.warns(TrainWarning, match=r"different training config \(\['epochs'\]\)"):
+        result = finetune(tiny_student(tiny_float_net()), tiny_float_net(), train, val, epochs=2,
+                          out_dir=tmp_path, resume=True, **FAST)  # fmt: skip
     assert [r["epoch"] for r in result.history] == [1, 2]
     (tmp_path / "curves.png").write_bytes(b"stale figure of the old run")
     fresh = finetune(tiny_student(tiny_float_net()), tiny_float_net(), train, None, epochs=1,
@@ -175,8 +181,9 @@ def test_empty_validation_set_is_an_error(tmp_path) -> None:
 def test_nan_validation_loss_writes_valid_json(tmp_path) -> None:
     val = _good(20)
     val[3] = (torch.full((1, 8, 8), float("nan")), 3)
-    result = train_float(tiny_float_net(), _Items(_good()), _Items(val), epochs=1, out_dir=tmp_path,
-                         **FAST)  # fmt: skip
+    with pytest.warns(TrainWarning, match=r"epoch 1: the validation loss is nan: .*check the data"):
+        result = train_float(tiny_float_net(), _Items(_good()), _Items(val), epochs=1,
+                             out_dir=tmp_path, **FAST)  # fmt: skip
     assert math.isnan(result.history[0]["val_loss"])
 
     def refuse(constant: str):
@@ -196,3 +203,45 @@ def test_progress_without_a_terminal_is_one_line_per_epoch(digits, tmp_path, cap
     assert "\r" not in captured.out + captured.err
     lines = captured.out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+
+
+# --------------------------------------------------------------------------- torchrun
+def test_a_malformed_torchrun_environment_is_one_clear_error(monkeypatch, tmp_path) -> None:
+    env = {"WORLD_SIZE": "two", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": "29500"}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(DistributedSetupError, match=r"malformed \(WORLD_SIZE='two', .*launch "):
+        train_float(tiny_float_net(), _Items(_good()), epochs=1, out_dir=tmp_path, **FAST)
+    assert issubclass(DistributedSetupError, AutobinError) and not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- models
+def _rgb_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()]
+    return torch.nn.Sequential(*layers, torch.nn.Linear(8, 10))
+
+
+@pytest.mark.parametrize("which", ["model", "teacher"])
+def test_data_with_other_channels_than_the_model_is_one_clear_error(tmp_path, which) -> None:
+    student, teacher = tiny_student(tiny_float_net()), tiny_float_net()
+    if which == "model":
+        student = _rgb_net()
+    else:
+        teacher = _rgb_net()
+    with pytest.raises(ModelSetupError, match=rf"item 0 \(an image of shape \(1, 8, 8\)\) does "
+                       rf"not fit the {which}: .*3 channels.*in_chans"):  # fmt: skip
+        finetune(student, teacher, _Items(_good()), epochs=1, out_dir=tmp_path, **FAST)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("which", ["model", "teacher"])
+def test_half_precision_weights_are_refused_pointing_to_autocast(tmp_path, which, dtype) -> None:
+    teacher = tiny_float_net()
+    student = tiny_student(teacher)
+    (student if which == "model" else teacher).to(dtype)
+    with pytest.raises(ModelSetupError, match=rf"the {which} has {dtype} parameters; pass it in "
+                       rf"float32 \({which}.float\(\)\).*precision"):  # fmt: skip
+        finetune(student, teacher, _Items(_good()), epochs=1, out_dir=tmp_path, **FAST)

@@ -41,7 +41,10 @@ SCRIPT = textwrap.dedent(
 
 def _run(out, kill_at: int) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(out), str(kill_at)], capture_output=True, text=True
+        [sys.executable, "-c", SCRIPT, str(out), str(kill_at)],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

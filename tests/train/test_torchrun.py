@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -151,6 +152,33 @@ def test_a_failing_rank_stops_the_others_with_a_clear_message(tmp_path, teacher)
     # rank 1 holds the bad item and names it; rank 0 stops instead of waiting for rank 1
     assert f"DataFormatError: train_data item {bad} has label 10" in out
     assert "RankFailedError: rank 1 of 2 failed in training step" in out
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_rank_with_a_non_finite_loss_is_named_by_the_others(tmp_path, teacher) -> None:
+    proc = _torchrun(str(WORKER), "nan-image", str(tmp_path), "--teacher", str(teacher))
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0
+    # rank 1 loaded the NaN image and reports its own loss; rank 0 names rank 1 and that loss
+    # instead of calling its own finite loss non-finite
+    assert "NonFiniteLossError: non-finite training loss (nan) at epoch 1, step 1;" in out
+    assert (
+        "RankFailedError: rank 1 of 2 failed in training step 1 (NonFiniteLossError: "
+        "non-finite training loss (nan) at epoch 1, step 1;"
+    ) in out
+    assert re.search(r"non-finite training loss \([-\d]", out) is None, out[-3000:]
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_data_of_another_length_on_one_rank_is_a_clear_error_on_every_rank(
+    tmp_path, teacher
+) -> None:
+    proc = _torchrun(str(WORKER), "uneven", str(tmp_path), "--teacher", str(teacher))
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0
+    line = "DistributedSetupError: train_data has a different length on each process (rank 0: "
+    assert out.count(line + "512, rank 1: 511 items); every process must pass the same") == 2
+    assert "gloo" not in out.lower() or "DistributedSetupError" in out
     assert not (tmp_path / "run" / "last.pt").exists()
 
 

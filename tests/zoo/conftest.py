@@ -20,6 +20,7 @@ from autobin.nn import (
     XnorConv2d,
     XnorLinear,
 )
+from autobin.recipes import load_recipe
 
 
 def build_cnn(num_classes: int = 5, in_chans: int = 3) -> nn.Module:
@@ -129,11 +130,7 @@ def make(arch: str, seed: int = 0, **kwargs: Any) -> tuple[nn.Module, torch.Tens
 
 
 def sample_recipe() -> dict[str, Any]:
-    """A real recipe dict when autobin.recipes exists, else a stand-in."""
-    try:
-        from autobin.recipes import load_recipe  # type: ignore[attr-defined]
-    except ImportError:
-        return {"name": "adabin", "method": "adabin", "rules": [{"match": "Conv2d"}]}
+    """The built-in recipe ``adabin`` as a dict."""
     return load_recipe("adabin").to_dict()
 
 

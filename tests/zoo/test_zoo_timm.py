@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import timm
 import torch
 
-try:
-    from autobin import binarize  # type: ignore[attr-defined]
-except ImportError:  # the graph pass is being written in parallel; the lead removes this skip
-    binarize = None
-import timm
-
+from autobin import binarize
 from autobin.zoo import binary_layers, load, publish, show
-
-pytestmark = pytest.mark.skipif(binarize is None, reason="autobin.binarize is not importable yet")
 
 
 @torch.no_grad()

@@ -3,6 +3,8 @@ publishes, and the one-file checkpoint ``autobin binarize -o`` writes."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from autobin.zoo import (
     ZooError,
     ZooFormatError,
     ZooIntegrityError,
+    ZooNameError,
     clean_interrupted,
     list_models,
     load,
@@ -59,7 +62,12 @@ def test_deleted_index_is_rebuilt_from_the_entries(zoo, kit):
     _publish(kit, zoo, "b-cnn", seed=1)
     before = (zoo / "index.json").read_text()
     (zoo / "index.json").unlink()
-    assert list_models(zoo) == []
+    missing = r"index.json is missing but .* holds 2 entry folder\(s\) \(a-cnn, b-cnn\)"
+    with pytest.raises(ZooIntegrityError, match=missing + ".*autobin zoo --zoo-dir .* reindex"):
+        list_models(zoo)  # not an empty list while entries exist
+    with pytest.raises(ZooIntegrityError, match="reindex"):  # an index of one would hide two
+        _publish(kit, zoo, "c-cnn")
+    assert list_models(zoo / "absent") == []
     with pytest.raises(ModelNotFoundError, match="reindex"):
         load("a-cnn", zoo_dir=zoo, rebuild=kit.rebuild)
     done = rebuild_index(zoo)
@@ -92,7 +100,7 @@ def test_folders_of_interrupted_publishes_are_cleaned_up(zoo, kit):
     _publish(kit, zoo, "first")
     # a publish killed after writing its temporary folder: its process no longer exists
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+                          capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
     import socket
 
     stale = zoo / ".publish-second-abc123"
@@ -129,7 +137,7 @@ def test_one_file_checkpoint_round_trip(tmp_path):
                                                                         "in_chans": 1}  # fmt: skip
         with torch.no_grad():
             assert torch.equal(loaded.eval()(x), bnn(x))
-    assert verify(path)["checked_against"].endswith("(embedded data_sha256)")
+    assert verify(path)["checked_against"].endswith("(embedded sha256)")
 
 
 def test_one_file_checkpoint_damage_is_refused(tmp_path):
@@ -145,3 +153,109 @@ def test_one_file_checkpoint_damage_is_refused(tmp_path):
     with pytest.raises(IsADirectoryError):
         save_file(_binarized(), tmp_path)
     assert issubclass(ZooError, autobin.AutobinError)
+
+
+def _rewrite_header(path, change) -> None:
+    """Apply ``change`` to the parsed safetensors header of ``path``; same length, same data."""
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    change(header)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    assert len(text) <= n
+    path.write_bytes(data[:8] + text.ljust(n) + data[8 + n :])
+
+
+def _swap_two_same_shaped_tensors(header) -> tuple[str, str]:
+    by_shape: dict = {}
+    for name, info in header.items():
+        if name != "__metadata__":
+            by_shape.setdefault((info["dtype"], tuple(info["shape"])), []).append(name)
+    a, b = next(names for names in by_shape.values() if len(names) >= 2)[:2]
+    header[a]["data_offsets"], header[b]["data_offsets"] = (
+        header[b]["data_offsets"], header[a]["data_offsets"]
+    )  # fmt: skip
+    return a, b
+
+
+def test_one_file_checkpoint_with_swapped_tensor_offsets_fails_verify(tmp_path):
+    path = save_file(_binarized(), tmp_path / "bnn.safetensors")
+    _rewrite_header(path, _swap_two_same_shaped_tensors)
+    with pytest.raises(ZooIntegrityError, match=r"sha256 of the file .* corrupt or was modified"):
+        verify(path)
+    with pytest.raises(ZooIntegrityError):
+        autobin.load(path)
+    # the embedded config is covered too
+    path = save_file(_binarized(), tmp_path / "bnn2.safetensors")
+
+    def rename(header):
+        meta = header["__metadata__"]
+        meta["autobin_config"] = meta["autobin_config"].replace('"bnn2"', '"bnn3"')
+
+    _rewrite_header(path, rename)
+    with pytest.raises(ZooIntegrityError):
+        verify(path)
+
+
+def test_one_file_checkpoint_of_the_earlier_format_still_loads(tmp_path):
+    """Files written before the whole-file sha256 carry ``data_sha256`` of the tensor bytes."""
+    bnn = _binarized().eval()
+    path = save_file(bnn, tmp_path / "old.safetensors")
+    data = path.read_bytes()
+    tensor_bytes = data[8 + int.from_bytes(data[:8], "little") :]
+
+    def to_legacy(header):
+        meta = header["__metadata__"]
+        del meta["file_sha256"]
+        meta["data_sha256"] = hashlib.sha256(tensor_bytes).hexdigest()
+
+    _rewrite_header(path, to_legacy)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(autobin.load(path)(x), bnn(x))
+
+
+@pytest.mark.parametrize("name", ["resnet18-adabin\n", "a\n", "resnet18\nb"])
+def test_zoo_names_with_a_newline_are_refused(zoo, kit, name):
+    model, _ = kit.make("tiny-cnn")
+    with pytest.raises(ZooNameError, match="invalid zoo model name"):
+        publish(model, name, zoo_dir=zoo, arch="tiny-cnn", rebuild=kit.rebuild)
+    assert not zoo.exists() or not any(zoo.iterdir())
+
+
+def _write_probe(tmp_path, kind):
+    path = tmp_path / {"torch": "model.pt", "garbage": "model.bin", "float": "weights.safetensors",
+                       "empty": "empty.safetensors", "missing": "missing.safetensors",
+                       "folder": "folder"}[kind]  # fmt: skip
+    if kind == "torch":
+        torch.save({"weight": torch.zeros(3)}, path)
+    elif kind == "garbage":
+        path.write_bytes(b"hello, this is not a checkpoint")
+    elif kind == "float":
+        from safetensors.torch import save_file as save_plain
+
+        save_plain({"weight": torch.zeros(3)}, path)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "folder":
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "message"),
+    [
+        ("missing", ModelNotFoundError, r"missing.safetensors: no such file or folder; give an "),
+        ("torch", ZooFormatError, r"model.pt: a PyTorch checkpoint \(torch.save\), not an autob"),
+        ("garbage", ZooFormatError, r"model.bin: not a safetensors file \(no JSON header"),
+        ("float", ZooFormatError, r"weights.safetensors: a safetensors file without autobin's"),
+        ("empty", ZooFormatError, r"empty.safetensors: file is 0 bytes, too short"),
+        ("folder", ModelNotFoundError, r"folder is a folder but not a zoo entry \(it has no SHA"),
+    ],
+)
+def test_autobin_load_of_what_is_not_an_autobin_file_says_what_it_is(tmp_path, kind, error,
+                                                                      message):  # fmt: skip
+    path = _write_probe(tmp_path, kind)
+    with pytest.raises(error, match=message) as err:
+        autobin.load(path, zoo_dir=tmp_path / "zoo")
+    assert "\n" not in str(err.value)

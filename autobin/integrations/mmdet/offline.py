@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...errors import AutobinWarning
 from .errors import TeacherCheckpointError
 
 LOCAL_SCHEMES = ("file://",)
@@ -71,6 +72,10 @@ def strip_pretrained(cfg: Any, path: str = "model") -> list[str]:
     return removed
 
 
+class PretrainedInitRemovedWarning(AutobinWarning):
+    """A config asked for pretrained weights from the network; autobin removed the request."""
+
+
 def warn_stripped(removed: list[str], source: str) -> None:
     """One warning listing the pretrained downloads removed from ``source``."""
     if removed:
@@ -79,6 +84,7 @@ def warn_stripped(removed: list[str], source: str) -> None:
             f"network here): {', '.join(removed)}. The layers start from mmdet's default "
             "initialisation; give a local checkpoint (teacher=dict(checkpoint=...) or "
             "load_from) for trained weights",
+            PretrainedInitRemovedWarning,
             stacklevel=3,
         )
 
@@ -122,38 +128,50 @@ def mmengine_checkpoints() -> Iterator[None]:
             os.environ[key] = old
 
 
-def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+def load_checkpoint_file(
+    path: str | os.PathLike[str], what: str = "teacher checkpoint"
+) -> dict[str, torch.Tensor]:
     """The ``state_dict`` of an mmengine (or plain torch) checkpoint file, on the CPU.
 
+    Args:
+        path: the file.
+        what: what the file is, for the messages (``"teacher checkpoint"``, ``"checkpoint"``).
+
     Raises:
-        TeacherCheckpointError: the file is missing, unreadable or holds no state dict.
+        TeacherCheckpointError: the file is missing, empty, unreadable (garbage, truncated) or
+            holds no state dict.
     """
     path = Path(os.path.expanduser(os.fspath(path)))
     if not path.is_file():
-        raise TeacherCheckpointError(
-            f"teacher checkpoint {path} does not exist; give the .pth file of a trained float "
-            "detector (e.g. work_dirs/float_ssd/epoch_24.pth) or leave teacher unset to use the "
-            "student's starting float weights"
+        fix = (
+            "give the .pth file of a trained float detector (e.g. "
+            "work_dirs/float_ssd/epoch_24.pth) or leave teacher unset to use the student's "
+            "starting float weights"
+            if what == "teacher checkpoint"
+            else "give a .pth written by mmdet-train (e.g. WORK_DIR/epoch_N.pth)"
         )
+        raise TeacherCheckpointError(f"{what} {path} does not exist; {fix}")
+    if path.stat().st_size == 0:
+        raise TeacherCheckpointError(f"{what} {path} is empty (0 bytes); {READABLE}")
     try:
         with mmengine_checkpoints():
             data = torch.load(path, map_location="cpu")
     except Exception as exc:
         raise TeacherCheckpointError(
-            f"cannot read teacher checkpoint {path}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}; give a checkpoint written by "
-            "mmengine's Runner or torch.save(model.state_dict())"
+            f"cannot read {what} {path}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''} (damaged or truncated?); {READABLE}"
         ) from exc
     state = data.get("state_dict", data) if isinstance(data, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise TeacherCheckpointError(
-            f"teacher checkpoint {path} holds no state dict of tensors; give a checkpoint "
-            "written by mmengine's Runner or torch.save(model.state_dict())"
-        )
+        raise TeacherCheckpointError(f"{what} {path} holds no state dict of tensors; {READABLE}")
     return state
 
 
+READABLE = "give a checkpoint written by mmengine's Runner or torch.save(model.state_dict())"
+
+
 __all__ = [
+    "PretrainedInitRemovedWarning",
     "fix_predict",
     "load_checkpoint_file",
     "mmengine_checkpoints",

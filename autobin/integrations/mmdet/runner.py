@@ -14,12 +14,17 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ...data.mnist_det import check_voc_root
-from .offline import fix_predict, mmengine_checkpoints
+from .errors import MMDetIntegrationError
+from .offline import (
+    fix_predict,
+    load_checkpoint_file,
+    mmengine_checkpoints,
+)
 
 LAUNCHERS = ("none", "pytorch", "slurm", "mpi")
 
@@ -41,6 +46,38 @@ def _voc_roots(cfg: Any) -> set[tuple[str, str]]:
     for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
         walk(cfg.get(key))
     return roots
+
+
+def check_option_keys(cfg: Any, options: Mapping[str, Any]) -> None:
+    """Refuse a ``--cfg-options`` key that misspells one of the config's keys.
+
+    mmengine adds an unknown key silently, so ``train_cfg.max_epoch=2`` would train for the
+    config's own number of epochs. A key that is new but close to no existing key is allowed
+    (configs legitimately gain new keys).
+    """
+    from ...errors import did_you_mean
+
+    tree = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg  # an mmengine Config, or a dict
+    for key in options:
+        node: Any = tree
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+                continue
+            if not isinstance(node, Mapping):
+                break
+            if part in node:
+                node = node[part]
+                continue
+            close = did_you_mean(part, [str(k) for k in node])
+            if close is not None:
+                where = ".".join(parts[: i + 1])
+                raise MMDetIntegrationError(
+                    f"--cfg-options {key}: the config has no {where!r} ({close}); mmengine "
+                    "would add it as a new key and the intended setting would not change"
+                )
+            break
 
 
 def prepare_config(
@@ -68,6 +105,7 @@ def prepare_config(
             )
     cfg = load_config(config)  # validates the detector and removes pretrained downloads
     if cfg_options:
+        check_option_keys(cfg, cfg_options)
         cfg.merge_from_dict(dict(cfg_options))
     cfg.launcher = launcher
     if work_dir is not None:
@@ -115,14 +153,17 @@ def launched(cfg: Any) -> Iterator[None]:
         yield
 
 
-def build_runner(cfg: Any):
-    """``Runner.from_cfg(cfg)``; on failure, remove what it created in the work dir."""
+def build_runner(cfg: Any, check: Callable[[Any], None] | None = None):
+    """``Runner.from_cfg(cfg)``, then ``check(runner)``; on failure of either, remove what the
+    runner created in the work dir."""
     from mmengine.runner import Runner
 
     work_dir = Path(cfg.work_dir)
     before = set(work_dir.iterdir()) if work_dir.is_dir() else None
     try:
         runner = Runner.from_cfg(cfg)
+        if check is not None:
+            check(runner)
     except BaseException:
         if before is None:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -132,6 +173,41 @@ def build_runner(cfg: Any):
         raise
     fix_predict(runner.model)
     return runner
+
+
+LAST_CHECKPOINT = "last_checkpoint"  # mmengine's pointer to a work dir's latest checkpoint
+
+
+def check_schedule(cfg: Any, source: str) -> None:
+    """Refuse a training schedule of no epochs or iterations (it would 'train' nothing)."""
+    train_cfg = cfg.get("train_cfg") or {}
+    for key in ("max_epochs", "max_iters"):
+        value = train_cfg.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            unit = key.removeprefix("max_")
+            raise MMDetIntegrationError(
+                f"{source}: train_cfg.{key} is {value!r}; training needs a positive number of "
+                f"{unit} (e.g. --cfg-options train_cfg.{key}=12)"
+            )
+
+
+def check_checkpoint_fits(model: Any, keys: set[str], checkpoint: str) -> None:
+    """Refuse a checkpoint whose weights are not the model's (another model or a float one):
+    evaluating it would silently measure the config's initial weights."""
+    model = getattr(model, "module", model)  # a DDP-wrapped model (--launcher pytorch)
+    own = set(model.state_dict())
+    missing = sorted(own - keys)
+    unexpected = sorted(keys - own)
+    if missing or unexpected:
+        shown = lambda keys: ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")  # noqa: E731
+        raise MMDetIntegrationError(
+            f"checkpoint {checkpoint} does not fit the config's model: {len(missing)} of its "
+            f"{len(own)} weights are missing ({shown(missing) or '-'}) and {len(unexpected)} "
+            f"are unexpected ({shown(unexpected) or '-'}); evaluate a checkpoint with the config "
+            "it was trained with (a binarized config needs a checkpoint of mmdet-train on it)"
+        )
 
 
 def train(
@@ -157,7 +233,14 @@ def train(
     """
     cfg = prepare_config(config, work_dir=work_dir, cfg_options=cfg_options, launcher=launcher,
                          amp=amp)  # fmt: skip
+    check_schedule(cfg, str(config))
     if resume is True or resume == "auto":
+        if not (Path(cfg.work_dir) / LAST_CHECKPOINT).is_file():
+            raise MMDetIntegrationError(
+                f"--resume: {cfg.work_dir} holds no checkpoint to resume (no {LAST_CHECKPOINT} "
+                "file of an earlier mmdet-train there); give the --work-dir of the run to "
+                "continue, or drop --resume to start afresh"
+            )
         cfg.resume, cfg.load_from = True, None
     elif resume:
         if not Path(str(resume)).is_file():
@@ -182,15 +265,13 @@ def test(
     launcher: str = "none",
 ) -> dict[str, float]:
     """Evaluate ``checkpoint`` on the config's test set; return mmengine's metrics dict."""
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(
-            f"checkpoint {checkpoint} does not exist; give a .pth written by mmdet-train "
-            "(e.g. WORK_DIR/epoch_N.pth)"
-        )
+    keys = set(load_checkpoint_file(checkpoint, "checkpoint"))
     cfg = prepare_config(config, work_dir=work_dir, cfg_options=cfg_options, launcher=launcher)
     cfg.load_from = str(checkpoint)
     with launched(cfg):
-        runner = build_runner(cfg)
+        runner = build_runner(
+            cfg, check=lambda r: check_checkpoint_fits(r.model, keys, str(checkpoint))
+        )
         with mmengine_checkpoints():
             return dict(runner.test())
 
@@ -208,4 +289,13 @@ def parse_cfg_options(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
-__all__ = ["LAUNCHERS", "build_runner", "parse_cfg_options", "prepare_config", "test", "train"]
+__all__ = [
+    "LAUNCHERS",
+    "build_runner",
+    "check_checkpoint_fits",
+    "check_schedule",
+    "parse_cfg_options",
+    "prepare_config",
+    "test",
+    "train",
+]
