@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AutobinError
+from ..errors import AutobinError, AutobinWarning
 
 #: Normalization of the released AdaBin CIFAR code (ImageNet's statistics).
 CIFAR_MEAN = (0.485, 0.456, 0.406)
@@ -38,7 +38,7 @@ class DatasetFilesError(AutobinError, OSError):
     """A dataset folder is missing, incomplete or holds damaged files."""
 
 
-class CifarDataWarning(UserWarning):
+class CifarDataWarning(AutobinWarning):
     """CIFAR files that are readable but differ from the official release."""
 
 
