@@ -217,3 +217,26 @@ def test_tresnet_input_channels_come_from_the_model_not_its_space_to_depth_stem(
     assert family_of(model).input_shape(model) == (3, 224, 224)
     gray = timm.create_model("resnet18", in_chans=1)
     assert family_of(gray).input_shape(gray) == (1, 224, 224)
+
+
+class OptionalMask(nn.Module):
+    """A model with an optional argument its callers leave out (Hiera's ``mask=None``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x, mask=None):
+        y = self.conv(self.stem(x))
+        if mask is not None:
+            y = y * mask.view(-1, 1, 1, 1)
+        return self.head(y)
+
+
+def test_optional_arguments_the_example_leaves_out_are_traced_as_none():
+    bnn = autobin.binarize(OptionalMask())
+    assert isinstance(bnn, torch.fx.GraphModule)  # traced whole, for mask=None:
+    assert not any(n.op == "call_method" and n.target == "view" for n in bnn.graph.nodes)
+    assert bnn(torch.randn(2, 3, 16, 16)).shape == (2, 2, 16, 16)
