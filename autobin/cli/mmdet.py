@@ -20,7 +20,6 @@ MMDET_PREFIX = "mmdet::"
 DEFAULT_DETECTOR_RECIPE = "det-adabin"
 # --no-distill: both terms off (make_binarized_config writes distill=None as {}, which means the
 # default weights, distillation on)
-NO_DISTILL = {"feature_weight": 0.0, "cls_weight": 0.0}
 
 
 def is_mmdet_config(name: str) -> bool:
@@ -132,7 +131,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         recipe = args.recipe or DEFAULT_DETECTOR_RECIPE
         cfg = make_binarized_config(
             args.config, recipe, teacher=args.teacher,
-            distill=NO_DISTILL if args.no_distill else distill, data_root=data_root,
+            distill=None if args.no_distill else distill, data_root=data_root,
         )  # fmt: skip
     path = write_config(cfg, args.output)
     print(f"wrote {path}")

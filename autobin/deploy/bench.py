@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -350,7 +351,7 @@ def bench_timm(
     import timm
 
     from .. import models  # noqa: F401  registers autobin's CIFAR architectures in timm
-    from ..graph import binarize, family_of
+    from ..graph import NothingBinarizedWarning, binarize, family_of
     from ..nn import BinaryLayer
 
     torch.manual_seed(0)
@@ -359,7 +360,9 @@ def bench_timm(
     if input_size is not None:
         size = list(input_size)
     x = torch.randn(batch, chans, *size)
-    bnn = binarize(model, recipe, example_inputs=(x[:1].repeat(2, 1, 1, 1),)).eval()
+    with warnings.catch_warnings():  # nothing binarized is refused below, in one line
+        warnings.simplefilter("ignore", NothingBinarizedWarning)
+        bnn = binarize(model, recipe, example_inputs=(x[:1].repeat(2, 1, 1, 1),)).eval()
     if not any(isinstance(m, BinaryLayer) for m in bnn.modules()):
         raise DeployError(
             f"recipe {recipe!r} binarizes no layer of {arch}: there is nothing to deploy or "

@@ -36,8 +36,8 @@ CASES = {
         r"models: 2  tried: 2  skipped: 0  ok: 2  failed: 0",
     ),
     "deploy_end_to_end": (
-        ["--arch", "resnet10t", "--threads", "1", "--reps", "1"],
-        r"goal >= [\d.]+x at batch 1, 2 threads: [\d.]+x \(1 thread\(s\)\)",
+        ["--arch", "resnet10t", "--threads", "1", "--batch", "1", "--reps", "1"],
+        r"batch 1, 1 thread\(s\): [\d.]+x float32 \(goal [\d.]+x\)",
     ),
     "compiled_traffic": (
         ["--arch", "resnet10t", "--input-size", "1", "32", "32", "--batches", "2", "4",
@@ -52,8 +52,8 @@ CASES = {
     ),
     "detection": (
         ["--family", "ssd", "--trainval", "4", "--test", "2", "--float-iters", "2",
-         "--student-iters", "1", "--batch", "1", "--threads", "1", "--out", "runs"],
-        r"ssd +binary_distill +1 +[\d.]+ ",
+         "--student-iters", "2", "--batch", "1", "--threads", "1", "--out", "runs"],
+        r"ssd +binary_distill +2 +[\d.]+ ",
     ),
     "search": (
         ["--archs", "resnet10t", "--seeds", "0", "--teacher-epochs", "1", "--epochs", "1",

@@ -308,7 +308,7 @@ def test_no_distill_builds_a_detector_without_a_teacher(tmp_path) -> None:
     cfg = Config.fromfile(str(out))
     init_default_scope("mmdet")
     model = _quiet(MODELS.build, cfg.model)
-    assert model.teacher is None and not model.distill_config.enabled
+    assert model.teacher is None and model.distill_config is None
 
 
 def test_a_misspelt_cfg_option_is_refused_and_a_new_key_allowed(tmp_path, binarized_ssd,
