@@ -277,7 +277,7 @@ def _architecture(
             "kwargs": check_json_value(dict(arch_kwargs), "arch_kwargs")}  # fmt: skip
 
 
-def _build_config(
+def build_entry_config(
     model: nn.Module,
     name: str,
     *,

@@ -21,7 +21,7 @@ from torch import nn
 from ..atomic import fsync_dir
 from ..quantizers.packing import BIT_ORDER
 from .card import render_card
-from .config import CARD_FILE, CONFIG_FILE, _build_config, check_metrics
+from .config import CARD_FILE, CONFIG_FILE, build_entry_config, check_metrics
 from .errors import ZooFormatError
 from .format import (
     WEIGHTS_FILE,
@@ -121,7 +121,7 @@ def publish(
     check_name(name)
     check_float_dtype(float_dtype)
     zoo = Path(zoo_dir)
-    config = _build_config(
+    config = build_entry_config(
         model, name, arch=arch, arch_kwargs=arch_kwargs, recipe=recipe, input_size=input_size,
         metrics=metrics, dataset=dataset, teacher=teacher, schedule=schedule, license=license,
     )  # fmt: skip

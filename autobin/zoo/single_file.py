@@ -28,7 +28,7 @@ from torch import nn
 
 from ..atomic import atomic_write
 from ..quantizers.packing import BIT_ORDER
-from .config import _build_config, validate_config
+from .config import build_entry_config, validate_config
 from .errors import ZooFormatError, ZooIntegrityError
 from .format import (
     WEIGHTS_FILE,
@@ -118,7 +118,7 @@ def save_file(
         raise ValueError(
             "the model has no binary layers; binarize it with autobin.binarize(model) first"
         )
-    config = _build_config(
+    config = build_entry_config(
         model, path.stem, arch=arch, arch_kwargs=arch_kwargs, recipe=None, input_size=input_size,
         metrics=None, dataset=None, teacher=None, schedule=None, license="apache-2.0",
     )  # fmt: skip
