@@ -20,6 +20,17 @@ from .float_parts import choose_precision, low_precision_conv
 from .layers import InferenceMaxout, PackedConv2d
 
 ADDS = (operator.add, torch.add, operator.iadd)
+
+
+def module_call_counts(gm: fx.GraphModule) -> dict[str, int]:
+    """How many ``call_module`` nodes of ``gm`` call each submodule (by target)."""
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    return calls
+
+
 """The graph functions that add two tensors (a shortcut)."""
 
 
@@ -69,10 +80,7 @@ def fuse_glue(root: nn.Module) -> tuple[dict[str, str], list[str], dict[str, str
         if not isinstance(gm, fx.GraphModule):
             continue
         changed = _drop_identities(gm)
-        calls: dict[str, int] = {}
-        for node in gm.graph.nodes:
-            if node.op == "call_module":
-                calls[node.target] = calls.get(node.target, 0) + 1
+        calls = module_call_counts(gm)
         for node in list(gm.graph.nodes):
             if node.op != "call_module" or calls[node.target] != 1 or len(node.users) != 1:
                 continue
@@ -142,10 +150,7 @@ def low_precision_float_parts(
     for prefix, gm in list(root.named_modules()):
         if not isinstance(gm, fx.GraphModule):
             continue
-        calls: dict[str, int] = {}
-        for node in gm.graph.nodes:
-            if node.op == "call_module":
-                calls[node.target] = calls.get(node.target, 0) + 1
+        calls = module_call_counts(gm)
         changed = False
         for node in list(gm.graph.nodes):
             if node.op != "call_module" or calls[node.target] != 1 or len(node.users) != 1:
@@ -194,4 +199,5 @@ __all__ = [
     "fuse_glue",
     "join_path",
     "low_precision_float_parts",
+    "module_call_counts",
 ]

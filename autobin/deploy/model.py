@@ -21,7 +21,7 @@ from . import fusion
 from .build import active_kernel
 from .errors import DeployError, DeployInputError
 from .float_parts import check_float_parts
-from .fusion import ADDS, first_conv, join_path, low_precision_float_parts
+from .fusion import ADDS, first_conv, join_path, low_precision_float_parts, module_call_counts
 from .layers import (
     InferenceMaxout,
     PackedConv2d,
@@ -127,10 +127,7 @@ def _fold_norms(root: nn.Module, summary: DeploySummary) -> dict[str, tuple[nn.M
     for prefix, gm in list(root.named_modules()):
         if not isinstance(gm, fx.GraphModule):
             continue
-        calls: dict[str, int] = {}
-        for node in gm.graph.nodes:
-            if node.op == "call_module":
-                calls[node.target] = calls.get(node.target, 0) + 1
+        calls = module_call_counts(gm)
         changed = False
         for node in list(gm.graph.nodes):
             if node.op != "call_module" or len(node.users) != 1:
