@@ -51,8 +51,8 @@ DATASET = "mnist-det-small"
 INPUT_SIZE = 128
 MEANINGFUL_MAP = 0.3
 """Below this float mAP a ratio of two mAPs says nothing and is not printed."""
-BENCHMARK = {"float_iters": 700, "student_iters": 350, "evals": 4}
-DEMO = {"float_iters": 700, "student_iters": 350, "evals": 1, "family": "ssd"}
+BENCHMARK = {"float_iters": 2500, "student_iters": 2000, "evals": 5}
+DEMO = {"float_iters": 1200, "student_iters": 900, "evals": 1, "family": "ssd"}
 OUTPUTS = ("runs", "zoo", "detections.png", "results.json")
 """What a run writes under --out (removed at the start of every run; the data is kept)."""
 
@@ -461,12 +461,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/bench-det", help="output folder")
     p.add_argument("--data", default=None, help=f"{DATASET} root (default OUT/data)")
     p.add_argument("--family", choices=[*FAMILIES, "all"], default="all")
-    p.add_argument("--float-iters", type=int, default=None, help="default 700")
-    p.add_argument("--student-iters", type=int, default=None, help="default 350")
+    p.add_argument("--float-iters", type=int, default=None, help="default 2500 (demo 1200)")
+    p.add_argument("--student-iters", type=int, default=None, help="default 2000 (demo 900)")
     p.add_argument("--evals", type=int, default=None, help="evaluations per run: the mAP curve")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3, help="float training learning rate")
-    p.add_argument("--student-lr", type=float, default=1e-3, help="binary students' rate")
+    p.add_argument("--lr", type=float, default=4e-3, help="float training learning rate")
+    p.add_argument("--student-lr", type=float, default=2e-3, help="binary students' rate")
     p.add_argument("--threads", type=int, default=2, help="torch threads per process")
     p.add_argument("--jobs", type=int, default=1, help="2: train the two students at once")
     p.add_argument("--seed", type=int, default=0)
@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     term.line(
         f"budget: float {args.float_iters} / students {args.student_iters} iterations at "
-        f"batch {args.batch}, {args.threads} threads"
+        f"batch {args.batch}, {args.threads} thread{'' if args.threads == 1 else 's'} per process"
     )
 
     runs: list[Run] = []

@@ -5,7 +5,9 @@ handwritten digits of ``mnist5k``: each square RGB image (300x300 by default) pl
 digits (classes ``'0'``..``'9'``) at random positions and scales on a textured background.
 Two presets (:data:`PRESETS`): ``mnist-det`` (300x300 images, digits 48-128 px) and
 ``mnist-det-small`` (128x128 images, digits 20-55 px: the same share of the canvas, sized for
-detectors that train to convergence on a few CPU cores).
+detectors that train to convergence on a few CPU cores; 8,000 trainval images, because a small
+SSD overfits 1,000 within ten epochs: its test mAP fell from 0.61 to 0.58 while its training
+loss fell 3.5x, where on 4,000 images it rose to 0.89 in the same iterations).
 Digits of mnist5k's *train* split only appear in ``trainval`` images and digits of its *test*
 split only in ``test`` images. Everything is drawn from one seeded generator, so the same
 arguments write byte-identical files on every machine.
@@ -102,7 +104,7 @@ class MnistDetSpec:
 PRESETS: dict[str, MnistDetSpec] = {
     "mnist-det": MnistDetSpec(),
     "mnist-det-small": MnistDetSpec(
-        trainval=1000, test=200, image_size=128, min_scale=20, max_scale=55
+        trainval=8000, test=200, image_size=128, min_scale=20, max_scale=55
     ),
 }
 """The named datasets of ``autobin mmdet-data NAME PATH`` and ``mmdet-config --data NAME``."""

@@ -160,7 +160,7 @@ def test_small_preset_layout_scales_and_split_sources(tmp_path: Path) -> None:
     same split separation as mnist-det."""
     spec = mnist_det.preset("mnist-det-small", trainval=8, test=4)
     assert (spec.image_size, spec.min_scale, spec.max_scale) == (128, 20, 55)
-    assert mnist_det.PRESETS["mnist-det-small"].trainval == 1000
+    assert mnist_det.PRESETS["mnist-det-small"].trainval == 8000
     assert mnist_det.PRESETS["mnist-det-small"].test == 200
     big = mnist_det.PRESETS["mnist-det"]
     # the digit scales are the same fraction of the canvas (to the pixel)

@@ -57,7 +57,7 @@ def test_ssd_builds_with_anchors_for_128_pixels() -> None:
     assert [12.0, 12.0] in sides
 
 
-def test_ssd_binarizes_all_but_the_stem_and_the_prediction_convs() -> None:
+def test_ssd_binarizes_all_but_the_stem_downsample_and_prediction_convs() -> None:
     from autobin.integrations.mmdet import binarize_detector
 
     detector = build_float(str(SSD))
@@ -67,8 +67,9 @@ def test_ssd_binarizes_all_but_the_stem_and_the_prediction_convs() -> None:
     branches = [f"bbox_head.{kind}.{i}" for kind in ("cls_convs", "reg_convs") for i in range(4)]
     predictions = [f"{b}.1" for b in branches]  # 1x1, after a 3x3 depthwise conv (SSDLite)
     depthwise = [f"{b}.0.conv" for b in branches]
-    assert floats == sorted(["backbone.stem.0", *predictions, *depthwise])
-    assert sum(d == "binary" for d in decisions.values()) == len(decisions) - 17
+    downsample = [f"backbone.layer{i}.0.downsample.0" for i in (2, 3, 4)]
+    assert floats == sorted(["backbone.stem.0", *downsample, *predictions, *depthwise])
+    assert sum(d == "binary" for d in decisions.values()) == len(decisions) - 20
     assert autobin.info(binary).report.totals["binary_mac_share"] >= 0.90
 
 

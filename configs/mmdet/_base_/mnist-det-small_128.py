@@ -75,13 +75,13 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type="VOCMetric", metric="mAP", eval_mode="area")
 test_evaluator = val_evaluator
 
-max_iters = 1500
+max_iters = 2500
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type="ValLoop")
 test_cfg = dict(type="TestLoop")
 optim_wrapper = dict(
     type="OptimWrapper",
-    optimizer=dict(type="AdamW", lr=2e-3, weight_decay=1e-4),
+    optimizer=dict(type="AdamW", lr=4e-3, weight_decay=1e-4),
     clip_grad=dict(max_norm=10.0),
 )
 param_scheduler = [
