@@ -109,6 +109,8 @@ class Run:
     wall_s_per_iter: float = 0.0
     cpu_s_per_iter: float = 0.0
     binary_mac_share: float = 0.0
+    float32_bytes: int = 0
+    packed_bytes: int = 0
     losses: dict[str, float] = field(default_factory=dict)
 
 
@@ -252,7 +254,8 @@ def _reuse_float(family: str, source: Path, args) -> Run:
     return run
 
 
-def _binary_mac_share(config_path: str) -> float:
+def _binary_totals(config_path: str) -> dict:
+    """The binarize report's totals of the student in ``config_path`` (MACs, sizes)."""
     from mmengine.config import Config
 
     import autobin
@@ -261,7 +264,7 @@ def _binary_mac_share(config_path: str) -> float:
     cfg = Config.fromfile(config_path)
     options = {k: v for k, v in cfg.model.items() if k not in ("type", "teacher", "distill")}
     model = BinarizedDetector(**options, teacher=None, distill=None)
-    return float(autobin.info(model).report.totals["binary_mac_share"])
+    return dict(autobin.info(model).report.totals)
 
 
 def _student_run(family: str, name: str, distill, teacher: str, data: Path, args, out: Path,
@@ -275,7 +278,10 @@ def _student_run(family: str, name: str, distill, teacher: str, data: Path, args
     cfg.model.input_size = [INPUT_SIZE, INPUT_SIZE]  # the example image to binarize with
     run = _train(Run(family, name, args.student_iters), cfg, args, out, term)
     with term.quiet(out / "runs" / family / f"{name}_report.log"):
-        run.binary_mac_share = _binary_mac_share(run.config)
+        totals = _binary_totals(run.config)
+    run.binary_mac_share = float(totals["binary_mac_share"])
+    run.float32_bytes = int(totals["float_size_bytes"])
+    run.packed_bytes = int(totals["packed_size_bytes"])
     return run
 
 
@@ -396,22 +402,19 @@ def _figure(teacher: Run, student: Run, student_model, data: Path, out: Path) ->
 
 
 # ----------------------------------------------------------------------------- report
-def _size_mib(entry: dict) -> tuple[float, float]:
-    weights = entry["weights"]
-    return weights["float32_bytes"] / 2**20, weights["file_bytes"] / 2**20
-
-
-def _table(runs: list[Run], sizes: dict[str, tuple[float, float]]) -> str:
+def _table(runs: list[Run]) -> str:
+    """One row per run; size: the float32 state dict of the float detector, the packed size
+    (1-bit weights + float32 rest, as the zoo stores it) of the binary students."""
+    float32 = {r.family: r.float32_bytes for r in runs if r.float32_bytes}
     lines = [
         f"{'family':10s} {'run':15s} {'iters':>6s} {'mAP@0.5':>8s} {'s/iter wall':>12s} "
         f"{'s/iter CPU':>11s} {'binary MACs':>12s} {'size MiB':>9s}"
     ]
     for r in runs:
-        f32, packed = sizes.get(r.family, (float("nan"), float("nan")))
-        size = f32 if r.name == "float" else packed
+        size = float32.get(r.family, float("nan")) if r.name == "float" else r.packed_bytes
         lines.append(
             f"{r.family:10s} {r.name:15s} {r.iters:6d} {r.map50:8.4f} {r.wall_s_per_iter:12.2f} "
-            f"{r.cpu_s_per_iter:11.2f} {100 * r.binary_mac_share:11.1f}% {size:9.2f}"
+            f"{r.cpu_s_per_iter:11.2f} {100 * r.binary_mac_share:11.1f}% {size / 2**20:9.2f}"
         )
     return "\n".join(lines)
 
@@ -515,7 +518,6 @@ def main(argv: list[str] | None = None) -> int:
     for family in families:
         runs += _family(family, data, args, out, term)
 
-    sizes: dict[str, tuple[float, float]] = {}
     results: dict = {"runs": [asdict(r) for r in runs]}
     first = {r.name: r for r in runs if r.family == families[0]}
     if args.publish:
@@ -525,10 +527,9 @@ def main(argv: list[str] | None = None) -> int:
             path, entry = _publish(distilled, teacher, args.publish, zoo_dir, args)
             student = _student(distilled)
             same = _identical_after_load(student, args.publish, zoo_dir, data)
-        sizes[families[0]] = _size_mib(entry)
         term.line(
-            f"zoo: published {args.publish} to {path}; loaded back: "
-            f"{'identical outputs' if same else 'OUTPUTS DIFFER'}"
+            f"zoo: published {args.publish} to {path} ({entry['weights']['file_bytes'] / 2**20:.2f}"
+            f" MiB); loaded back: {'identical outputs' if same else 'OUTPUTS DIFFER'}"
         )
         results["zoo"] = {"entry": str(path), "identical_after_load": same}
         if args.demo:
@@ -537,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             term.line(f"figure: float and binary detections side by side in {png}")
             results["figure"] = str(png)
     term.text("")
-    term.text(_table(runs, sizes))
+    term.text(_table(runs))
     term.text("")
     for line in _summary(runs):
         term.text(line)
