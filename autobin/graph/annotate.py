@@ -159,7 +159,7 @@ def annotate(
     first = called[0].order if called else -1
     last_order = called[-1].order if called else -1
     returned = [name for name, r in records.items() if r.returned and is_compute_layer(r.module)]
-    last_names = family.prediction_layers(model, returned)
+    last_names = family.prediction_layers(model, returned, example_inputs)
     binarized: set[str] = set()
     for rec in compute:
         module, name = rec.module, rec.name
