@@ -10,7 +10,9 @@ the CPU at a small input (128 pixels; an SSD at its anchors' input size):
 3. check the roles: the stem (the first conv to run on the image, seen on the float detector)
    and every prediction layer of the *binarized* detector (the conv or linear layers nearest to
    its returned tensors, :func:`prediction_layers_of`, and those named like a prediction layer)
-   stay float, some conv is binary, and ``mode='tensor'`` returns the float detector's shapes;
+   stay float, some conv is binary, and the backbone and neck give the heads feature maps of
+   the float detector's shapes (a binarized conv that changed a map by one pixel would break a
+   neck's add or concat, or shift a head's grid);
 4. one training step: ``loss`` on a real batch of two ``mnist-det-small`` images (digits and
    their boxes, made by autobin's generator) and ``backward``: finite losses, finite gradients
    on the binary convs' latent weights;
@@ -238,11 +240,12 @@ def first_conv(detector: torch.nn.Module, images: torch.Tensor, samples: list) -
     return order[0]
 
 
-def output_shapes(detector, images, samples) -> list[tuple[int, ...]]:
+def feature_shapes(detector, images) -> list[tuple[int, ...]]:
+    """Shapes of the feature maps the backbone and neck give the heads."""
     from autobin.graph.eager_pass import tensors_in
 
     with torch.no_grad():
-        return [tuple(t.shape) for t in tensors_in(detector.eval()(images, samples))]
+        return [tuple(t.shape) for t in tensors_in(detector.eval().extract_feat(images))]
 
 
 def check_roles(float_det, binary, stem: str, images, samples) -> list[str]:
@@ -262,9 +265,9 @@ def check_roles(float_det, binary, stem: str, images, samples) -> list[str]:
         raise AssertionError(f"prediction layer(s) binary: {binary_predictions[:4]}")
     if not any(isinstance(m, BinaryLayer) for m in modules.values()):
         raise AssertionError("no binary layer")
-    want, got = output_shapes(float_det, images, samples), output_shapes(binary, images, samples)
+    want, got = feature_shapes(float_det, images), feature_shapes(binary, images)
     if want != got:
-        raise AssertionError(f"mode='tensor' output shapes differ: float {want}, binary {got}")
+        raise AssertionError(f"feature map shapes differ: float {want}, binary {got}")
     return found
 
 
@@ -316,6 +319,9 @@ def run_config(config: str, kind: str, data_root: str, budget: float) -> Result:
     try:
         res.stage = "load"
         det_cfg = detector_config(load_config(f"mmdet::{config}"))
+        # YOLOX's multi-scale training resizes every batch to 480-800 px: the sweep's input
+        # size is its own (one small size for train, predict and binarize)
+        det_cfg.get("data_preprocessor", {}).pop("batch_augments", None)
         res.stage = "build"
         torch.manual_seed(0)
         detector = build_float_detector(det_cfg, config)
