@@ -187,7 +187,8 @@ def read_images(root: Path, count: int = 2) -> list[tuple[np.ndarray, np.ndarray
         boxes, labels = [], []
         for obj in ET.parse(base / "Annotations" / f"{image_id}.xml").getroot().iter("object"):
             box = obj.find("bndbox")
-            boxes.append([float(box.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")])
+            x0, y0, x1, y1 = (float(box.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax"))
+            boxes.append([x0 - 1, y0 - 1, x1, y1])  # VOC boxes are 1-based and inclusive
             labels.append(CLASSES.index(obj.find("name").text))
         images.append((pixels, np.array(boxes, np.float32), np.array(labels, np.int64)))
     return images
@@ -213,7 +214,7 @@ def make_batch(images, size: int) -> dict:
         for mask, (x0, y0, x1, y1) in zip(masks, boxes.round().astype(int)):
             mask[y0:y1, x0:x1] = 1
         sample = DetDataSample(metainfo={
-            "img_id": index, "img_path": f"{index}.jpg", "ori_shape": (size, size),
+            "img_id": index, "img_path": f"{index}.jpg", "ori_shape": (height, width),
             "img_shape": (size, size), "scale_factor": scale, "flip": False,
             "flip_direction": None})  # fmt: skip
         sample.gt_instances = InstanceData(
