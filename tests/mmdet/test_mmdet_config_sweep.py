@@ -50,7 +50,8 @@ def test_det_adabin_on_a_shipped_config(config: str, images: Path) -> None:
     assert result.status == "ok", f"{result.stage}: {result.reason}"
     assert set(result.prediction_layers) == predictions
     assert result.input_size == 128
-    assert 0.5 < result.binary_mac_share < 1.0
+    # RoI heads' and transformers' linears stay float and carry most MACs at 128 px
+    assert result.binarized_layers >= 10 and 0.05 < result.binary_mac_share < 1.0
 
 
 def test_fcos_box_conv_behind_a_scale_stays_float() -> None:
