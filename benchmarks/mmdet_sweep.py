@@ -216,7 +216,10 @@ def make_batch(images, size: int) -> dict:
         sample = DetDataSample(metainfo={
             "img_id": index, "img_path": f"{index}.jpg", "ori_shape": (height, width),
             "img_shape": (size, size), "scale_factor": scale, "flip": False,
-            "flip_direction": None})  # fmt: skip
+            "flip_direction": None,
+            # where the image lies in its canvas (top, bottom, left, right), as CenterNet's and
+            # CornerNet's test-time crop-and-pad records it: here the canvas is the image
+            "border": (0, size, 0, size)})  # fmt: skip
         sample.gt_instances = InstanceData(
             bboxes=torch.from_numpy(boxes), labels=torch.from_numpy(labels),
             masks=BitmapMasks(masks, size, size))  # fmt: skip
