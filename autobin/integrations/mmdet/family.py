@@ -21,6 +21,7 @@ imported.
 
 from __future__ import annotations
 
+import contextlib
 import types
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -91,7 +92,9 @@ def prediction_layers_of(
     Runs ``detector(inputs, data_samples)`` (``mode='tensor'``; default samples:
     :func:`image_data_samples`) once in eval mode with autograd on and walks the autograd graph
     back from every returned tensor and every tensor a dense head's ``forward`` returned (a
-    two-stage detector returns its RoI head's outputs, not its RPN's); a walk stops at the first
+    two-stage detector returns its RoI head's outputs, not its RPN's), once more with the dense
+    heads themselves in training mode (VFNet returns its first boxes only in training; their
+    norm layers stay in eval mode); a walk stops at the first
     conv or linear layer it reaches. So a layer counts when its output is returned unchanged,
     and also when it passes through ops without weights first (a per-level ``Scale``, ``exp``,
     ``relu``, a reshape, a sum with detached reference points), never when another weight layer
@@ -112,19 +115,28 @@ def prediction_layers_of(
         return record
 
     modules = list(detector.named_modules())
+    heads = [m for _, m in modules if isinstance(m, BaseDenseHead)]
     handles = [m.register_forward_hook(hook(n)) for n, m in modules if is_compute_layer(m)]
     handles += [m.register_forward_hook(lambda _m, _a, out: head_outputs.append(out))
-                for _, m in modules if isinstance(m, BaseDenseHead)]  # fmt: skip
+                for m in heads]  # fmt: skip
+    images = inputs.detach().requires_grad_(True)
+    samples = data_samples or image_data_samples(images)
+    results = []
     try:
         with eval_mode(detector), torch.enable_grad():
-            images = inputs.detach().requires_grad_(True)
-            result = detector(images, data_samples or image_data_samples(images))
+            results.append(detector(images, samples))
+            # heads that refine their boxes return the first ones only in training (VFNet):
+            # run once more with the heads (not their norm layers) in training mode
+            for head in heads:
+                head.training = True
+            with contextlib.suppress(Exception):  # a head that needs training-only inputs
+                results.append(detector(images, samples))
     finally:
         for handle in handles:
             handle.remove()
     found: list[str] = []
     seen: set[Any] = set()
-    returned = [*tensors_in(result), *tensors_in(head_outputs)]
+    returned = [*tensors_in(results), *tensors_in(head_outputs)]
     stack = [t.grad_fn for t in returned if t.grad_fn is not None][::-1]
     while stack:
         node = stack.pop()
