@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.utils._pytree import tree_map
 
 from ..module_tools import eval_mode
 from ..nn import BinaryLayer, BiRealShortcut, Maxout
@@ -183,15 +184,20 @@ def untrace_failing(regions: list[Region], captured: dict[str, tuple]) -> list[R
     for region in regions:
         inputs = captured.get(region.name)
         if region.graph_module is not None and inputs is not None:
+            args, kwargs = tree_map(_copy_tensor, inputs)  # the graph may work in place
             try:
                 with eval_mode(region.graph_module), torch.no_grad():
-                    region.graph_module(*inputs[0], **inputs[1])
+                    region.graph_module(*args, **kwargs)
             except Exception as exc:
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 error = f"its traced graph fails on the inputs it gets ({type(exc).__name__}: "
                 region = Region(region.name, region.module, None, f"{error}{first_line[:120]})")
         checked.append(region)
     return checked
+
+
+def _copy_tensor(value: Any) -> Any:
+    return value.clone() if isinstance(value, torch.Tensor) else value
 
 
 def _trace_children(model: nn.Module, prefix: str, tracer: PassTracer | None) -> list[Region]:
