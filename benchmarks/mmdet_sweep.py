@@ -97,7 +97,7 @@ CONFIGS: dict[str, str] = {
     # two-stage (and an RPN alone)
     "rpn/rpn_r50_fpn_1x_coco.py": "two-stage",
     "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py": "two-stage",
-    "faster_rcnn/faster-rcnn_r50-caffe-c4_1x_coco.py": "two-stage",
+    "faster_rcnn/faster-rcnn_r50-caffe_c4-1x_coco.py": "two-stage",
     "mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py": "two-stage",
     "cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py": "two-stage",
     "libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.py": "two-stage",
