@@ -50,6 +50,7 @@ from .tracer import (
     is_compute_layer,
     tensor_shape,
     trace_regions,
+    untrace_failing,
     unused_optional_arguments,
 )
 
@@ -140,6 +141,8 @@ def annotate(
     regions = trace_family_parts(model, family, example_inputs)
     traced = [r for r in regions if r.graph_module is not None]
     records, captured = record_calls(model, example_inputs, {r.name: r.module for r in traced})
+    regions = untrace_failing(regions, captured)
+    traced = [r for r in regions if r.graph_module is not None]
 
     # call_module nodes of compute layers and activations, by full name: every call site, and
     # the first one
@@ -159,7 +162,7 @@ def annotate(
     first = called[0].order if called else -1
     last_order = called[-1].order if called else -1
     returned = [name for name, r in records.items() if r.returned and is_compute_layer(r.module)]
-    last_names = family.prediction_layers(model, returned)
+    last_names = family.prediction_layers(model, returned, example_inputs)
     binarized: set[str] = set()
     for rec in compute:
         module, name = rec.module, rec.name

@@ -16,8 +16,11 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import fx, nn
+from torch.utils._pytree import tree_map
 
+from ..module_tools import eval_mode
 from ..nn import BinaryLayer, BiRealShortcut, Maxout
 from ..nn.activation_kinds import module_activation_kind
 
@@ -168,6 +171,35 @@ def trace_regions(
     return [Region(prefix, model, None, reason), *_trace_children(model, prefix, tracer)]
 
 
+def untrace_failing(regions: list[Region], captured: dict[str, tuple]) -> list[Region]:
+    """``regions`` where a traced graph that raises on the inputs its module really got is
+    dropped (the region becomes untraced: its layers are replaced as modules).
+
+    A trace fixes each branch on an argument as it went with the proxy: ``if mask is not None``
+    takes the ``not None`` side although the model passes None (mmdet's DETR positional
+    encoding). ``captured`` holds each region's first call's ``(args, kwargs)``; regions never
+    called are kept as they are.
+    """
+    checked: list[Region] = []
+    for region in regions:
+        inputs = captured.get(region.name)
+        if region.graph_module is not None and inputs is not None:
+            args, kwargs = tree_map(_copy_tensor, inputs)  # the graph may work in place
+            try:
+                with eval_mode(region.graph_module), torch.no_grad():
+                    region.graph_module(*args, **kwargs)
+            except Exception as exc:
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                error = f"its traced graph fails on the inputs it gets ({type(exc).__name__}: "
+                region = Region(region.name, region.module, None, f"{error}{first_line[:120]})")
+        checked.append(region)
+    return checked
+
+
+def _copy_tensor(value: Any) -> Any:
+    return value.clone() if isinstance(value, torch.Tensor) else value
+
+
 def _trace_children(model: nn.Module, prefix: str, tracer: PassTracer | None) -> list[Region]:
     regions: list[Region] = []
     leaf_check = tracer or PassTracer()
@@ -201,4 +233,5 @@ __all__ = [
     "tensor_shape",
     "trace_module",
     "trace_regions",
+    "untrace_failing",
 ]

@@ -55,6 +55,11 @@ CASES = {
          "--student-iters", "2", "--batch", "1", "--threads", "1", "--out", "runs"],
         r"identical outputs\n.*detections\.png\n(.*\n)*ssd +binary_distill +2 +[\d.]+ ",
     ),
+    "mmdet_sweep": (
+        ["--configs", "retinanet/retinanet_r18_fpn_1x_coco.py",
+         "yolox/yolox_tiny_8xb8-300e_coco.py", "--json", "sweep.json"],
+        r"configs: 2  ok: 2  failed: 0  skipped: 0  pass rate: 100\.0% of 2 tried",
+    ),
     "search": (
         ["--archs", "resnet10t", "--seeds", "0", "--teacher-epochs", "1", "--epochs", "1",
          "--train-size", "64", "--teacher-size", "64", "--test-size", "32",
@@ -63,7 +68,7 @@ CASES = {
     ),
 }  # fmt: skip
 SLOW = {"compiled_traffic", "finetune", "search"}
-MMDET = {"detection"}
+MMDET = {"detection", "mmdet_sweep"}
 
 
 def _param(name: str):

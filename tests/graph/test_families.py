@@ -55,7 +55,7 @@ class ToyFamily(ModelFamily):
     def input_shape(self, model: nn.Module) -> tuple[int, ...]:
         return (2, 12, 12)
 
-    def prediction_layers(self, model, returned: Sequence[str]) -> tuple[str, ...]:
+    def prediction_layers(self, model, returned: Sequence[str], inputs=()) -> tuple[str, ...]:
         return ("cls",)  # box is returned too, yet binarized: the family decides
 
     def trace_parts(self, model: nn.Module) -> tuple[str, ...]:

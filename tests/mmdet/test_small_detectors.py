@@ -57,6 +57,22 @@ def test_ssd_builds_with_anchors_for_128_pixels() -> None:
     assert [12.0, 12.0] in sides
 
 
+def test_ssd_example_input_is_its_anchor_input_size() -> None:
+    """SSDAnchorGenerator with explicit min_sizes keeps no input_size; the family reads the
+    config's anchor_generator.input_size (128), not the 300 fallback; the eager pass runs
+    at 128 (the stem's output is 64 x 64 after its stride 2)."""
+    from autobin.integrations.mmdet.family import MMDetFamily, default_input_size
+
+    detector = build_float(str(SSD))
+    assert not hasattr(detector.bbox_head.prior_generator, "input_size")
+    assert default_input_size(detector) == (128, 128)
+    images, samples = MMDetFamily().example_inputs(detector)
+    assert tuple(images.shape) == (1, 3, 128, 128)
+    assert samples[0].metainfo["img_shape"] == (128, 128)
+    report = autobin.explain(detector, "ssd-adabin")
+    assert report.input_shape == (3, 128, 128)
+
+
 def test_ssd_binarizes_all_but_the_stem_downsample_and_prediction_convs() -> None:
     from autobin.integrations.mmdet import binarize_detector
 

@@ -97,12 +97,14 @@ class ModelFamily:
         return (torch.randn((batch, *shape), generator=gen).to(device=device, dtype=dtype),)
 
     # ----------------------------------------------------------------- roles
-    def prediction_layers(self, model: nn.Module, returned: Sequence[str]) -> tuple[str, ...]:
+    def prediction_layers(
+        self, model: nn.Module, returned: Sequence[str], example_inputs: Sequence[Any] = ()
+    ) -> tuple[str, ...]:
         """Names (or name prefixes) of the layers whose outputs are the model's predictions.
 
         These take the recipe's ``last`` role, besides the last compute layer to run.
         ``returned`` lists the compute layers whose output the model returned unchanged in
-        the eager pass; by default those are the prediction layers.
+        the eager pass (run on ``example_inputs``); by default those are the prediction layers.
         """
         return tuple(returned)
 

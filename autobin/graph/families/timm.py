@@ -70,7 +70,9 @@ class TimmFamily(ModelFamily):
             size = cfg_size[1:]
         return (channels, *(size or super().input_shape(model)[1:]))
 
-    def prediction_layers(self, model: nn.Module, returned: Sequence[str]) -> tuple[str, ...]:
+    def prediction_layers(
+        self, model: nn.Module, returned: Sequence[str], example_inputs: Sequence[Any] = ()
+    ) -> tuple[str, ...]:
         """The classifier ``pretrained_cfg`` declares (one name or several, e.g. distilled
         heads)."""
         clf = timm_config(model).get("classifier")

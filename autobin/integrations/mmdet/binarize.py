@@ -16,49 +16,33 @@ from torch import nn
 
 from ...graph import BinarizeReport, NothingBinarizedWarning, binarize, explain
 from ...model_info import info
-from ...module_tools import eval_mode
 from ...recipes import Recipe
 from .build import check_detector
 from .errors import RecipeMatchError
-from .family import MMDetFamily, default_input_size
+from .family import MMDetFamily, default_input_size, prediction_layers_of
 
 _FAMILY = MMDetFamily()
 
 
-def example_batch(detector: nn.Module, input_size: Sequence[int] | None = None) -> torch.Tensor:
-    """A seeded random normalized image batch ``(1, 3, H, W)`` on the detector's device."""
+def example_inputs(
+    detector: nn.Module, input_size: Sequence[int] | None = None
+) -> tuple[torch.Tensor, list]:
+    """A seeded random normalized image batch ``(1, 3, H, W)`` on the detector's device and its
+    data samples (image metas, which two-stage and DETR-style detectors read in ``mode='tensor'``).
+    """
     size = tuple(input_size) if input_size is not None else default_input_size(detector)
-    return _FAMILY.example_inputs(detector, (3, *size))[0]
+    return _FAMILY.example_inputs(detector, (3, *size))
 
 
 def prediction_convs(detector: nn.Module, inputs: torch.Tensor) -> list[str]:
-    """Names of the convs whose outputs the detector returns as raw predictions.
+    """Names of the convs nearest to the detector's raw predictions on ``inputs``.
 
-    Runs ``detector(inputs)`` (``mode='tensor'``) once in eval mode without gradients; a conv is
-    a prediction conv when one of the returned tensors is its output object itself.
+    The convs among :func:`.family.prediction_layers_of`: their outputs the detector returns
+    in ``mode='tensor'``, unchanged or through ops without weights (a per-level ``Scale``,
+    ``exp``, ...), never through another weight layer.
     """
-    from ...graph.eager_pass import tensors_in
-
-    outputs: dict[int, tuple[str, torch.Tensor]] = {}
-
-    def hook(name):
-        def record(_module, _args, output):
-            if isinstance(output, torch.Tensor):
-                outputs[id(output)] = (name, output)
-
-        return record
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in detector.named_modules()
-               if isinstance(m, nn.Conv2d)]  # fmt: skip
-    try:
-        with eval_mode(detector), torch.no_grad():
-            result = detector(inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    names = [outputs[id(t)][0] for t in tensors_in(result)
-             if id(t) in outputs and outputs[id(t)][1] is t]  # fmt: skip
-    return list(dict.fromkeys(names))
+    convs = {n for n, m in detector.named_modules() if isinstance(m, nn.Conv2d)}
+    return [n for n in prediction_layers_of(detector, inputs) if n in convs]
 
 
 def explain_detector(
@@ -75,7 +59,7 @@ def explain_detector(
         input_size: ``(H, W)`` of the example image (default: SSD's anchor input size, else 300).
     """
     check_detector(detector)
-    return explain(detector, recipe, example_inputs=(example_batch(detector, input_size),))
+    return explain(detector, recipe, example_inputs=example_inputs(detector, input_size))
 
 
 def binarize_detector(
@@ -111,7 +95,7 @@ def binarize_detector(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NothingBinarizedWarning)  # an error here, below
         result = binarize(detector, recipe, inplace=inplace,
-                          example_inputs=(example_batch(detector, input_size),))  # fmt: skip
+                          example_inputs=example_inputs(detector, input_size))  # fmt: skip
     record = info(result)
     if record.report.totals["binarized_layers"] == 0:
         raise RecipeMatchError(
@@ -123,4 +107,4 @@ def binarize_detector(
     return result
 
 
-__all__ = ["binarize_detector", "example_batch", "explain_detector", "prediction_convs"]
+__all__ = ["binarize_detector", "example_inputs", "explain_detector", "prediction_convs"]

@@ -2,9 +2,13 @@
 
 * the parts traced are the detector's children (backbone, neck, heads), not the detector,
   whose ``forward`` branches on its ``mode``; ``data_preprocessor`` runs outside ``forward``;
-* the example input is one normalized image at the anchor generator's size (SSD), else 300;
-* the prediction layers (the recipe's ``last`` role) are the layers whose outputs the detector
-  returns unchanged in ``mode='tensor'`` (the heads' final classification and box convs);
+* the example input is one normalized image at the anchor generator's size (SSD), else 300,
+  with its data sample (image metas: two-stage and DETR-style detectors read them);
+* the prediction layers (the recipe's ``last`` role) are the layers nearest to what the
+  detector returns in ``mode='tensor'`` (:func:`prediction_layers_of`): the heads' final
+  classification and box convs (or linears), also where their output passes through a per-level
+  ``Scale``, an ``exp`` or another op without weights before it is returned (FCOS, ATSS, GFL,
+  RTMDet, ...);
 * a traced part keeps its mmdet class (mmdet calls its methods: ``bbox_head.loss``,
   ``backbone.train`` with frozen stages): the rewritten graph's code becomes that module's
   ``forward`` and its rewritten children are installed in it;
@@ -17,14 +21,19 @@ imported.
 
 from __future__ import annotations
 
+import contextlib
 import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import fx, nn
 
 from ...graph import ModelFamily
-from ...module_tools import set_module
+from ...graph.eager_pass import tensors_in
+from ...graph.families.base import image_size
+from ...graph.tracer import is_compute_layer
+from ...module_tools import eval_mode, set_module
 from .build import (
     ARCHITECTURE_ATTRIBUTE,
     build_float_detector,
@@ -40,14 +49,105 @@ GRAPH_ATTRIBUTE = "_autobin_graph"
 
 
 def default_input_size(detector: nn.Module) -> tuple[int, int]:
-    """``(H, W)`` of the example image: the anchor generator's ``input_size`` (SSD), else 300."""
+    """``(H, W)`` of the example image: the anchor generator's ``input_size`` (SSD), else 300.
+
+    mmdet's ``SSDAnchorGenerator`` keeps ``input_size`` only when it derives its anchor sizes
+    from it; with explicit ``min_sizes``/``max_sizes`` (anchors re-derived for a small input,
+    e.g. ``configs/mmdet/ssd128_r18_mnist-det-small.py``) the size is read from the
+    ``anchor_generator`` of the model config the detector was built from.
+    """
     head = getattr(detector, "bbox_head", None)
-    size = getattr(getattr(head, "prior_generator", None), "input_size", None)
-    if isinstance(size, int):
-        return (size, size)
-    if isinstance(size, (tuple, list)) and len(size) == 2:
-        return (int(size[0]), int(size[1]))
-    return DEFAULT_INPUT_SIZE
+    size = image_size(getattr(getattr(head, "prior_generator", None), "input_size", None))
+    return size or _configured_input_size(detector) or DEFAULT_INPUT_SIZE
+
+
+def _configured_input_size(detector: nn.Module) -> tuple[int, int] | None:
+    """The ``bbox_head.anchor_generator.input_size`` of the detector's recorded model config."""
+    record = detector.__dict__.get(ARCHITECTURE_ATTRIBUTE)
+    text = record.get("config") if isinstance(record, Mapping) else None
+    if not isinstance(text, str):
+        return None
+    head = model_config_from_text(text, "the detector's model config").get("bbox_head")
+    generator = head.get("anchor_generator") if isinstance(head, Mapping) else None
+    return image_size(generator.get("input_size")) if isinstance(generator, Mapping) else None
+
+
+def image_data_samples(images: torch.Tensor) -> list:
+    """One ``DetDataSample`` per image of ``images`` with the metas of an unscaled, unpadded
+    image of that size (two-stage detectors' RPN and DETR-style masks read them)."""
+    from mmdet.structures import DetDataSample
+
+    height, width = (int(v) for v in images.shape[-2:])
+    metas = {"img_shape": (height, width), "ori_shape": (height, width),
+             "pad_shape": (height, width), "batch_input_shape": (height, width),
+             "scale_factor": (1.0, 1.0)}  # fmt: skip
+    return [DetDataSample(metainfo=metas) for _ in range(images.shape[0])]
+
+
+def prediction_layers_of(
+    detector: nn.Module, inputs: torch.Tensor, data_samples: list | None = None
+) -> list[str]:
+    """Names of the conv and linear layers nearest to the detector's raw predictions.
+
+    Runs ``detector(inputs, data_samples)`` (``mode='tensor'``; default samples:
+    :func:`image_data_samples`) once in eval mode with autograd on and walks the autograd graph
+    back from every returned tensor and every tensor a dense head's ``forward`` returned (a
+    two-stage detector returns its RoI head's outputs, not its RPN's), once more with the dense
+    heads themselves in training mode (VFNet returns its first boxes only in training; their
+    norm layers stay in eval mode); a walk stops at the first
+    conv or linear layer it reaches. So a layer counts when its output is returned unchanged,
+    and also when it passes through ops without weights first (a per-level ``Scale``, ``exp``,
+    ``relu``, a reshape, a sum with detached reference points), never when another weight layer
+    is in between. Names are in the order the walk meets them, each once.
+    """
+    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+
+    producers: dict[Any, str] = {}  # the autograd node that made a layer's output -> the layer
+    kept: list[torch.Tensor] = []  # outputs alive until the walk ends (their nodes stay unique)
+    head_outputs: list[Any] = []  # what dense heads returned (a two-stage detector's RPN)
+
+    def hook(name: str):
+        def record(_module, _args, output):
+            if isinstance(output, torch.Tensor) and output.grad_fn is not None:
+                producers.setdefault(output.grad_fn, name)
+                kept.append(output)
+
+        return record
+
+    modules = list(detector.named_modules())
+    heads = [m for _, m in modules if isinstance(m, BaseDenseHead)]
+    handles = [m.register_forward_hook(hook(n)) for n, m in modules if is_compute_layer(m)]
+    handles += [m.register_forward_hook(lambda _m, _a, out: head_outputs.append(out))
+                for m in heads]  # fmt: skip
+    images = inputs.detach().requires_grad_(True)
+    samples = data_samples or image_data_samples(images)
+    results = []
+    try:
+        with eval_mode(detector), torch.enable_grad():
+            results.append(detector(images, samples))
+            # heads that refine their boxes return the first ones only in training (VFNet):
+            # run once more with the heads (not their norm layers) in training mode
+            for head in heads:
+                head.training = True
+            with contextlib.suppress(Exception):  # a head that needs training-only inputs
+                results.append(detector(images, samples))
+    finally:
+        for handle in handles:
+            handle.remove()
+    found: list[str] = []
+    seen: set[Any] = set()
+    returned = [*tensors_in(results), *tensors_in(head_outputs)]
+    stack = [t.grad_fn for t in returned if t.grad_fn is not None][::-1]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node in producers:
+            found.append(producers[node])
+            continue
+        stack.extend(n for n, _ in reversed(node.next_functions) if n is not None)
+    return list(dict.fromkeys(found))
 
 
 def graph_of(module: nn.Module) -> fx.Graph | None:
@@ -68,6 +168,24 @@ class MMDetFamily(ModelFamily):
 
     def input_shape(self, model: nn.Module) -> tuple[int, ...]:
         return (3, *default_input_size(model))
+
+    def prediction_layers(
+        self, model: nn.Module, returned: Sequence[str], example_inputs: Sequence[Any] = ()
+    ) -> tuple[str, ...]:
+        """The layers the detector returns, and those nearest to its returned tensors
+        (:func:`prediction_layers_of` on the example image)."""
+        inputs = tuple(example_inputs) or self.example_inputs(model)
+        samples = inputs[1] if len(inputs) > 1 and isinstance(inputs[1], list) else None
+        found = prediction_layers_of(model, inputs[0], samples)
+        return tuple(dict.fromkeys([*returned, *found]))
+
+    def example_inputs(
+        self, model: nn.Module, input_shape: Sequence[int] | None = None, batch: int = 1
+    ) -> tuple[Any, ...]:
+        """A seeded random image batch and one data sample per image with its metas
+        (:func:`image_data_samples`): ``detector(images, data_samples)``."""
+        (images,) = super().example_inputs(model, input_shape, batch)
+        return (images, image_data_samples(images))
 
     def trace_parts(self, model: nn.Module) -> tuple[str, ...]:
         return tuple(name for name, _ in model.named_children() if name not in SKIPPED_PARTS)
@@ -106,4 +224,10 @@ class MMDetFamily(ModelFamily):
         return build_float_detector(model_config_from_text(text, source), source)
 
 
-__all__ = ["MMDetFamily", "default_input_size", "graph_of"]
+__all__ = [
+    "MMDetFamily",
+    "default_input_size",
+    "graph_of",
+    "image_data_samples",
+    "prediction_layers_of",
+]
