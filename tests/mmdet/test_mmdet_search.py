@@ -167,8 +167,7 @@ def test_cli_search_on_a_config_then_mmdet_config(root, tmp_path, capsys) -> Non
     report = autobin.info(student).report
     assert report.totals["binary_mac_share"] >= 0.97
     assert set(chosen) <= searched
-    untouched = {e.name for e in report.layers("float") if e.rule not in ("unsupported",)}
-    assert searched == untouched
+    assert searched == {e.name for e in report.layers("float", kind="conv")}
 
 
 def test_cli_search_on_a_config_refuses_what_cannot_apply(root, tmp_path, capsys) -> None:

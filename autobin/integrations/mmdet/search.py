@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from ...data.mnist_det import read_manifest
 from ...search import SearchError, make_budget, search
-from ...search.calibration import batches, calibration_images
+from ...search.calibration import batches, calibration_images, images_from_batches
 from ...search.objective import Objective
 from .build import build_float_detector
 from .config import detector_config, float_config
@@ -183,21 +183,17 @@ def _from_dataset(model: nn.Module, dataset: Any, size: int, seed: int) -> torch
 
 
 def _from_loader(model: nn.Module, loader: DataLoader, size: int) -> torch.Tensor:
-    taken: list[torch.Tensor] = []
-    count = 0
+    def images_of(batch: Any) -> torch.Tensor:
+        if not isinstance(batch, Mapping) or "inputs" not in batch:
+            raise SearchError(
+                "an mmdet DataLoader for the search must yield dicts with 'inputs' (mmdet's "
+                f"pseudo_collate), got {type(batch).__name__}"
+            )
+        return _preprocess(model, batch)
+
     with torch.no_grad():
-        for batch in loader:
-            images = _preprocess(model, batch) if isinstance(batch, Mapping) else batch
-            if not isinstance(images, torch.Tensor):
-                raise SearchError(
-                    "an mmdet DataLoader for the search must yield dicts with 'inputs' (mmdet's "
-                    f"pseudo_collate), got {type(batch).__name__}"
-                )
-            taken.append(images[: size - count])
-            count += taken[-1].shape[0]
-            if count >= size:
-                break
-    return torch.cat(taken) if taken else torch.empty(0)
+        images = images_from_batches(loader, size, images_of)
+    return images if images is not None else torch.empty(0)
 
 
 def search_detector(
