@@ -96,7 +96,10 @@ def main() -> None:
     ap.add_argument("--curve", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 4.0],
                     help="float-MAC budgets as multiples of adabin's float MACs")  # fmt: skip
     ap.add_argument("--curve-seeds", type=int, default=1, help="seeds per curve point")
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=2e-3, help="students' learning rate")
+    ap.add_argument("--teacher-lr", type=float, default=None, help="teacher's (default --lr)")
+    ap.add_argument("--teacher-batch-size", type=int, default=None,
+                    help="teacher's batch (default --batch-size)")  # fmt: skip
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="runs/bench_search")
@@ -119,6 +122,8 @@ def main() -> None:
         torch.manual_seed(0)
         teacher = timm.create_model(arch, num_classes=10, in_chans=1)
         teacher_cfg = {"kd_weight": 0.0, "ce_weight": 1.0, "seed": 0, **common}
+        teacher_cfg["lr"] = args.teacher_lr or args.lr
+        teacher_cfg["batch_size"] = args.teacher_batch_size or args.batch_size
         if args.reuse_teacher and (out / "teacher" / "last.pt").is_file():
             state = torch.load(out / "teacher" / "last.pt", weights_only=True)["model"]
             teacher.load_state_dict(state)

@@ -122,29 +122,36 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from ..pipelines import search_arch
+    from . import mmdet
 
+    if mmdet.is_mmdet_config(args.arch):
+        return mmdet.cmd_search(args, budget_options(args))
+    if args.data_root is not None:
+        raise ValueError("--data-root is for an mmdet config's dataset; drop it for a timm model")
     result = search_arch(
         args.arch,
-        data=args.data,
+        data=args.data or "mnist5k",
         output=args.output,
-        recipe=args.recipe,
+        recipe=args.recipe or "adabin",
         teacher=args.teacher,
-        teacher_epochs=args.teacher_epochs,
+        teacher_epochs=args.teacher_epochs or 3,
         num_classes=args.num_classes,
         in_chans=args.in_chans,
         input_size=tuple(args.input_size) if args.input_size else None,
         report_dir=args.report_dir,
         seed=args.seed,
-        calibration_size=args.calibration_size,
-        max_float_macs=args.max_float_macs,
-        max_ops=args.max_ops,
-        min_binary_share=args.min_binary_share,
-        max_size=args.max_size,
+        **budget_options(args),
     )
     print(result.summary())
     print(f"wrote {result.output} (use it like any recipe: autobin explain {args.arch} --recipe "
           f"{result.output}) and the report in {result.report_dir}")  # fmt: skip
     return 0
+
+
+def budget_options(args: argparse.Namespace) -> dict:
+    """The budget and calibration keyword arguments of ``autobin.search`` from the flags."""
+    names = ("max_float_macs", "max_ops", "min_binary_share", "max_size", "calibration_size")
+    return {name: getattr(args, name) for name in names}
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
@@ -324,12 +331,15 @@ def _add_search_parser(sub) -> None:
         help="measure which layers must stay float and write a recipe that meets a budget",
     )
     _add_model_args(p)
+    p.set_defaults(recipe=None)
     p.add_argument(
         "--data",
-        default="mnist5k",
-        help="calibration data: mnist5k | digits | "
-        "imagefolder:PATH (its train split; also the teacher's training data)",
+        default=None,
+        help="calibration data: mnist5k (default) | digits | imagefolder:PATH (its train split; "
+        "also the teacher's training data); for an mmdet config: mnist-det | mnist-det-small "
+        "(root data/NAME or --data-root) or the path of a VOC-format root (its trainval images)",
     )
+    p.add_argument("--data-root", default=None, help="an mmdet config's dataset root")
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument(
         "--max-float-macs",
@@ -352,9 +362,10 @@ def _add_search_parser(sub) -> None:
     p.add_argument(
         "--teacher",
         default=None,
-        help="trained float run dir or checkpoint (default: train one for --teacher-epochs)",
+        help="trained float run dir or checkpoint (default: train one for --teacher-epochs); "
+        "for an mmdet config, required: a float detector checkpoint (mmdet-train's .pth)",
     )
-    p.add_argument("--teacher-epochs", type=positive_int, default=3)
+    p.add_argument("--teacher-epochs", type=positive_int, default=None, help="(timm) default 3")
     p.add_argument(
         "--calibration-size",
         type=positive_int,

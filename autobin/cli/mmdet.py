@@ -6,7 +6,9 @@
 * ``mmdet-train CONFIG`` / ``mmdet-test CONFIG CHECKPOINT``: mmengine's Runner, with the flags
   of mmdet's tools/train.py and tools/test.py;
 * ``mmdet-publish CONFIG CHECKPOINT NAME [--zoo-dir DIR]``: a trained binarized detector into
-  the zoo.
+  the zoo;
+* ``search CONFIG --data NAME|PATH --teacher CKPT <budget> -o R.yaml``: which layers of the
+  config's detector stay float (``autobin search`` on a timm name is in :mod:`.main`).
 
 mmengine and mmdet are imported inside the commands only.
 """
@@ -66,6 +68,59 @@ def cmd_explain(args: argparse.Namespace) -> int:
     detector = build_float_detector(detector_config(cfg), args.arch)
     report = explain_detector(detector, args.recipe, input_size=args.input_size)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    return 0
+
+
+def _search_root(args: argparse.Namespace) -> str:
+    """The calibration root of ``autobin search CONFIG``: a preset name (as ``mmdet-config
+    --data``) or the path of a VOC-format root."""
+    from ..data.mnist_det import PRESETS
+
+    if args.data is None:
+        raise ValueError(
+            f"searching an mmdet config needs --data: {' or '.join(sorted(PRESETS))} (root "
+            "data/NAME, or --data-root PATH) or the path of a VOC-format root"
+        )
+    if args.data in PRESETS:
+        return _data_root(args)
+    if args.data_root is not None:
+        raise ValueError(f"--data-root goes with a preset --data name, not a path ({args.data})")
+    return args.data
+
+
+def cmd_search(args: argparse.Namespace, options: dict) -> int:
+    """``autobin search CONFIG``: measure which of the detector's layers stay float;
+    ``options`` are the budget and calibration keyword arguments of ``autobin.search``."""
+    refuse_timm_flags(args, "search")
+    if args.teacher_epochs is not None:
+        raise ValueError(
+            "--teacher-epochs trains a timm teacher; for an mmdet config train the float "
+            "detector with `autobin mmdet-config CONFIG --float ...` and `autobin mmdet-train`, "
+            "then pass its checkpoint as --teacher"
+        )
+    data_root = _search_root(args)
+    if args.teacher is None:
+        raise ValueError(
+            f"searching {args.arch} needs --teacher CHECKPOINT, a float detector trained with "
+            "this config (`autobin mmdet-config CONFIG --float --data ... -o f.py`, `autobin "
+            "mmdet-train f.py`): the sensitivity of an untrained detector says nothing"
+        )
+    from ..integrations.mmdet import search_detector
+
+    result = search_detector(
+        args.arch,
+        data_root=data_root,
+        teacher=args.teacher,
+        output=args.output,
+        recipe=args.recipe or DEFAULT_DETECTOR_RECIPE,
+        input_size=args.input_size,
+        report_dir=args.report_dir,
+        seed=args.seed,
+        **options,
+    )
+    print(result.summary())
+    print(f"wrote {result.output} (use it like any recipe: autobin mmdet-config {args.arch} "
+          f"--recipe {result.output} ...) and the report in {result.report_dir}")  # fmt: skip
     return 0
 
 

@@ -12,9 +12,10 @@ from ..graph import explain
 from ..graph.api import check_model
 from ..recipes import Recipe, RecipeLike, as_recipe
 from .budget import Budget, format_value, make_budget
-from .calibration import CalibrationData, calibration_images, logits
+from .calibration import CalibrationData
 from .configurations import configuration_recipe, find_candidates
 from .errors import SearchError
+from .objective import objective_for
 from .recipe_file import base_reference, layer_rules, recipe_text, searched_recipe, write_recipe
 from .result import Point, SearchResult
 from .selection import Selection, impossible_budget
@@ -45,14 +46,17 @@ def search(
 
     Every conv/linear layer the base recipe decides by a rule is a candidate: those it
     binarizes and those it keeps float by policy (stem, classifier, shortcut/downsample,
-    depthwise, linears). On ``calibration_size`` images of ``data``, the KL divergence of the
-    binarized model's predictions from ``model``'s is measured (after fitting the activation
-    binary sets and re-estimating BatchNorm statistics, no training) with every candidate
-    float, every candidate binary, and for each candidate with only it binary and with only it
-    float. Their combination is each layer's importance; keeping a layer float costs what
-    autobin's report says it adds to the budgeted total. The float layers are the set of
-    highest total importance within the budget (a knapsack), checked against the exact report
-    of the resulting recipe.
+    depthwise, linears). On ``calibration_size`` images of ``data``, the distillation loss of
+    the binarized model against ``model`` is measured (after fitting the activation binary sets
+    and re-estimating BatchNorm statistics, no training) with every candidate float, every
+    candidate binary, and for each candidate with only it binary and with only it float. For a
+    classifier the loss is the KL divergence of the predictions; for an MMDetection detector
+    (``autobin.integrations.mmdet`` imported) the losses its binary student distills with
+    (normalized feature MSE on the neck outputs, KL of the head's class scores) plus the same
+    MSE on the box regressions. Their combination is each layer's importance; keeping a layer
+    float costs what autobin's report says it adds to the budgeted total. The float layers are
+    the set of highest total importance within the budget (a knapsack), checked against the
+    exact report of the resulting recipe.
 
     Give exactly one budget:
 
@@ -65,7 +69,10 @@ def search(
     Args:
         model: the trained float model (not binarized); it is not modified.
         data: calibration data: a dataset name (its train split), a Dataset of
-            ``(image, label)`` pairs, a DataLoader or an ``(N, C, H, W)`` tensor.
+            ``(image, label)`` pairs, a DataLoader or an ``(N, C, H, W)`` tensor. For a
+            detector: a VOC-format root (e.g. ``autobin mmdet-data mnist-det-small PATH``; its
+            trainval images), an mmdet dataset or DataLoader (its items are preprocessed by the
+            detector's ``data_preprocessor``) or a tensor of preprocessed images.
         recipe: the base recipe (name, YAML path, mapping or Recipe); its method, options,
             activations and shortcuts are kept.
         calibration_size: images used (chosen by ``seed``).
@@ -98,14 +105,15 @@ def search(
     if output is not None and Path(output).is_dir():
         raise SearchError(f"output {output} is a directory; give a file name, e.g. my-recipe.yaml")
     base = as_recipe(recipe)
-    images = calibration_images(data, calibration_size, seed)
+    objective = objective_for(model)
     was_training = model.training
     try:
-        logits(model, images[:2], batch_size)  # a classifier? (a clear error otherwise)
+        images = objective.images(model, data, calibration_size, seed)
+        objective.outputs(model, images[:2], batch_size)  # what it compares? (or a clear error)
         report = explain(model, base, example_inputs=(images[:2],))
         candidates = find_candidates(report)
         _check_feasible(model, base, candidates, budget, images)
-        measurer = Measurer(model, base, candidates, images, batch_size)
+        measurer = Measurer(model, base, candidates, images, batch_size, objective)
         bar = Progress(4 + 2 * len(candidates), progress)
         measured = measure_layers(measurer, bar)
         result = _choose(measurer, measured, budget, report.model, name, bar)
@@ -174,6 +182,7 @@ def _choose(
     front = [point("front", s, selection.value(s)) for s in selection.knapsack.front()]
     return SearchResult(
         model=model_name,
+        loss_name=measurer.objective.loss_name,
         recipe=recipe,
         recipe_yaml="",
         budget=budget,
@@ -206,16 +215,19 @@ def _pareto(points: list[Point], budget: Budget, most: int = FRONT_POINTS) -> li
 
 
 def _text(result: SearchResult, base: Recipe, extends: str | None) -> str:
-    rules = layer_rules(result.layers, result.float_layers, result.budget, result.costs)
-    s, b = result.searched, result.base
+    rules = layer_rules(
+        result.layers, result.float_layers, result.budget, result.costs, result.loss_name
+    )
+    s, b, loss = result.searched, result.base, result.loss_name
     header = [
         f"Written by autobin search for {result.model}: {len(result.layers)} candidate layers "
         f"measured on {result.calibration_images} calibration images (seed {result.seed}).",
         f"Budget {result.budget.describe(s.value)}; {len(result.float_layers)} layers stay float.",
-        f"KL to the float model after calibration (no training): measured {s.measured_loss:.4g}"
+        f"{loss} to the float model after calibration (no training): measured "
+        f"{s.measured_loss:.4g}"
         f", predicted {s.predicted_loss:.4g}; base recipe {result.base_recipe.name!r}: measured "
         f"{b.measured_loss:.4g} at {format_value(result.budget.kind, b.value)}.",
-        "Each rule's comment: KL with only that layer binary / only it float, the importance "
+        f"Each rule's comment: {loss} with only that layer binary / only it float, the importance "
         "the search combined from them, and its cost.",
     ]
     return recipe_text(result.recipe.name, result.recipe.description, header, rules, base, extends)

@@ -19,7 +19,7 @@ result depends on the images alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -53,7 +53,7 @@ def calibration_images(data: CalibrationData, size: int, seed: int) -> torch.Ten
 
         data = load_dataset(data, "train")
     if isinstance(data, DataLoader):
-        images = _from_batches(data, size)
+        images = images_from_batches(data, size)
     elif isinstance(data, torch.Tensor):
         images = _pick(data, size, seed) if data.dim() == 4 else data
     else:
@@ -101,17 +101,25 @@ def _image(item: Any, index: int) -> torch.Tensor:
     return image
 
 
-def _from_batches(loader: Iterable[Any], size: int) -> torch.Tensor | None:
+def _batch_images(batch: Any) -> torch.Tensor:
+    images = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise SearchError(
+            "the DataLoader's batches must be (images, labels) with images (N, C, H, W), "
+            f"got {type(images).__name__}"
+        )
+    return images
+
+
+def images_from_batches(
+    loader: Iterable[Any], size: int, images_of: Callable[[Any], torch.Tensor] = _batch_images
+) -> torch.Tensor | None:
+    """The first ``size`` images of ``loader``'s batches (``images_of(batch)`` gives a batch's
+    ``(N, C, H, W)`` images), or None if it yields none."""
     taken: list[torch.Tensor] = []
     count = 0
     for batch in loader:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        if not isinstance(images, torch.Tensor) or images.dim() != 4:
-            raise SearchError(
-                "the DataLoader's batches must be (images, labels) with images (N, C, H, W), "
-                f"got {type(images).__name__}"
-            )
-        taken.append(images[: size - count])
+        taken.append(images_of(batch)[: size - count])
         count += taken[-1].shape[0]
         if count >= size:
             break
@@ -199,4 +207,4 @@ def logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> tor
     return torch.cat(outs)
 
 
-__all__ = ["CalibrationData", "calibrate", "calibration_images", "logits"]
+__all__ = ["CalibrationData", "calibrate", "calibration_images", "images_from_batches", "logits"]

@@ -39,6 +39,7 @@ def layer_rules(
     float_names: Sequence[str],
     budget: Budget,
     costs: dict[str, float],
+    loss_name: str = "KL",
 ) -> list[tuple[str, Rule]]:
     """(comment, rule) for every chosen float layer and every base-float layer made binary."""
     chosen = set(float_names)
@@ -46,8 +47,8 @@ def layer_rules(
     for layer in layers:
         c = layer.candidate
         measured = (
-            f"{c.name} ({c.type_name}): KL only-binary {layer.only_binary:.4g} (damage "
-            f"{layer.damage:+.4g}), KL only-float {layer.only_float:.4g} (gain "
+            f"{c.name} ({c.type_name}): {loss_name} only-binary {layer.only_binary:.4g} (damage "
+            f"{layer.damage:+.4g}), {loss_name} only-float {layer.only_float:.4g} (gain "
             f"{layer.gain:+.4g}), importance {layer.importance:.4g}; "
             + cost_text(budget, costs[c.name], c.macs)
         )

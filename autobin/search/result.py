@@ -27,8 +27,8 @@ class Point:
         label: what it is (``searched``, ``base``, ``front``).
         float_layers: the candidates that stay float.
         value: the budgeted total (e.g. float MACs) of this set.
-        predicted_loss: predicted KL to the float model after calibration.
-        measured_loss: measured KL (None where not measured).
+        predicted_loss: predicted loss against the float model after calibration.
+        measured_loss: measured loss (None where not measured).
     """
 
     label: str
@@ -73,6 +73,8 @@ class SearchResult:
         report_dir: the folder of the report files, if written.
         all_binary_totals: report totals with every candidate binary.
         base_recipe: the base recipe.
+        loss_name: what the losses are (``KL`` for a classifier, see
+            :class:`~autobin.search.objective.Objective`).
     """
 
     model: str
@@ -96,6 +98,7 @@ class SearchResult:
     report_dir: Path | None = None
     all_binary_totals: dict[str, Any] = field(default_factory=dict, repr=False)
     base_recipe: Recipe | None = None
+    loss_name: str = "KL"
 
     def table(self) -> str:
         """The per-layer table: base and searched decision, MACs, cost, measurements."""
@@ -107,8 +110,8 @@ class SearchResult:
             "searched",
             "MACs",
             "float cost",
-            "KL 1-bin",
-            "KL 1-flt",
+            f"{self.loss_name} 1-bin",
+            f"{self.loss_name} 1-flt",
             "damage",
             "gain",
             "importance",
@@ -150,7 +153,7 @@ class SearchResult:
                 f"budget {self.budget.describe(self.searched.value)}; base recipe: "
                 f"{format_value(kind, self.base.value)}",
                 f"float layers ({len(self.float_layers)}): {', '.join(self.float_layers) or '-'}",
-                "KL to the float model after calibration: searched "
+                f"{self.loss_name} to the float model after calibration: searched "
                 f"{self.searched.measured_loss:.4f} (predicted "
                 f"{self.searched.predicted_loss:.4f}), base recipe "
                 f"{self.base.measured_loss:.4f} (predicted {self.base.predicted_loss:.4f}); "
@@ -180,6 +183,7 @@ class SearchResult:
             "calibration_images": self.calibration_images,
             "seed": self.seed,
             "seconds": self.seconds,
+            "loss": self.loss_name,
             "all_float_loss": self.all_float_loss,
             "all_binary_loss": self.all_binary_loss,
             "searched": self.searched.to_dict(),
@@ -300,7 +304,7 @@ def plot_front(result: SearchResult, path: Path) -> Path:
         "max_size": "packed size (bytes)",
     }[budget.kind]
     ax.set_xlabel(unit)
-    ax.set_ylabel("KL to the float model (calibrated)")
+    ax.set_ylabel(f"{result.loss_name} to the float model (calibrated)")
     ax.set_title(f"autobin search: {result.model} ({len(result.layers)} candidate layers)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -1,8 +1,10 @@
 """Measuring each candidate layer: the distillation loss of configurations that differ in it.
 
 For a float model, its calibration images and the base recipe, the search measures (after
-:func:`~autobin.search.calibration.calibrate`) the KL divergence of each configuration's
-softmax from the float model's (:func:`autobin.train.distribution_loss`, T = 1) on:
+:func:`~autobin.search.calibration.calibrate`) the distillation loss of each configuration
+against the float model (its :class:`~autobin.search.objective.Objective`: for a classifier the
+KL divergence of the softmax, T = 1; for a detector its feature and class-score distillation
+losses) on:
 
 * ``all float``: every candidate float (the recipe's other changes, e.g. Maxout, remain);
 * ``all binary``: every candidate binary;
@@ -40,9 +42,9 @@ from torch import nn
 
 from ..graph import NothingBinarizedWarning, binarize, explain
 from ..recipes import Recipe
-from ..train.losses import distribution_loss
-from .calibration import calibrate, logits
+from .calibration import calibrate
 from .configurations import Candidate, configuration_recipe
+from .objective import CLASSIFIER, Objective
 
 ProgressLike = bool | None | Callable[[int, int, str], None]
 
@@ -53,7 +55,7 @@ class Configuration:
 
     Attributes:
         binary: names of the binary candidates.
-        loss: KL divergence from the float model after calibration.
+        loss: distillation loss against the float model after calibration.
         totals: report totals of the configuration's recipe (empty where the search needs none).
     """
 
@@ -126,11 +128,12 @@ class Measurer:
         candidates: Sequence[Candidate],
         images: torch.Tensor,
         batch_size: int,
+        objective: Objective = CLASSIFIER,
     ) -> None:
         self.model, self.base, self.candidates = model, base, list(candidates)
-        self.images, self.batch_size = images, batch_size
+        self.images, self.batch_size, self.objective = images, batch_size, objective
         self.example = (images[:2],)
-        self.reference = logits(model, images, batch_size)
+        self.reference = objective.outputs(model, images, batch_size)
 
     def recipe(self, binary: frozenset[str]) -> Recipe:
         return configuration_recipe(self.base, self.candidates, binary, f"{self.base.name}-search")
@@ -143,7 +146,8 @@ class Measurer:
         return Configuration(binary, loss, self.totals(recipe) if totals else {})
 
     def loss(self, recipe: Recipe) -> float:
-        """KL from the float model of ``recipe``'s binarization (own activations), calibrated."""
+        """The loss against the float model of ``recipe``'s binarization (own activations),
+        calibrated."""
         measured = dataclasses.replace(
             recipe, activations=dataclasses.replace(recipe.activations, replace=())
         )
@@ -151,8 +155,8 @@ class Measurer:
             warnings.simplefilter("ignore", NothingBinarizedWarning)
             bnn = binarize(self.model, measured, example_inputs=self.example)
         calibrate(bnn, self.images, self.batch_size)
-        out = logits(bnn, self.images, self.batch_size)
-        return float(distribution_loss(out, self.reference))
+        out = self.objective.outputs(bnn, self.images, self.batch_size)
+        return self.objective.loss(out, self.reference)
 
     def totals(self, recipe: Recipe) -> dict[str, Any]:
         """The report totals of ``recipe`` (what the budgets read)."""

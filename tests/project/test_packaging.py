@@ -73,6 +73,20 @@ def test_import_autobin_stays_light():
     assert out.stdout.strip() == "[]"
 
 
+def test_import_autobin_search_imports_no_mmdet():
+    """The detectors' search objective is registered by autobin.integrations.mmdet, never
+    imported by the search itself."""
+    code = (
+        "import sys, autobin.search; "
+        "print([m for m in sys.modules if m.split('.')[0] in ('mmdet', 'mmengine', 'mmcv') "
+        "or m.startswith('autobin.integrations')])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def test_lazy_public_names_resolve():
     from autobin.train import finetune
 

@@ -70,3 +70,14 @@ def test_bad_calibration_data_is_one_clear_error(data, message):
     with pytest.raises(SearchError, match=message) as info:
         calibration_images(data, 16, seed=0)
     assert "\n" not in str(info.value)
+
+
+def test_a_dataloader_gives_its_first_images_in_its_order():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    images = torch.randn(7, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    loader = DataLoader(TensorDataset(images, torch.arange(7)), batch_size=3)
+    assert torch.equal(calibration_images(loader, 5, seed=0), images[:5])
+    assert torch.equal(calibration_images(loader, 50, seed=0), images)
+    with pytest.raises(SearchError, match="batches must be"):
+        calibration_images(DataLoader(list(range(4)), batch_size=2), 4, seed=0)

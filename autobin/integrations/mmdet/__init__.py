@@ -17,10 +17,15 @@ Python::
     binary = binarize_detector(detector, "ssd300-adabin")
 
 Shell: ``autobin mmdet-data mnist-det data/mnist-det``, ``autobin mmdet-config ... -o cfg.py``,
-``autobin mmdet-train cfg.py``, ``autobin mmdet-test cfg.py work_dirs/cfg/epoch_N.pth``.
+``autobin mmdet-train cfg.py``, ``autobin mmdet-test cfg.py work_dirs/cfg/epoch_N.pth``,
+``autobin search cfg.py --data mnist-det --teacher CKPT --max-float-macs N -o r.yaml``.
+
+Importing it also registers the detectors' objective of :func:`autobin.search`
+(:mod:`.search`): ``autobin.search(detector, "data/mnist-det-small", "det-adabin", ...)``.
 """
 
 from ...graph import register_family
+from ...search.objective import register_objective
 from .binarize import binarize_detector, explain_detector, prediction_convs
 from .build import build_float_detector
 from .config import (
@@ -42,13 +47,16 @@ from .model import MODELS, BinarizedDetector
 from .offline import fix_predict, mmengine_checkpoints, strip_pretrained
 from .publish import DetectorPublishError, publish_detector
 from .runner import test, train
+from .search import DetectorObjective, search_detector
 
 register_family(MMDetFamily())
+register_objective(MMDetFamily.name, DetectorObjective())
 
 __all__ = [
     "MODELS",
     "BinarizedDetector",
     "DetectorConfigError",
+    "DetectorObjective",
     "DetectorPublishError",
     "DistillConfig",
     "MMDetFamily",
@@ -66,6 +74,7 @@ __all__ = [
     "point_at_voc",
     "prediction_convs",
     "publish_detector",
+    "search_detector",
     "strip_pretrained",
     "test",
     "train",
