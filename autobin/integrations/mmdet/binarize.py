@@ -16,11 +16,10 @@ from torch import nn
 
 from ...graph import BinarizeReport, NothingBinarizedWarning, binarize, explain
 from ...model_info import info
-from ...module_tools import eval_mode
 from ...recipes import Recipe
 from .build import check_detector
 from .errors import RecipeMatchError
-from .family import MMDetFamily, default_input_size
+from .family import MMDetFamily, default_input_size, prediction_convs
 
 _FAMILY = MMDetFamily()
 
@@ -29,36 +28,6 @@ def example_batch(detector: nn.Module, input_size: Sequence[int] | None = None) 
     """A seeded random normalized image batch ``(1, 3, H, W)`` on the detector's device."""
     size = tuple(input_size) if input_size is not None else default_input_size(detector)
     return _FAMILY.example_inputs(detector, (3, *size))[0]
-
-
-def prediction_convs(detector: nn.Module, inputs: torch.Tensor) -> list[str]:
-    """Names of the convs whose outputs the detector returns as raw predictions.
-
-    Runs ``detector(inputs)`` (``mode='tensor'``) once in eval mode without gradients; a conv is
-    a prediction conv when one of the returned tensors is its output object itself.
-    """
-    from ...graph.eager_pass import tensors_in
-
-    outputs: dict[int, tuple[str, torch.Tensor]] = {}
-
-    def hook(name):
-        def record(_module, _args, output):
-            if isinstance(output, torch.Tensor):
-                outputs[id(output)] = (name, output)
-
-        return record
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in detector.named_modules()
-               if isinstance(m, nn.Conv2d)]  # fmt: skip
-    try:
-        with eval_mode(detector), torch.no_grad():
-            result = detector(inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    names = [outputs[id(t)][0] for t in tensors_in(result)
-             if id(t) in outputs and outputs[id(t)][1] is t]  # fmt: skip
-    return list(dict.fromkeys(names))
 
 
 def explain_detector(
