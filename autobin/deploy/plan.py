@@ -298,7 +298,7 @@ def compile_chains(root: nn.Module) -> list[list[str]]:
             elif runs[-1]:
                 runs.append([])
         changed = False
-        for run in [piece for run in runs for piece in _split_at_outputs(run)]:
+        for run in [piece for whole in runs for piece in _split_at_outputs(whole)]:
             found = _chain_of(run) if len(run) >= 2 else None
             if found is None:
                 continue

@@ -71,7 +71,10 @@ def test_bench_refuses_a_recipe_that_binarizes_nothing_and_a_config_file(capsys,
     argv = ["bench", "resnet18", "--input-size", "32", "32", "--reps", "1"]
     assert main([*argv, "--recipe", str(recipe)]) == 2
     assert "binarizes no layer of resnet18" in _one_error_line(capsys)
+    # a config file is a detector to time: one that is not a detector is refused in one line
     config = tmp_path / "retinanet_bin.py"
     config.write_text("model = dict(type='RetinaNet')\n")
     assert main(["bench", str(config)]) == 2
-    assert "looks like a config file" in _one_error_line(capsys)
+    assert "has no backbone, so it is not an mmdet detector" in _one_error_line(capsys)
+    assert main(["bench", str(config), "--num-classes", "3"]) == 2
+    assert "--num-classes and --in-chans are timm arguments" in _one_error_line(capsys)
