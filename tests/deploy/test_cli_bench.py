@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from autobin.cli.main import main
 from autobin.deploy.build import cpu_has_bf16, cpu_has_vnni
 
@@ -52,8 +54,6 @@ def _one_error_line(capsys) -> str:
 
 
 def test_bench_refuses_non_positive_sizes_in_one_line(capsys):
-    import pytest
-
     for bad in (["--input-size", "0", "32"], ["--input-size", "32", "-4"], ["--batch", "0"],
                 ["--reps", "-1"], ["--threads", "0"], ["--num-classes", "0"]):  # fmt: skip
         with pytest.raises(SystemExit) as info:
@@ -62,6 +62,7 @@ def test_bench_refuses_non_positive_sizes_in_one_line(capsys):
         assert "must be a positive integer" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
+@pytest.mark.mmdet  # a config file is benchmarked as an mmdet detector
 def test_bench_refuses_a_recipe_that_binarizes_nothing_and_a_config_file(capsys, tmp_path):
     recipe = tmp_path / "nothing.yaml"
     recipe.write_text(
