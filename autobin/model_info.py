@@ -75,6 +75,8 @@ class ModelInfo:
             it by name.
         recipe: the recipe it was binarized with.
         report: the :class:`~autobin.BinarizeReport`.
+        deployment: the ``DeploySummary`` when :func:`autobin.deploy` made the model (None for
+            a fake-quantized model).
     """
 
     family: str
@@ -83,6 +85,7 @@ class ModelInfo:
     report: Any  # autobin.BinarizeReport
     float_reference: FloatReference = field(default_factory=lambda: FloatReference(None),
                                             repr=False)  # fmt: skip
+    deployment: Any = field(default=None, repr=False)  # autobin.deploy.DeploySummary
 
     @property
     def float_model(self) -> nn.Module | None:

@@ -216,6 +216,7 @@ def bench_models(
     recipe: str = "",
     reps: int = 10,
     fast: DeployedModel | None = None,
+    layered: DeployedModel | None = None,
     clock: str = "wall",
     float_parts: str = "auto",
 ) -> ModelBench:
@@ -227,7 +228,8 @@ def bench_models(
     come from forward hooks in separate runs, so they include the hooks' small overhead.
     ``clock="thread"`` measures the calling thread's CPU time instead of wall time (meaningful
     with one thread, where torch and the kernels run on the caller: a busy machine does not
-    inflate it).
+    inflate it). ``fast`` / ``layered``: the deployment to time and its twin without compiled
+    chains (per-layer times), when the caller made them (a detector's parts).
     """
     if clock not in ("wall", "thread"):
         raise ValueError(f"clock must be 'wall' or 'thread', got {clock!r}")
@@ -238,11 +240,12 @@ def bench_models(
     fast = fast if fast is not None else deploy(bnn, float_parts=float_parts)
     parts = fast.summary.float_parts
     # the same deployment without compiled chains: per-layer times of the chained layers
-    layered = (
-        deploy(bnn, float_parts=parts, compile_graph=False)
-        if fast.summary.compiled_chains
-        else fast
-    )
+    if layered is None:
+        layered = (
+            deploy(bnn, float_parts=parts, compile_graph=False)
+            if fast.summary.compiled_chains
+            else fast
+        )
     xl = x.contiguous(memory_format=torch.channels_last)
     xc = x.contiguous()
     best_name, best_model, best_input = _float_best(float_model, xc, xl, now)

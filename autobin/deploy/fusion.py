@@ -133,17 +133,22 @@ def fuse_glue(root: nn.Module) -> tuple[dict[str, str], list[str], dict[str, str
 
 
 def low_precision_float_parts(
-    root: nn.Module, float_parts: str, input_conv: nn.Module | None
+    root: nn.Module,
+    float_parts: str,
+    input_conv: nn.Module | None,
+    keep: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Replace the float convs ``float_parts`` selects by int8/bf16 ones
     (:mod:`.float_parts`); in fx graphs a channel Maxout right after one is done in its
-    epilogue. ``input_conv``: the conv applied to the model's input (the stem). Returns
+    epilogue. ``input_conv``: the conv applied to the model's input (the stem); ``keep``: paths
+    of convs that stay float32. Returns
     ``({conv path: "int8" or "bf16"}, {conv path: fused Maxout path})``."""
     kinds: dict[str, str] = {}
     fused: dict[str, str] = {}
+    kept = {id(m) for name, m in root.named_modules() if name in keep}
 
     def precision(conv: nn.Module) -> str:
-        if type(conv) is not nn.Conv2d:
+        if type(conv) is not nn.Conv2d or id(conv) in kept:
             return "fp32"
         return choose_precision(conv, float_parts, stem=conv is input_conv)
 

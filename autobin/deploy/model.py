@@ -14,7 +14,8 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..model_info import FloatReference, attach_info, info
+from ..graph import family_of
+from ..model_info import FloatReference, ModelInfo, attach_info, info
 from ..module_tools import set_module
 from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
 from . import fusion
@@ -59,6 +60,8 @@ class DeploySummary:
             precision (:mod:`autobin.deploy.float_parts`).
         float_parts: the ``float_parts`` choice deploy was given.
         compiled_chains: module paths of each run of layers executed by one C++ call.
+        float32_layers: float layers kept in float32 whatever ``float_parts`` says (the model
+            family's choice: a detector's prediction convs).
         kept: ``{path: reason}`` binary layers left fake-quantized (not packable).
         state_bytes: bytes of the deployed model's parameters and buffers.
         float_state_bytes: bytes of the source model's parameters and buffers as float32.
@@ -75,6 +78,7 @@ class DeploySummary:
     low_precision: dict[str, str] = field(default_factory=dict)
     float_parts: str = "fp32"
     compiled_chains: list[list[str]] = field(default_factory=list)
+    float32_layers: list[str] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)
     state_bytes: int = 0
     float_state_bytes: int = 0
@@ -89,7 +93,8 @@ class DeploySummary:
             f"shortcut adds in conv epilogues, {len(self.packs_next)} outputs packed for the next "
             f"layer there; float parts ({self.float_parts}): "
             f"{list(self.low_precision.values()).count('int8')} convs in int8, "
-            f"{list(self.low_precision.values()).count('bf16')} in bf16; "
+            f"{list(self.low_precision.values()).count('bf16')} in bf16"
+            f"{f', {len(self.float32_layers)} kept float32' if self.float32_layers else ''}; "
             f"{sum(map(len, self.compiled_chains))} layers run by "
             f"{len(self.compiled_chains)} C++ call(s); kernel path: {active_kernel()}",
             f"parameter and buffer bytes: {self.state_bytes:,} deployed vs "
@@ -239,6 +244,81 @@ def _input_channels(model: nn.Module) -> int | None:
     return None
 
 
+def check_image(x: torch.Tensor, channels: int | None) -> None:
+    """One-line errors for a deployed model's image batch (its first tensor input)."""
+    shape = tuple(x.shape)
+    if not x.is_floating_point():
+        raise DeployInputError(
+            f"the deployed model expects a float32 image batch, got a {x.dtype} tensor of "
+            f"shape {shape}; convert it with x.float() (scaled as in training)"
+        )
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        raise DeployInputError(
+            f"the deployed model runs float32 on the CPU, got a {x.dtype} tensor on "
+            f"{x.device}; pass x.float().cpu()"
+        )
+    c = channels
+    if c is None:
+        return
+    if x.dim() == 3 and shape[0] == c:
+        raise DeployInputError(
+            f"the deployed model expects a batch (N, {c}, H, W), got one unbatched image of "
+            f"shape {shape}; pass x.unsqueeze(0)"
+        )
+    if x.dim() != 4 or shape[1] != c:
+        raise DeployInputError(
+            f"the deployed model expects a batch (N, {c}, H, W), got shape {shape}; give "
+            f"it {c}-channel images"
+        )
+
+
+def check_finite(values: list[Any]) -> None:
+    """Refuse NaN or infinite values in the tensors among ``values``, naming the first."""
+    for v in values:
+        # a sum is non-finite when any value is (or it overflows: then check exactly)
+        if (
+            isinstance(v, torch.Tensor)
+            and v.is_floating_point()
+            and not bool(torch.isfinite(v.sum()))
+            and not bool(torch.isfinite(v).all())
+        ):
+            bad = ~torch.isfinite(v)
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise DeployInputError(
+                f"the input holds {int(bad.sum())} NaN or infinite values (first at index "
+                f"{first}); the packed kernels binarize by comparison, where NaN has no "
+                "sign, so the output would be wrong: clean or drop those inputs"
+            )
+
+
+def check_inputs(args: tuple, kwargs: dict[str, Any], channels: int | None) -> None:
+    """The checks a deployed model runs on its call's inputs: the first tensor is the image
+    batch (:func:`check_image`), no tensor holds NaN/inf or requires grad."""
+    values = [*args, *kwargs.values()]
+    image = next((v for v in values if isinstance(v, torch.Tensor)), None)
+    if image is not None:
+        check_image(image, channels)
+    check_finite(values)
+    for v in values:
+        if isinstance(v, torch.Tensor) and v.requires_grad:
+            raise DeployError(
+                "a deployed model is inference only: an input requires grad; pass "
+                "tensor.detach() (gradients need the fake-quantized model)"
+            )
+
+
+class InputCheck:
+    """Forward pre-hook of a model deployed in place (:attr:`ModelFamily.deploys_in_place`):
+    :func:`check_inputs` on each call (a class, so the hook pickles and deep-copies)."""
+
+    def __init__(self, channels: int | None) -> None:
+        self.channels = channels
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        refuse_tracing("a deployed model")
+        check_inputs(args, kwargs, self.channels)
+
+
 class DeployedModel(nn.Module):
     """Inference-only model whose binary layers run packed XNOR/popcount kernels.
 
@@ -274,50 +354,6 @@ class DeployedModel(nn.Module):
     def __prepare_scriptable__(self) -> Any:
         refuse_scripting("a deployed model")
 
-    def _check_image(self, x: torch.Tensor) -> None:
-        """One-line errors for the first positional input (the image batch)."""
-        shape = tuple(x.shape)
-        if not x.is_floating_point():
-            raise DeployInputError(
-                f"the deployed model expects a float32 image batch, got a {x.dtype} tensor of "
-                f"shape {shape}; convert it with x.float() (scaled as in training)"
-            )
-        if x.dtype != torch.float32 or x.device.type != "cpu":
-            raise DeployInputError(
-                f"the deployed model runs float32 on the CPU, got a {x.dtype} tensor on "
-                f"{x.device}; pass x.float().cpu()"
-            )
-        c = self.input_channels
-        if c is None:
-            return
-        if x.dim() == 3 and shape[0] == c:
-            raise DeployInputError(
-                f"the deployed model expects a batch (N, {c}, H, W), got one unbatched image of "
-                f"shape {shape}; pass x.unsqueeze(0)"
-            )
-        if x.dim() != 4 or shape[1] != c:
-            raise DeployInputError(
-                f"the deployed model expects a batch (N, {c}, H, W), got shape {shape}; give "
-                f"it {c}-channel images"
-            )
-
-    def _check_finite(self, values: list[Any]) -> None:
-        for v in values:
-            # a sum is non-finite when any value is (or it overflows: then check exactly)
-            if (
-                isinstance(v, torch.Tensor)
-                and v.is_floating_point()
-                and not bool(torch.isfinite(v.sum()))
-                and not bool(torch.isfinite(v).all())
-            ):
-                bad = ~torch.isfinite(v)
-                first = tuple(int(i) for i in bad.nonzero()[0])
-                raise DeployInputError(
-                    f"the input holds {int(bad.sum())} NaN or infinite values (first at index "
-                    f"{first}); the packed kernels binarize by comparison, where NaN has no "
-                    "sign, so the output would be wrong: clean or drop those inputs"
-                )
-
     def train(self, mode: bool = True) -> DeployedModel:
         if mode:
             raise DeployError(
@@ -328,16 +364,7 @@ class DeployedModel(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         refuse_tracing("a deployed model")
-        values = [*args, *kwargs.values()]
-        if args and isinstance(args[0], torch.Tensor):
-            self._check_image(args[0])
-        self._check_finite(values)
-        for v in values:
-            if isinstance(v, torch.Tensor) and v.requires_grad:
-                raise DeployError(
-                    "a deployed model is inference only: an input requires grad; pass "
-                    "tensor.detach() (gradients need the fake-quantized model)"
-                )
+        check_inputs(args, kwargs, self.input_channels)
         args = tuple(_channels_last(a) for a in args)
         kwargs = {k: _channels_last(v) for k, v in kwargs.items()}
         with torch.no_grad():
@@ -389,18 +416,22 @@ def deploy(
         fuse_glue: do a Maxout (and a shortcut add before it) that follows a packed conv in
             the conv's epilogue, and let a packed conv write its output already bit-packed for
             a packed conv that consumes it (same values: each step keeps its rounding).
-        float_parts: ``"auto"`` (int8 for the float convs that pass the accuracy check where
-            the CPU has AVX-512 VNNI), ``"fp32"`` (float32: the fake-quantized model's values
-            within the documented bound) or ``"int8"``; see
-            :mod:`autobin.deploy.float_parts`.
+        float_parts: ``"auto"`` (int8 stem, bf16 other eligible float convs, where the CPU
+            has the instructions and the model family allows it), ``"fp32"`` (float32: the
+            fake-quantized model's values within the documented bound), ``"int8"`` or
+            ``"bf16"``; see :mod:`autobin.deploy.float_parts`. Layers the model family keeps
+            float32 (a detector's prediction convs) stay float32 whatever the choice.
         compile_graph: run each run of consecutive packed/int8 convs and max pools in fx
             graphs by one C++ call (:mod:`autobin.deploy.plan`; same values).
         weight_signs: binary weights by layer path, used instead of the layers' own (the zoo
             passes its stored packed signs, so they are packed without a float detour).
 
     Returns:
-        A :class:`DeployedModel`; or ``model`` itself, with a :class:`NoBinaryLayersWarning`,
-        when it has no binary layers.
+        A :class:`DeployedModel`; for a model family that deploys in place (mmdet detectors)
+        a copy of the model itself, its class and methods kept (``test_step``/``predict``
+        work), its parts deployed, the summary in ``autobin.info(result).deployment`` and the
+        same input checks in a forward pre-hook; or ``model`` itself, with a
+        :class:`NoBinaryLayersWarning`, when it has no binary layers.
 
     Raises:
         DeployError: ``model`` is in training mode.
@@ -408,7 +439,7 @@ def deploy(
     if not isinstance(model, nn.Module):
         raise TypeError(f"deploy expects an nn.Module, got {type(model).__name__}")
     check_float_parts(float_parts)
-    if isinstance(model, DeployedModel):
+    if isinstance(model, DeployedModel) or _deployment(model) is not None:
         return model
     layers = {n: m for n, m in model.named_modules() if isinstance(m, BinaryLayer)}
     if not layers:
@@ -424,14 +455,19 @@ def deploy(
             "deploy makes an inference-only model, but the model is in training mode (BatchNorm "
             "would use batch statistics); call model.eval() first"
         )
+    family = family_of(model)
+    if float_parts == "auto" and not family.auto_low_precision:
+        float_parts = "fp32"
+    float32_layers = family.float32_layers(model) if float_parts != "fp32" else ()
     work = _deepcopy(model, {})  # the info record's float model is shared, not copied
-    record = info(work)
-    if record is not None:  # the teacher binarize() keeps is not part of a deployment
-        attach_info(work, dataclasses.replace(record, float_reference=FloatReference(None)))
     summary = DeploySummary(
-        float_state_bytes=_state_bytes(model, as_float32=True), float_parts=float_parts
-    )
+        float_state_bytes=_state_bytes(model, as_float32=True), float_parts=float_parts,
+        float32_layers=list(float32_layers),
+    )  # fmt: skip
     input_channels = _input_channels(work)
+    views = family.graph_views(work)  # parts whose graphs the passes below edit
+    for name, _, view in views:
+        set_module(work, name, view)
     folded = _fold_norms(work, summary) if fold_norms else {}
     residuals = _fuse_residuals(work) if fuse_residuals else set()
     for name, layer in [(n, m) for n, m in work.named_modules() if isinstance(m, BinaryLayer)]:
@@ -464,16 +500,37 @@ def deploy(
         summary.fused_adds += adds
         summary.packs_next.update(packs)
     if float_parts != "fp32":
-        kinds, stem_maxouts = low_precision_float_parts(work, float_parts, first_conv(work))
+        kinds, stem_maxouts = low_precision_float_parts(
+            work, float_parts, first_conv(work), keep=set(float32_layers)
+        )
         summary.low_precision.update(kinds)
         summary.fused_maxouts.update(stem_maxouts)
     if compile_graph:
         summary.compiled_chains = compile_chains(work)
+    for name, part, view in views:
+        work = family.install(work, name, part, view)
     for p in work.parameters():
         p.requires_grad_(False)
     work.eval()
     summary.state_bytes = _state_bytes(work, as_float32=False)
+    record = info(work)
+    if record is not None:  # the teacher binarize() keeps is not part of a deployment
+        record = dataclasses.replace(
+            record, float_reference=FloatReference(None), deployment=summary
+        )
+        attach_info(work, record)
+    if family.deploys_in_place:
+        if record is None:
+            attach_info(work, ModelInfo(family.name, None, None, None, deployment=summary))
+        work.register_forward_pre_hook(InputCheck(input_channels), with_kwargs=True)
+        return work
     return DeployedModel(work, summary, input_channels)
+
+
+def _deployment(model: nn.Module) -> DeploySummary | None:
+    """The summary of a model :func:`deploy` made in place, else None."""
+    record = info(model)
+    return record.deployment if record is not None else None
 
 
 __all__ = ["DeploySummary", "DeployedModel", "NoBinaryLayersWarning", "WeightSigns", "deploy"]

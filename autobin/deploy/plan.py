@@ -3,7 +3,9 @@
 :func:`compile_chains` finds, in the fx graphs of a deployed model, runs of consecutive calls of
 packed convs (:class:`~.layers.PackedConv2d`), int8 convs (:class:`~.float_parts.Int8Conv2d`)
 and max pools that take one value from outside and give one value back (in a ResNet: from the
-stem to the last block), and replaces each run by a :class:`CompiledChain`. Its forward builds,
+stem to the last block; a run whose inner values are also used elsewhere, such as a detector
+backbone's feature maps, is cut after each of them), and replaces each run by a
+:class:`CompiledChain`. Its forward builds,
 once per input shape, a plan: one ``PlanOp`` record per layer (geometry, the layer's buffer
 addresses, activation slots in an arena) and runs it with ``autobin_run_plan``. A packed
 layer's input packed by its producer's epilogue is handed over inside the arena.
@@ -269,9 +271,22 @@ def _chain_of(run: list[fx.Node]) -> tuple[fx.Node, list[tuple[int, int]]] | Non
     return source, refs
 
 
+def _split_at_outputs(run: list[fx.Node]) -> list[list[fx.Node]]:
+    """``run`` cut after every node whose value is also used outside the run (a backbone's
+    feature maps returned at several depths): each piece gives one value back."""
+    members = set(run)
+    pieces: list[list[fx.Node]] = [[]]
+    for node in run:
+        pieces[-1].append(node)
+        if any(user not in members for user in node.users):
+            pieces.append([])
+    return [piece for piece in pieces if piece]
+
+
 def compile_chains(root: nn.Module) -> list[list[str]]:
-    """Replace every run of two or more chainable layers by a :class:`CompiledChain`; returns
-    the module paths of each chain."""
+    """Replace every run of two or more chainable layers by a :class:`CompiledChain` (a run
+    whose inner values are used outside it is cut after each of them); returns the module
+    paths of each chain."""
     chains: list[list[str]] = []
     for prefix, gm in list(root.named_modules()):
         if not isinstance(gm, fx.GraphModule):
@@ -283,7 +298,7 @@ def compile_chains(root: nn.Module) -> list[list[str]]:
             elif runs[-1]:
                 runs.append([])
         changed = False
-        for run in runs:
+        for run in [piece for whole in runs for piece in _split_at_outputs(whole)]:
             found = _chain_of(run) if len(run) >= 2 else None
             if found is None:
                 continue

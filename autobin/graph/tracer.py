@@ -106,12 +106,12 @@ def trace_module(
     graph = tracer.trace(module, concrete_args=concrete_args or None)
     name = type(module).__name__
     gm = fx.GraphModule(tracer.root, graph, name)
-    _keep_hierarchy(module, gm)
+    keep_hierarchy(module, gm)
     _unpersist_constants(gm)
     return gm
 
 
-def _keep_hierarchy(module: nn.Module, gm: fx.GraphModule) -> None:
+def keep_hierarchy(module: nn.Module, gm: fx.GraphModule) -> None:
     """Give ``gm`` the children, parameters and buffers of ``module`` itself.
 
     ``fx.GraphModule`` copies only what its graph uses and rebuilds the containers on the way
@@ -230,6 +230,7 @@ __all__ = [
     "Region",
     "activation_kind",
     "is_compute_layer",
+    "keep_hierarchy",
     "tensor_shape",
     "trace_module",
     "trace_regions",

@@ -35,6 +35,10 @@ CASES = {
          "--no-resnet18-time", "--json", "coverage.json"],
         r"models: 2  tried: 2  skipped: 0  ok: 2  failed: 0",
     ),
+    "deploy_detector": (
+        ["--batch", "1", "--reps", "1", "--threads", "1"],
+        r"ssd128_r18_mnist-det-small.py backbone\+neck, batch 1, 1 thread\(s\): [\d.]+x float32",
+    ),
     "deploy_end_to_end": (
         ["--arch", "resnet10t", "--threads", "1", "--batch", "1", "--reps", "1"],
         r"batch 1, 1 thread\(s\): [\d.]+x float32 \(goal [\d.]+x\)",
@@ -68,7 +72,7 @@ CASES = {
     ),
 }  # fmt: skip
 SLOW = {"compiled_traffic", "finetune", "search"}
-MMDET = {"detection", "mmdet_sweep"}
+MMDET = {"detection", "mmdet_sweep", "deploy_detector"}
 
 
 def _param(name: str):

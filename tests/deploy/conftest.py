@@ -61,17 +61,3 @@ def random_linear(fin, fout, *, seed, form="paper", method="adabin"):
             layer.act_alpha.fill_(0.8)
             layer.act_beta.fill_(-0.2)
     return layer.eval()
-
-
-def assert_within_bound(y: torch.Tensor, ref: torch.Tensor, bound: torch.Tensor, dim: int = 1):
-    """``|y - ref| <= bound`` per output channel (channels at ``dim``)."""
-    assert y.shape == ref.shape
-    shape = [1] * y.dim()
-    shape[dim] = -1
-    err = (y.double() - ref.double()).abs()
-    limit = bound.reshape(shape).to(err)
-    over = err > limit
-    assert not over.any(), (
-        f"{int(over.sum())} outputs exceed the bound: error {float(err[over].max()):.3g}, "
-        f"bound there {float(limit.expand_as(err)[over].min()):.3g}"
-    )

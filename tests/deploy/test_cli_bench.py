@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from autobin.cli.main import main
 from autobin.deploy.build import cpu_has_bf16, cpu_has_vnni
 
@@ -52,8 +54,6 @@ def _one_error_line(capsys) -> str:
 
 
 def test_bench_refuses_non_positive_sizes_in_one_line(capsys):
-    import pytest
-
     for bad in (["--input-size", "0", "32"], ["--input-size", "32", "-4"], ["--batch", "0"],
                 ["--reps", "-1"], ["--threads", "0"], ["--num-classes", "0"]):  # fmt: skip
         with pytest.raises(SystemExit) as info:
@@ -62,6 +62,7 @@ def test_bench_refuses_non_positive_sizes_in_one_line(capsys):
         assert "must be a positive integer" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
+@pytest.mark.mmdet  # a config file is benchmarked as an mmdet detector
 def test_bench_refuses_a_recipe_that_binarizes_nothing_and_a_config_file(capsys, tmp_path):
     recipe = tmp_path / "nothing.yaml"
     recipe.write_text(
@@ -71,7 +72,10 @@ def test_bench_refuses_a_recipe_that_binarizes_nothing_and_a_config_file(capsys,
     argv = ["bench", "resnet18", "--input-size", "32", "32", "--reps", "1"]
     assert main([*argv, "--recipe", str(recipe)]) == 2
     assert "binarizes no layer of resnet18" in _one_error_line(capsys)
+    # a config file is a detector to time: one that is not a detector is refused in one line
     config = tmp_path / "retinanet_bin.py"
     config.write_text("model = dict(type='RetinaNet')\n")
     assert main(["bench", str(config)]) == 2
-    assert "looks like a config file" in _one_error_line(capsys)
+    assert "has no backbone, so it is not an mmdet detector" in _one_error_line(capsys)
+    assert main(["bench", str(config), "--num-classes", "3"]) == 2
+    assert "--num-classes and --in-chans are timm arguments" in _one_error_line(capsys)

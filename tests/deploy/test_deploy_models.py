@@ -7,54 +7,17 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from deploy_checks import assert_layerwise_within_bound
 
 import autobin
-from autobin.deploy import DeployedModel, PackedConv2d, PackedLinear, use_kernel
+from autobin.deploy import DeployedModel, PackedLinear, use_kernel
 from autobin.nn import BinaryLayer
 from autobin.quantizers.packing import unpack_signs
 
-from .conftest import PATHS, assert_within_bound
+from .conftest import PATHS
 
 ZOO = Path(__file__).resolve().parents[2] / "zoo"
 ENTRY = "resnet18.adabin_mnist5k"
-
-
-def _captures(model: torch.nn.Module, names, x):
-    """Inputs of the named layers and outputs of the modules whose output they stand for."""
-    seen: dict[str, torch.Tensor] = {}
-    hooks = []
-    for name, module in model.named_modules():
-        if name in names:
-            hooks.append(module.register_forward_hook(
-                lambda m, a, out, name=name: seen.__setitem__(name, (a[0].detach(), out))
-            ))  # fmt: skip
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    return seen
-
-
-def assert_layerwise_within_bound(fake: torch.nn.Module, fast: DeployedModel, x: torch.Tensor):
-    """Every packed layer, fed the fake-quantized model's input to that layer, reproduces the
-    fake-quantized layer's output (after its folded BatchNorm) within the stated bound."""
-    summary = fast.summary
-    inputs = _captures(fake, set(summary.packed), x)
-    outputs = _captures(fake, set(summary.folded_norms.values()), x)
-    assert set(inputs) == set(summary.packed)
-    modules = dict(fast.model.named_modules())
-    for name in summary.packed:
-        packed = modules[name]
-        layer_in, layer_out = inputs[name]
-        if name in summary.folded_norms:
-            layer_out = outputs[summary.folded_norms[name]][1]
-        bound = packed.error_bound
-        if name in summary.residuals:  # the graph's add, now inside the packed layer
-            layer_out = layer_out + layer_in
-            bound = bound + 2.0**-22 * float(layer_out.abs().max())
-        y = packed.conv_output(layer_in) if isinstance(packed, PackedConv2d) else packed(layer_in)
-        dim = 1 if isinstance(packed, PackedConv2d) else -1
-        assert_within_bound(y, layer_out, bound, dim=dim)
 
 
 def _binarized(arch, recipe, size, **kwargs):

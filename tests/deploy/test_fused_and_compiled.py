@@ -74,9 +74,14 @@ def test_fused_glue_equals_the_layer_by_layer_model_bit_for_bit(float_parts):
     assert len(s.fused_adds) == 8 and len(s.packs_next) == 15
     assert s.packs_next["layer1.0.conv1"] == "layer1.0.conv2"
     # one C++ call covers the network when its float convs run in int8/bf16; with float32
-    # convs (torch) between the blocks no run has a single input and output
+    # convs (torch) between the blocks only the max pool and layer1 form a chain (cut where
+    # layer1's output also feeds the float32 downsample conv)
     whole = float_parts == "auto" and cpu_has_vnni() and cpu_has_bf16()
-    assert len(compiled.summary.compiled_chains) == (1 if whole else 0)
+    (chain,) = compiled.summary.compiled_chains
+    if whole:
+        assert chain[0] == "conv1" and chain[-1] == "layer4.1.conv2"
+    else:
+        assert chain == ["maxpool", *(f"layer1.{b}.conv{i}" for b in (0, 1) for i in (1, 2))]
     for path in PATHS:
         for x in (_x(1, 40, 40), _x(3, 37, 45, seed=2)):
             with use_kernel(path):

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+from deploy_checks import assert_within_bound
 
 from autobin.deploy import PackedConv2d, PackedLinear, use_kernel
 from autobin.deploy.layers import InferenceMaxout
@@ -13,13 +14,7 @@ from autobin.deploy.packing import pack_weight_signs, unpack_weight_signs
 from autobin.deploy.reference import integer_terms, packed_conv_reference
 from autobin.nn import Maxout
 
-from .conftest import (
-    PATHS,
-    assert_within_bound,
-    integer_conv,
-    random_conv,
-    random_linear,
-)
+from .conftest import PATHS, integer_conv, random_conv, random_linear
 
 # kernel, stride, padding, dilation, groups
 GRID = list(itertools.product((1, 3, 5), (1, 2), (0, 1, 2), (1, 2), (1, 2)))

@@ -145,6 +145,28 @@ class ModelFamily:
                     keep_attribute(graph_module, attr, getattr(original, attr))
         return graph_module
 
+    # ----------------------------------------------------------------- deployment
+    deploys_in_place: ClassVar[bool] = False
+    """Whether :func:`autobin.deploy` returns the model itself with its parts deployed (its
+    class and methods kept, e.g. a detector's ``test_step``), not a ``DeployedModel`` wrapper."""
+
+    auto_low_precision: ClassVar[bool] = True
+    """Whether deployment's ``float_parts="auto"`` may run this family's float convs in
+    int8/bf16 (where it may not, ``auto`` means float32; explicit choices still apply)."""
+
+    def graph_views(self, model: nn.Module) -> list[tuple[str, nn.Module, fx.GraphModule]]:
+        """The traced parts of a rewritten ``model`` whose graph is not a ``GraphModule`` in
+        the module tree (a family whose :meth:`install` keeps the part's own class), each as
+        ``(name, part, view)``: ``view`` is a GraphModule of the part's graph sharing its
+        children, for passes that edit graphs (deployment). Put back with :meth:`install`.
+        Default: none (the GraphModules are in the tree)."""
+        return []
+
+    def float32_layers(self, model: nn.Module) -> tuple[str, ...]:
+        """Float layers that deployment keeps in float32 whatever its ``float_parts`` choice
+        (default: none)."""
+        return ()
+
     # ----------------------------------------------------------------- the zoo
     def zoo_architecture(
         self, model: nn.Module, input_shape: Sequence[int] | None

@@ -19,7 +19,7 @@ from ...model_info import info
 from ...recipes import Recipe
 from .build import check_detector
 from .errors import RecipeMatchError
-from .family import MMDetFamily, default_input_size, prediction_layers_of
+from .family import MMDetFamily, default_input_size, prediction_convs
 
 _FAMILY = MMDetFamily()
 
@@ -32,17 +32,6 @@ def example_inputs(
     """
     size = tuple(input_size) if input_size is not None else default_input_size(detector)
     return _FAMILY.example_inputs(detector, (3, *size))
-
-
-def prediction_convs(detector: nn.Module, inputs: torch.Tensor) -> list[str]:
-    """Names of the convs nearest to the detector's raw predictions on ``inputs``.
-
-    The convs among :func:`.family.prediction_layers_of`: their outputs the detector returns
-    in ``mode='tensor'``, unchanged or through ops without weights (a per-level ``Scale``,
-    ``exp``, ...), never through another weight layer.
-    """
-    convs = {n for n, m in detector.named_modules() if isinstance(m, nn.Conv2d)}
-    return [n for n in prediction_layers_of(detector, inputs) if n in convs]
 
 
 def explain_detector(

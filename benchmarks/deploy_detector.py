@@ -1,0 +1,72 @@
+"""A binarized detector's backbone + neck, deployed vs float, side by side in one process.
+
+Builds the detector of an mmdet config (random weights; default: the small SSD of
+``configs/mmdet/ssd128_r18_mnist-det-small.py``), binarizes it with the recipe (default
+``ssd-adabin``) and deploys it (:func:`autobin.deploy`: in place, still an mmdet detector), then
+times its backbone + neck (``extract_feat``, where the binary layers are; the head's
+prediction convs are float in both) as ``autobin bench CONFIG`` does: float32 (NCHW or
+channels-last), the float part's best CPU configuration (bfloat16 channels-last where faster),
+fake-quantized and deployed, round robin, with the per-layer table and where the deployed
+time goes.
+
+Goals (issue 18): deployed backbone + neck >= 5x the float detector's in float32 and >= 2.5x
+in its best dtype. On a busy machine use ``--threads 1 --clock thread``.
+
+Run: ``.venv/bin/python benchmarks/deploy_detector.py [--config C.py ...] [--recipe R]
+[--batch 1 8] [--threads 1] [--reps 20] [--clock thread]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from autobin.integrations.mmdet.bench import bench_detector
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_FLOAT32 = 5.0
+GOAL_BEST = 2.5
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config", nargs="+",
+        default=[str(ROOT / "configs" / "mmdet" / "ssd128_r18_mnist-det-small.py")],
+    )  # fmt: skip
+    parser.add_argument("--recipe", default="ssd-adabin")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1])
+    parser.add_argument("--input-size", type=int, nargs=2, default=None)
+    parser.add_argument("--float-parts", default="auto", choices=["auto", "fp32", "int8", "bf16"])
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument(
+        "--clock", choices=["wall", "thread"], default="wall",
+        help="'thread': CPU time of the calling thread (with --threads 1 only)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    summary = []
+    for config in args.config:
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            for batch in args.batch:
+                result = bench_detector(
+                    config, recipe=args.recipe, batch=batch, reps=args.reps, clock=args.clock,
+                    input_size=args.input_size, float_parts=args.float_parts,
+                )  # fmt: skip
+                print(result.table(), "\n")
+                t = result.total
+                summary.append(
+                    f"{Path(config).name} backbone+neck, batch {batch}, {threads} thread(s): "
+                    f"{t['float'] / t['deployed']:.2f}x float32 (goal {GOAL_FLOAT32}x), "
+                    f"{t['float_best'] / t['deployed']:.2f}x {result.float_best} (goal "
+                    f"{GOAL_BEST}x); deployed {t['deployed'] * 1e3:.2f} ms, float32 "
+                    f"{t['float'] * 1e3:.2f} ms"
+                )
+    print("\n".join(summary))
+
+
+if __name__ == "__main__":
+    main()
