@@ -21,7 +21,7 @@ from torch import nn
 from ...deploy import DeployedModel, deploy
 from ...deploy.bench import ModelBench, bench_models
 from ...model_info import info
-from .binarize import binarize_detector, example_batch
+from .binarize import binarize_detector, example_inputs
 from .build import build_float_detector
 from .config import detector_config, load_config
 
@@ -73,7 +73,7 @@ def bench_detector(
     fast = deploy(bnn, float_parts=float_parts)
     summary = info(fast).deployment
     layered = deploy(bnn, float_parts=float_parts, compile_graph=False)
-    x = example_batch(float_det, input_size).repeat(batch, 1, 1, 1)
+    x = example_inputs(float_det, input_size)[0].repeat(batch, 1, 1, 1)
     x = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
     channels = int(x.shape[1])
     return bench_models(
