@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import random
-import re
 import signal
 import statistics
 import sys
@@ -71,15 +70,12 @@ class Timeout(BaseException):
 
 
 def _one_line(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {text[:200]}"
+    return sweep_pool.one_line(exc, 200)
 
 
 def cause(res: Result) -> str:
     """A failure's cause: its stage and its message with numbers and names abstracted."""
-    text = re.sub(r"'[^']*'", "'*'", res.reason)
-    text = re.sub(r"\d+(\.\d+)?", "N", text)
-    return f"{res.stage}: {text[:120]}"
+    return sweep_pool.failure_cause(res.stage, res.reason, 120)
 
 
 FAMILIES = ("timm", "torchvision")

@@ -155,15 +155,12 @@ def _alarm(_signum, _frame):
 
 
 def _one_line(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {text[:220]}"
+    return sweep_pool.one_line(exc, 220)
 
 
 def cause(res: Result) -> str:
     """A failure's cause: its stage and its message with numbers and names abstracted."""
-    text = re.sub(r"'[^']*'", "'*'", res.reason)
-    text = re.sub(r"\d+(\.\d+)?", "N", text)
-    return f"{res.stage}: {text[:140]}"
+    return sweep_pool.failure_cause(res.stage, res.reason, 140)
 
 
 # ----------------------------------------------------------------------------- data

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import re
 import signal
 import time
 import traceback
@@ -207,4 +208,26 @@ def cpu_threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-__all__ = ["Crashed", "Raised", "TimedOut", "cpu_threads_per_job", "run_pool"]
+def one_line(exc: BaseException, width: int) -> str:
+    """``Type: first line of the message``, the message cut to ``width`` characters."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text[:width]}"
+
+
+def failure_cause(stage: str, reason: str, width: int) -> str:
+    """A failure's cause for grouping: its stage and its message with quoted names and numbers
+    abstracted, cut to ``width`` characters."""
+    text = re.sub(r"'[^']*'", "'*'", reason)
+    text = re.sub(r"\d+(\.\d+)?", "N", text)
+    return f"{stage}: {text[:width]}"
+
+
+__all__ = [
+    "Crashed",
+    "Raised",
+    "TimedOut",
+    "cpu_threads_per_job",
+    "failure_cause",
+    "one_line",
+    "run_pool",
+]
