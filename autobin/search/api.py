@@ -171,6 +171,12 @@ def _choose(
     base_float = [c.name for c in measurer.candidates if not c.base_binary]
     base_loss, base_totals = measurer.measure_recipe(base)
     bar.step(f"the base recipe {base.name!r}")
+    knapsack_loss = None
+    if keeps_base(budget, base_totals, base_loss, loss):
+        knapsack_loss, chosen, loss, totals = loss, base_float, base_loss, base_totals
+        recipe = searched_recipe(
+            base, measured.layers, chosen, budget, selection.costs, name, model_name
+        )
 
     def predicted(float_names: list[str]) -> float:
         gain = sum(selection.importance[n] for n in float_names)
@@ -198,7 +204,18 @@ def _choose(
         all_float_loss=measured.all_float.loss,
         all_binary_loss=measured.all_binary.loss,
         base_recipe=base,
+        knapsack_loss=knapsack_loss,
     )
+
+
+def keeps_base(budget: Budget, base_totals: dict, base_loss: float, knapsack_loss: float) -> bool:
+    """Whether the search answers with the base recipe's float layers instead of the knapsack's.
+
+    The knapsack adds the layers' importances as if they did not interact, so its set is a
+    prediction; both sets are then measured. Where the base recipe also meets the budget and
+    measured a lower loss, the base recipe's float layers are the answer.
+    """
+    return budget.met(base_totals) and base_loss < knapsack_loss
 
 
 def _pareto(points: list[Point], budget: Budget, most: int = FRONT_POINTS) -> list[Point]:
@@ -233,4 +250,4 @@ def _text(result: SearchResult, base: Recipe, extends: str | None) -> str:
     return recipe_text(result.recipe.name, result.recipe.description, header, rules, base, extends)
 
 
-__all__ = ["search"]
+__all__ = ["keeps_base", "search"]

@@ -75,6 +75,8 @@ class SearchResult:
         base_recipe: the base recipe.
         loss_name: what the losses are (``KL`` for a classifier, see
             :class:`~autobin.search.objective.Objective`).
+        knapsack_loss: None, or the measured loss of the knapsack's set where it measured worse
+            than the base recipe, which met the budget and whose float layers were kept.
     """
 
     model: str
@@ -99,6 +101,7 @@ class SearchResult:
     all_binary_totals: dict[str, Any] = field(default_factory=dict, repr=False)
     base_recipe: Recipe | None = None
     loss_name: str = "KL"
+    knapsack_loss: float | None = None
 
     def table(self) -> str:
         """The per-layer table: base and searched decision, MACs, cost, measurements."""
@@ -163,6 +166,14 @@ class SearchResult:
                 f"{self.totals['flops']:,} (base {self.base_totals['flops']:,}), packed "
                 f"{self.totals['packed_size_bytes']:,} bytes",
             ]
+            + (
+                []
+                if self.knapsack_loss is None
+                else [
+                    f"the knapsack's choice measured {self.knapsack_loss:.4f}, worse than the "
+                    "base recipe, which meets the budget: the base recipe's float layers are kept"
+                ]
+            )
         )
 
     def __str__(self) -> str:
@@ -186,6 +197,7 @@ class SearchResult:
             "loss": self.loss_name,
             "all_float_loss": self.all_float_loss,
             "all_binary_loss": self.all_binary_loss,
+            "knapsack_loss": self.knapsack_loss,
             "searched": self.searched.to_dict(),
             "base": self.base.to_dict(),
             "front": [p.to_dict() for p in self.front],

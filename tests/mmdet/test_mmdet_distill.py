@@ -15,6 +15,7 @@ from autobin.integrations.mmdet.distill import (
     cls_loss,
     distill_losses,
     feature_loss,
+    foreground_cls_loss,
 )
 
 pytestmark = pytest.mark.mmdet
@@ -42,6 +43,35 @@ def test_softmax_cls_loss_is_kl_per_anchor() -> None:
     kl = (F.softmax(rows_t, -1) * (F.log_softmax(rows_t, -1) - F.log_softmax(rows_s, -1))).sum(-1)
     got = cls_loss([s, s], [t, t], channels=channels, sigmoid=False, temperature=1.0)
     assert got.item() == pytest.approx(kl.mean().item(), rel=1e-5)
+
+
+def test_foreground_cls_loss_weights_each_anchor_by_the_teachers_foreground() -> None:
+    # one image, one anchor per position, 2 positions, 3 classes (softmax: background last)
+    t = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 4.0]])  # an object; near-certain background
+    s = torch.tensor([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    as_map = lambda rows: rows.T.reshape(1, 3, 1, 2)  # noqa: E731  (N, A*C, H, W)
+    kl, weight = [], []
+    for s_row, t_row in zip(s.tolist(), t.tolist()):
+        pt = [math.exp(v) / sum(math.exp(u) for u in t_row) for v in t_row]
+        ps = [math.exp(v) / sum(math.exp(u) for u in s_row) for v in s_row]
+        kl.append(sum(p * math.log(p / q) for p, q in zip(pt, ps)))
+        weight.append(1 - pt[-1])
+    expected = sum(k * w for k, w in zip(kl, weight)) / sum(weight)
+    got = foreground_cls_loss([as_map(s)], [as_map(t)], channels=3, sigmoid=False)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    plain = cls_loss([as_map(s)], [as_map(t)], channels=3, sigmoid=False, temperature=1.0)
+    assert plain.item() == pytest.approx(sum(kl) / 2, rel=1e-5)
+    assert got.item() < plain.item()  # the background anchor's large KL counts for little
+    # sigmoid heads: weight = the teacher's highest class probability
+    zs, zt = torch.tensor([[0.5, -1.0], [2.0, 0.0]]), torch.tensor([[1.5, -0.5], [-3.0, -2.0]])
+    w = torch.sigmoid(zt).amax(-1)
+    rows = torch.stack([bernoulli_kl(zs[i : i + 1], zt[i : i + 1], 1.0) for i in range(2)])
+    got = foreground_cls_loss(
+        [zs.T.reshape(1, 2, 1, 2)], [zt.T.reshape(1, 2, 1, 2)], channels=2, sigmoid=True
+    )
+    assert got.item() == pytest.approx(((rows * w).sum() / w.sum()).item(), rel=1e-5)
+    with pytest.raises(MMDetIntegrationError, match="score levels"):
+        foreground_cls_loss([as_map(s)], [], channels=3, sigmoid=False)
 
 
 def test_feature_loss_and_weights() -> None:

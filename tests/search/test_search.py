@@ -11,7 +11,8 @@ import yaml
 
 import autobin
 from autobin.nn import BinaryLayer
-from autobin.search import SearchError
+from autobin.search import SearchError, make_budget
+from autobin.search.api import keeps_base
 from autobin.search.selection import Item, Knapsack
 
 EXAMPLE = (torch.zeros(2, 1, 28, 28),)
@@ -88,6 +89,9 @@ def test_budget_is_met_and_no_important_layer_that_fits_is_left_out(searched, ad
     result, _ = searched
     assert result.totals["flops"] <= adabin_totals["flops"]
     assert result.searched.value == result.totals["flops"]
+    # the base recipe meets this budget: the answer never measures worse than it
+    assert result.searched.measured_loss <= result.base.measured_loss
+    assert result.knapsack_loss is None  # here the knapsack's own set measured better
     spent = sum(result.costs[n] for n in result.float_layers)
     capacity = adabin_totals["flops"] - result.all_binary_totals["flops"]
     for s in result.layers:
@@ -211,6 +215,18 @@ def test_cancelling_leaves_the_old_recipe_untouched(trained_net, mnist_train, tm
                        output=path, progress=cancel)  # fmt: skip
     assert path.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
+
+
+def test_the_base_recipes_float_layers_win_where_it_fits_and_measured_better():
+    share = make_budget(min_binary_share=0.95)
+    fits, misses = {"binary_mac_share": 0.96}, {"binary_mac_share": 0.94}
+    assert keeps_base(share, fits, base_loss=1.0, knapsack_loss=1.5)
+    assert not keeps_base(share, fits, base_loss=1.5, knapsack_loss=1.0)
+    assert not keeps_base(share, fits, base_loss=1.0, knapsack_loss=1.0)  # ties: the knapsack
+    assert not keeps_base(share, misses, base_loss=0.1, knapsack_loss=1.5)  # over the budget
+    macs = make_budget(max_float_macs=1000)
+    assert keeps_base(macs, {"flops": 1000}, base_loss=0.2, knapsack_loss=0.3)
+    assert not keeps_base(macs, {"flops": 1001}, base_loss=0.2, knapsack_loss=0.3)
 
 
 def test_knapsack_finds_the_best_set_within_the_capacity():

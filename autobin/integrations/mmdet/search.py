@@ -10,13 +10,15 @@ The search (:mod:`autobin.search`) is the same for every model; what a detector 
 * what is compared: the neck's feature levels (the backbone's without a neck) and the head's
   class scores and box regressions, as the float detector and each binarized configuration
   compute them;
-* the loss: the distillation losses a binary student of the detector trains with
-  (:mod:`.distill`, the default weights of :class:`.DistillConfig`): normalized feature MSE
-  averaged over levels plus the KL of the class scores (softmax per anchor for SSD, Bernoulli
-  per class for sigmoid heads), plus the same normalized MSE on the box regressions. The
-  student learns its boxes from the ground truth, not from the teacher, so its distillation has
-  no box term; the search has no ground truth, and without a box term it could not see the
-  regression convs at all (binarizing them would look free).
+* the loss: what a binary student of the detector distills, summed: the normalized feature MSE
+  averaged over levels (:func:`.distill.feature_loss`); the KL of the class scores (softmax per
+  anchor for SSD, Bernoulli per class for sigmoid heads), each anchor weighted by the teacher's
+  foreground probability (:func:`.distill.foreground_cls_loss`: the student's plain mean over
+  anchors is dominated by confident background and did not see a binarized class-prediction
+  conv of a trained SSD, whose student then trained worse); and the same normalized MSE on the
+  box regressions. The student learns its boxes from the ground truth, not from the teacher, so
+  its distillation has no box term; the search has no ground truth, and without a box term it
+  could not see the regression convs at all (binarizing them would look free).
 
 :func:`search_detector` is ``autobin search CONFIG``: the float detector of an mmdet config,
 loaded from a trained checkpoint, searched on a VOC root.
@@ -39,7 +41,7 @@ from ...search.calibration import batches, calibration_images, images_from_batch
 from ...search.objective import Objective
 from .build import build_float_detector
 from .config import detector_config, float_config
-from .distill import DistillConfig, distill_losses, feature_loss
+from .distill import feature_loss, foreground_cls_loss
 from .evaluate import test_pipeline, voc_dataset
 from .family import default_input_size
 from .model import load_float_weights
@@ -116,19 +118,17 @@ class DetectorObjective(Objective):
         )
 
     def loss(self, outputs: DetectorOutputs, reference: DetectorOutputs) -> float:
-        config = DistillConfig(cls_weight=1.0 if reference.scores else 0.0)
-        terms = distill_losses(
-            config,
-            outputs.features,
-            reference.features,
-            outputs.scores,
-            reference.scores,
-            channels=reference.channels,
-            sigmoid=reference.sigmoid,
-        )
+        total = feature_loss(outputs.features, reference.features)
+        if reference.scores:
+            total = total + foreground_cls_loss(
+                outputs.scores,
+                reference.scores,
+                channels=reference.channels,
+                sigmoid=reference.sigmoid,
+            )
         if reference.boxes:
-            terms["boxes"] = feature_loss(outputs.boxes, reference.boxes)
-        return float(sum(terms.values()))
+            total = total + feature_loss(outputs.boxes, reference.boxes)
+        return float(total)
 
 
 def root_image_size(data_root: str | os.PathLike[str]) -> tuple[int, int] | None:
