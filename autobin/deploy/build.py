@@ -49,7 +49,7 @@ SOURCE = Path(__file__).with_name("kernel.cpp")
 CXX_FLAGS: tuple[str, ...] = ("-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp")
 ENV_KERNEL = "AUTOBIN_KERNEL"
 ENV_CACHE = "AUTOBIN_CACHE_DIR"
-ABI_VERSION = 7
+ABI_VERSION = 8
 """What ``autobin_abi_version()`` in ``kernel.cpp`` returns; another value means rebuild."""
 _SYMBOLS = ("autobin_abi_version", "autobin_cpu_features", "autobin_pack", "autobin_packed_conv",
             "autobin_maxout", "autobin_conv", "autobin_int8_conv", "autobin_bf16_conv",
