@@ -107,12 +107,14 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) void pack_pixel_avx512
              static_cast<uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(v + 48), t, _CMP_GE_OQ))
                  << 48;
     } else {
-      for (int64_t c = c0; c < c1; c += 16) {
-        const int64_t n = std::min<int64_t>(16, c1 - c);
-        const __mmask16 live = static_cast<__mmask16>((n == 16) ? 0xffff : ((1u << n) - 1));
+      int64_t c = c0;
+      for (; c + 16 <= c1; c += 16)
+        word |= static_cast<uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(x + c), t, _CMP_GE_OQ))
+                << (c - c0);
+      if (c < c1) {
+        const __mmask16 live = static_cast<__mmask16>((1u << (c1 - c)) - 1);
         const __m512 v = _mm512_maskz_loadu_ps(live, x + c);
-        const __mmask16 ge = _mm512_mask_cmp_ps_mask(live, v, t, _CMP_GE_OQ);
-        word |= static_cast<uint64_t>(ge) << (c - c0);
+        word |= static_cast<uint64_t>(_mm512_mask_cmp_ps_mask(live, v, t, _CMP_GE_OQ)) << (c - c0);
       }
     }
     out[k] = word;
@@ -126,8 +128,7 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) void pack_pixel_avx512
 // npix) and all Og output channels of one group:
 //   out[p][o] = m[o] * X[p][o] + base[p][o] + csa[o] * sa[p],  X = sum_l popcount(wt ^ patch)
 struct Block {
-  // activation word l of pixel p: act[p * pstride + aidx[l]] (a gathered patch: aidx[l] = l,
-  // pstride = L; an interior block reads the packed input in place)
+  // activation word l of pixel p: act[p * pstride + aidx[l]] (the packed input in place)
   const uint64_t* act;
   const int64_t* aidx;
   int64_t pstride;
@@ -228,36 +229,40 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
   }
 }
 
-__attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block& b) {
-  const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
-  const int64_t L = b.L;
+// acc[p][v] += popcount(w ^ a) over the L words, for the first NV vectors of 8 channels
+template <int NV>
+__attribute__((target("avx512f,avx512vpopcntdq"), always_inline)) inline void accumulate_avx512(
+    const uint64_t* w, const Block& b, __m512i (&acc)[kPixBlock][4]) {
   const int64_t* aidx = b.aidx;
   const uint64_t* a0 = b.act;
   const uint64_t* a1 = b.act + b.pstride;
   const uint64_t* a2 = b.act + 2 * b.pstride;
   const uint64_t* a3 = b.act + 3 * b.pstride;
-  for (int64_t ob = 0; ob < nob; ++ob) {
-    const uint64_t* w = b.wt + ob * L * kOBlock;
-    __m512i acc[kPixBlock][4];
+  for (int p = 0; p < kPixBlock; ++p)
+    for (int v = 0; v < 4; ++v) acc[p][v] = _mm512_setzero_si512();
+  for (int64_t l = 0; l < b.L; ++l) {
+    __m512i wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_si512(w + l * kOBlock + 8 * v);
+    const int64_t at = aidx[l];
+    const __m512i x[4] = {_mm512_set1_epi64(static_cast<long long>(a0[at])),
+                          _mm512_set1_epi64(static_cast<long long>(a1[at])),
+                          _mm512_set1_epi64(static_cast<long long>(a2[at])),
+                          _mm512_set1_epi64(static_cast<long long>(a3[at]))};
     for (int p = 0; p < kPixBlock; ++p)
-      for (int v = 0; v < 4; ++v) acc[p][v] = _mm512_setzero_si512();
-    for (int64_t l = 0; l < L; ++l) {
-      const __m512i w0 = _mm512_loadu_si512(w + l * kOBlock);
-      const __m512i w1 = _mm512_loadu_si512(w + l * kOBlock + 8);
-      const __m512i w2 = _mm512_loadu_si512(w + l * kOBlock + 16);
-      const __m512i w3 = _mm512_loadu_si512(w + l * kOBlock + 24);
-      const int64_t at = aidx[l];
-      const __m512i x[4] = {_mm512_set1_epi64(static_cast<long long>(a0[at])),
-                            _mm512_set1_epi64(static_cast<long long>(a1[at])),
-                            _mm512_set1_epi64(static_cast<long long>(a2[at])),
-                            _mm512_set1_epi64(static_cast<long long>(a3[at]))};
-      for (int p = 0; p < kPixBlock; ++p) {
-        acc[p][0] = _mm512_add_epi64(acc[p][0], _mm512_popcnt_epi64(_mm512_xor_si512(w0, x[p])));
-        acc[p][1] = _mm512_add_epi64(acc[p][1], _mm512_popcnt_epi64(_mm512_xor_si512(w1, x[p])));
-        acc[p][2] = _mm512_add_epi64(acc[p][2], _mm512_popcnt_epi64(_mm512_xor_si512(w2, x[p])));
-        acc[p][3] = _mm512_add_epi64(acc[p][3], _mm512_popcnt_epi64(_mm512_xor_si512(w3, x[p])));
-      }
-    }
+      for (int v = 0; v < NV; ++v)
+        acc[p][v] = _mm512_add_epi64(acc[p][v], _mm512_popcnt_epi64(_mm512_xor_si512(wv[v], x[p])));
+  }
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block& b) {
+  const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
+  for (int64_t ob = 0; ob < nob; ++ob) {
+    const uint64_t* w = b.wt + ob * b.L * kOBlock;
+    __m512i acc[kPixBlock][4];
+    if (b.og - ob * kOBlock <= 16)  // a last block of at most 16 channels: half the work
+      accumulate_avx512<2>(w, b, acc);
+    else
+      accumulate_avx512<4>(w, b, acc);
     const int64_t o0 = ob * kOBlock;
     // the low dwords of two vectors of 8 64-bit counts: 16 counts (each below 2^32)
     const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
@@ -570,14 +575,18 @@ struct ConvArgs {
   int path, nthreads;
 };
 
-void pack_pixel(int path, const float* x, int64_t cg, int64_t k_words, float thr, uint64_t* out,
-                int32_t* sa) {
+// Packs `count` consecutive pixels of cg channels (groups one after another in a pixel).
+void pack_pixels(int path, const float* x, int64_t count, int64_t cg, int64_t k_words,
+                 float thr, uint64_t* out, int32_t* sa) {
   if (path == kAvx512)
-    pack_pixel_avx512(x, cg, k_words, thr, out, sa);
+    for (int64_t i = 0; i < count; ++i)
+      pack_pixel_avx512(x + i * cg, cg, k_words, thr, out + i * k_words, sa + i);
   else if (path == kAvx2)
-    pack_pixel_avx2(x, cg, k_words, thr, out, sa);
+    for (int64_t i = 0; i < count; ++i)
+      pack_pixel_avx2(x + i * cg, cg, k_words, thr, out + i * k_words, sa + i);
   else
-    pack_pixel_portable(x, cg, k_words, thr, out, sa);
+    for (int64_t i = 0; i < count; ++i)
+      pack_pixel_portable(x + i * cg, cg, k_words, thr, out + i * k_words, sa + i);
 }
 
 // The frame: n images of hp x wp pixels (pw words and `groups` sign sums per pixel), input
@@ -609,9 +618,7 @@ void fill_frame(const ConvArgs& a, const float* x, float thr, const uint64_t* ac
       std::memcpy(dsa, sa + first * groups, static_cast<size_t>(a.w * groups) * sizeof(int32_t));
       continue;
     }
-    const float* row = x + first * groups * a.cg;
-    for (int64_t i = 0; i < a.w * groups; ++i)
-      pack_pixel(a.path, row + i * a.cg, a.cg, k_words, thr, dst + i * k_words, dsa + i);
+    pack_pixels(a.path, x + first * groups * a.cg, a.w * groups, a.cg, k_words, thr, dst, dsa);
   }
 }
 
@@ -620,28 +627,28 @@ void fill_frame(const ConvArgs& a, const float* x, float thr, const uint64_t* ac
 void sign_sums(const ConvArgs& a, const int32_t* fsa, int64_t hp, int64_t wp, int64_t owx,
                int32_t* hs, float* ss) {
   const int64_t groups = a.groups, q_end = owx * groups;
+  const int64_t kw = a.kw, kh = a.kh, tap_step = a.dw * groups, col_step = a.sw * groups;
 #pragma omp parallel num_threads(a.nthreads)
   {
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < a.n * hp; ++r) {
       const int32_t* s = fsa + r * wp * groups;
       int32_t* d = hs + r * q_end;
-      for (int64_t ox = 0; ox < owx; ++ox)
+      for (int64_t ox = 0; ox < owx; ++ox, s += col_step, d += groups)
         for (int64_t g = 0; g < groups; ++g) {
           int32_t t = 0;
-          for (int64_t j = 0; j < a.kw; ++j) t += s[(ox * a.sw + j * a.dw) * groups + g];
-          d[ox * groups + g] = t;
+          for (int64_t j = 0; j < kw; ++j) t += s[j * tap_step + g];
+          d[g] = t;
         }
     }
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < a.n * a.oh; ++r) {
       const int32_t* top = hs + ((r / a.oh) * hp + (r % a.oh) * a.sh) * q_end;
+      const int64_t row_step = a.dh * q_end;
       float* d = ss + r * q_end;
-      for (int64_t q = 0; q < q_end; ++q) {
-        int32_t t = 0;
-        for (int64_t i = 0; i < a.kh; ++i) t += top[i * a.dh * q_end + q];
-        d[q] = static_cast<float>(t);
-      }
+      for (int64_t q = 0; q < q_end; ++q) d[q] = 0.0f;
+      for (int64_t i = 0; i < kh; ++i)  // integer sums below 2^24: exact in float
+        for (int64_t q = 0; q < q_end; ++q) d[q] += static_cast<float>(top[i * row_step + q]);
     }
   }
 }
@@ -651,20 +658,29 @@ void sign_sums(const ConvArgs& a, const int32_t* fsa, int64_t hp, int64_t wp, in
 // channel c at bit j*cg + c (the weights' layout).
 void dense_rows(const ConvArgs& a, const uint64_t* fact, int64_t hp, int64_t wp, int64_t owx,
                 int64_t rw, uint64_t* rows) {
-  const int64_t groups = a.groups;  // one word per pixel and group
+  const int64_t groups = a.groups, cg = a.cg, kw = a.kw;  // one word per pixel and group
+  const int64_t tap_step = a.dw * groups, col_step = a.sw * groups;
 #pragma omp parallel for num_threads(a.nthreads) schedule(static)
   for (int64_t r = 0; r < a.n * hp; ++r) {
     const uint64_t* s = fact + r * wp * groups;
     uint64_t* d = rows + r * owx * groups * rw;
-    for (int64_t ox = 0; ox < owx; ++ox)
-      for (int64_t g = 0; g < groups; ++g) {
-        uint64_t* row = d + (ox * groups + g) * rw;
-        std::fill_n(row, rw, 0);
-        for (int64_t j = 0; j < a.kw; ++j) {
-          const uint64_t v = s[(ox * a.sw + j * a.dw) * groups + g];
-          const int64_t bit = j * a.cg, at = bit >> 6, shift = bit & 63;
-          row[at] |= v << shift;
-          if (shift + a.cg > 64) row[at + 1] |= v >> (64 - shift);
+    if (rw == 1) {  // the whole row in one word
+      for (int64_t ox = 0; ox < owx; ++ox, s += col_step)
+        for (int64_t g = 0; g < groups; ++g) {
+          uint64_t word = 0;
+          for (int64_t j = 0; j < kw; ++j) word |= s[j * tap_step + g] << (j * cg);
+          *d++ = word;
+        }
+      continue;
+    }
+    for (int64_t ox = 0; ox < owx; ++ox, s += col_step)
+      for (int64_t g = 0; g < groups; ++g, d += rw) {
+        std::fill_n(d, rw, 0);
+        for (int64_t j = 0; j < kw; ++j) {
+          const uint64_t v = s[j * tap_step + g];
+          const int64_t bit = j * cg, at = bit >> 6, shift = bit & 63;
+          d[at] |= v << shift;
+          if (shift + cg > 64) d[at + 1] |= v >> (64 - shift);
         }
       }
   }
@@ -773,10 +789,8 @@ void packed_conv(const ConvArgs& a, const float* x, float thr, const uint64_t* a
     float* row = a.out + pix * O;
     if (a.gp) maxout_rows(row, 1, O, a.gp, a.gn, row);
     if (!a.next_act) return;
-    for (int64_t g = 0; g < a.next_groups; ++g)
-      pack_pixel(a.path, row + g * next_cg, next_cg, next_k, a.next_thr,
-                 a.next_act + (pix * a.next_groups + g) * next_k,
-                 a.next_sa + pix * a.next_groups + g);
+    pack_pixels(a.path, row, a.next_groups, next_cg, next_k, a.next_thr,
+                a.next_act + pix * a.next_groups * next_k, a.next_sa + pix * a.next_groups);
   };
 
   void (*block_fn)(const Block&) =
