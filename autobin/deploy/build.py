@@ -205,9 +205,21 @@ def load_library() -> ctypes.CDLL:
         return lib
 
 
+_features: int | None = None
+
+
+def _cpu_features() -> int:
+    """``autobin_cpu_features()`` of the loaded library (asked once: the CPU does not change
+    under a running process; every deployed layer call needs it)."""
+    global _features
+    if _features is None:
+        _features = int(load_library().autobin_cpu_features())
+    return _features
+
+
 def _supported_compiled() -> list[str]:
     try:
-        features = load_library().autobin_cpu_features()
+        features = _cpu_features()
     except DeployError:
         return []
     return [p for p in ("avx512", "avx2") if features & _FEATURE_BITS[p]] + ["portable"]
@@ -216,7 +228,7 @@ def _supported_compiled() -> list[str]:
 def cpu_has_vnni() -> bool:
     """Whether the kernel library is loaded and the CPU has AVX-512 VNNI (int8 float parts)."""
     try:
-        return bool(load_library().autobin_cpu_features() & 4)
+        return bool(_cpu_features() & 4)
     except DeployError:
         return False
 
@@ -224,7 +236,7 @@ def cpu_has_vnni() -> bool:
 def cpu_has_bf16() -> bool:
     """Whether the kernel library is loaded and the CPU has AVX-512 BF16 (bf16 float parts)."""
     try:
-        return bool(load_library().autobin_cpu_features() & 8)
+        return bool(_cpu_features() & 8)
     except DeployError:
         return False
 

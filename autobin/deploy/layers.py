@@ -263,9 +263,10 @@ class _PackedLayer(nn.Module):
     def _static_args(self) -> tuple:
         """The call's per-layer arguments (buffer addresses, geometry), rebuilt if the buffers
         moved (a copy, ``load_state_dict``)."""
-        buffers = (self.wbits, self.pcw, self.coefficients, self.kernel_coefficients)
-        key = (*(b.data_ptr() for b in buffers), self.threshold)
-        if getattr(self, "_static_key", None) != key:
+        b = self._buffers  # (module attribute lookups cost microseconds on every call)
+        key = (b["wbits"].data_ptr(), b["pcw"].data_ptr(), b["coefficients"].data_ptr(),
+               b["kernel_coefficients"].data_ptr(), self.threshold)  # fmt: skip
+        if self.__dict__.get("_static_key") != key:
             self._check_buffers()
             (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
             coef, kcoef = self.coefficients, self.kernel_coefficients
