@@ -53,7 +53,7 @@ ABI_VERSION = 8
 """What ``autobin_abi_version()`` in ``kernel.cpp`` returns; another value means rebuild."""
 _SYMBOLS = ("autobin_abi_version", "autobin_cpu_features", "autobin_pack", "autobin_packed_conv",
             "autobin_maxout", "autobin_conv", "autobin_int8_conv", "autobin_bf16_conv",
-            "autobin_run_plan", "autobin_plan_op_size")  # fmt: skip
+            "autobin_run_plan", "autobin_plan_op_size", "autobin_conv_op")  # fmt: skip
 
 
 class KernelFallbackWarning(RuntimeWarning):
@@ -167,6 +167,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.autobin_bf16_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, i64, *[ptr] * 3, i32, ptr]
     lib.autobin_run_plan.restype = i32
     lib.autobin_run_plan.argtypes = [ptr, i64, i64, ptr, ptr, i32, i32, i64, i64, i64]
+    lib.autobin_conv_op.restype = None
+    lib.autobin_conv_op.argtypes = [*[ptr] * 8, i32, i32]
     lib.autobin_plan_op_size.restype = i64
     lib.autobin_plan_op_size.argtypes = []
     lib.autobin_conv.restype = None

@@ -1035,6 +1035,31 @@ struct PlanOp {
   const void* wscale;
 };
 
+// A packed conv op (kind 0) on explicit buffers: extra (the fused shortcut operand), in_act and
+// in_sa (input packed by its producer), next_act and next_sa (the epilogue's packed output)
+// may each be null.
+void run_conv_op(const PlanOp& p, const float* in, float* dst, const float* extra,
+                 const uint64_t* in_act, const int32_t* in_sa, uint64_t* next_act,
+                 int32_t* next_sa, int path, int nthreads) {
+  autobin_packed_conv(
+      in, p.n, p.h, p.w, p.pt, p.pl, p.oh, p.ow, static_cast<int>(p.residual), path, nthreads,
+      dst, p.groups, p.cg, static_cast<float>(p.thr), static_cast<const uint64_t*>(p.wt),
+      static_cast<const int32_t*>(p.pcw), p.og, p.kh, p.kw, p.sh, p.sw, p.dh, p.dw,
+      static_cast<const double*>(p.cdot), static_cast<const double*>(p.csw),
+      static_cast<const double*>(p.cn), static_cast<const double*>(p.bias),
+      static_cast<const float*>(p.m), static_cast<const float*>(p.csa), in_act, in_sa, extra,
+      static_cast<const float*>(p.gp), static_cast<const float*>(p.gn), p.next_groups,
+      static_cast<float>(p.next_thr), next_act, next_sa);
+}
+
+// A packed layer's forward pass from its prepared op (autobin/deploy/layers.py builds one per
+// input shape; the slots of the op are unused): arguments as run_conv_op.
+void autobin_conv_op(const PlanOp* op, const float* x, float* out, const float* extra,
+                     const uint64_t* in_act, const int32_t* in_sa, uint64_t* next_act,
+                     int32_t* next_sa, int path, int nthreads) {
+  run_conv_op(*op, x, out, extra, in_act, in_sa, next_act, next_sa, path, nthreads);
+}
+
 // One image through the plan (the plan's ops are built for n = 1).
 int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* x, float* out,
                    int path, int nthreads) {
@@ -1048,19 +1073,11 @@ int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* 
     const float* in = fslot(p.in, false);
     float* dst = fslot(p.out, true);
     if (p.kind == 0) {
-      autobin_packed_conv(
-          in, p.n, p.h, p.w, p.pt, p.pl, p.oh, p.ow, static_cast<int>(p.residual), path,
-          nthreads, dst, p.groups, p.cg, static_cast<float>(p.thr),
-          static_cast<const uint64_t*>(p.wt), static_cast<const int32_t*>(p.pcw), p.og, p.kh,
-          p.kw, p.sh, p.sw, p.dh, p.dw, static_cast<const double*>(p.cdot),
-          static_cast<const double*>(p.csw), static_cast<const double*>(p.cn),
-          static_cast<const double*>(p.bias), static_cast<const float*>(p.m),
-          static_cast<const float*>(p.csa), reinterpret_cast<const uint64_t*>(opt(p.in_act)),
-          reinterpret_cast<const int32_t*>(opt(p.in_sa)),
-          p.extra < 0 ? nullptr : fslot(p.extra, false), static_cast<const float*>(p.gp),
-          static_cast<const float*>(p.gn), p.next_groups, static_cast<float>(p.next_thr),
-          reinterpret_cast<uint64_t*>(opt(p.next_act)),
-          reinterpret_cast<int32_t*>(opt(p.next_sa)));
+      run_conv_op(p, in, dst, p.extra < 0 ? nullptr : fslot(p.extra, false),
+                  reinterpret_cast<const uint64_t*>(opt(p.in_act)),
+                  reinterpret_cast<const int32_t*>(opt(p.in_sa)),
+                  reinterpret_cast<uint64_t*>(opt(p.next_act)),
+                  reinterpret_cast<int32_t*>(opt(p.next_sa)), path, nthreads);
     } else if (p.kind == 1) {
       if (autobin_int8_conv(in, p.n, p.h, p.w, p.c, p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, p.oh,
                             p.ow, static_cast<const int8_t*>(p.wq), p.r4, p.o, p.op,
