@@ -32,8 +32,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from autobin.deploy import PackedConv2d, available_kernels, use_kernel
-from autobin.deploy.build import KERNEL_PATHS
+from autobin.deploy import KERNEL_PATHS, PackedConv2d, available_kernels, use_kernel
 from autobin.nn import AdaBinConv2d
 
 # (in channels, out channels, input size, stride) of ResNet-18's 3x3 convs at 224x224
