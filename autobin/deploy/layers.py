@@ -351,7 +351,6 @@ class _PackedLayer(nn.Module):
         op = cache[1].get(key)
         if op is not None:
             return op
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         pt, _, pl, _ = self.paddings(h, w)
         oh, ow = self._output_size(torch.empty(0, 0, h, w))
         if oh <= 0 or ow <= 0:
@@ -385,7 +384,7 @@ class _PackedLayer(nn.Module):
     def _kernel_conv(
         self, x: torch.Tensor, path: str, extra: torch.Tensor | None = None, glue: bool = True
     ) -> torch.Tensor:
-        n, c, h, w = x.shape
+        n, _, h, w = x.shape
         xl = x.permute(0, 2, 3, 1)
         if not xl.is_contiguous():
             xl = xl.contiguous()

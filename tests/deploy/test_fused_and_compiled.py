@@ -17,13 +17,13 @@ from torch import nn
 import autobin
 from autobin.deploy import PackedConv2d, use_kernel
 from autobin.deploy.build import cpu_has_bf16, cpu_has_vnni
-from autobin.deploy.packing import row_words
 from autobin.deploy.float_parts import (
     Bf16Conv2d,
     Int8Conv2d,
     bf16_conv_reference,
     int8_conv_reference,
 )
+from autobin.deploy.packing import row_words
 from autobin.deploy.plan import CompiledChain
 from autobin.nn import BinaryLayer, Maxout
 

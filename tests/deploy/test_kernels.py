@@ -186,8 +186,14 @@ def test_small_channel_counts_equal_the_reference_exactly_on_every_path(cg, k, s
 
 def test_weight_packing_round_trips_odd_shapes():
     gen = torch.Generator().manual_seed(0)
-    for shape, groups in (((70, 67, 3, 3), 1), ((6, 5, 1, 5), 2), ((33, 130, 1, 1), 3),
-                          ((9, 16, 3, 3), 1), ((8, 24, 2, 7), 2), ((5, 3, 5, 5), 1)):
+    for shape, groups in (
+        ((70, 67, 3, 3), 1),
+        ((6, 5, 1, 5), 2),
+        ((33, 130, 1, 1), 3),
+        ((9, 16, 3, 3), 1),
+        ((8, 24, 2, 7), 2),
+        ((5, 3, 5, 5), 1),
+    ):
         signs = torch.rand(shape, generator=gen) > 0.5
         wbits = pack_weight_signs(signs, groups)
         assert torch.equal(unpack_weight_signs(wbits, shape[0], shape[1], shape[2:]), signs)
