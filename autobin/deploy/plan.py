@@ -67,12 +67,19 @@ class CompiledChain(nn.Module):
         """Copies and pickles drop the plans (they hold addresses); they are rebuilt on use."""
         state = self.__dict__.copy()
         state["_plans"] = {}
+        state.pop("_buffer_tables", None)
         return state
 
     def _signature(self) -> tuple[int, ...]:
         """Addresses of every buffer the plan points to: a plan is rebuilt when any moved
-        (``load_state_dict(assign=True)``, ``share_memory()``, a layout change)."""
-        return tuple(b.data_ptr() for module, _, _ in self._steps for b in module.buffers())
+        (``load_state_dict(assign=True)``, ``share_memory()``, a layout change). Read through
+        the modules' own buffer tables (collected once; walking ``buffers()`` on every call
+        cost tens of microseconds), so a buffer replaced in its module is seen."""
+        tables = self.__dict__.get("_buffer_tables")
+        if tables is None:
+            tables = [m._buffers for module, _, _ in self._steps for m in module.modules()]
+            self._buffer_tables = tables
+        return tuple(t.data_ptr() for table in tables for t in table.values() if t is not None)
 
     def _one_by_one(self, x: torch.Tensor) -> torch.Tensor:
         values: list[torch.Tensor] = []
