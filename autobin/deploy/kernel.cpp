@@ -69,7 +69,8 @@ void pack_pixel_portable(const float* x, int64_t cg, int64_t k_words, float thr,
   *sa = static_cast<int32_t>(2 * ones - cg);
 }
 
-__attribute__((target("avx2,popcnt"))) void pack_pixel_avx2(const float* x, int64_t cg,
+__attribute__((target("avx2,popcnt"), always_inline)) inline void pack_pixel_avx2(
+    const float* x, int64_t cg,
                                                               int64_t k_words, float thr,
                                                               uint64_t* out, int32_t* sa) {
   const __m256 t = _mm256_set1_ps(thr);
@@ -90,7 +91,7 @@ __attribute__((target("avx2,popcnt"))) void pack_pixel_avx2(const float* x, int6
   *sa = static_cast<int32_t>(2 * ones - cg);
 }
 
-__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) void pack_pixel_avx512(
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"), always_inline)) inline void pack_pixel_avx512(
     const float* x, int64_t cg, int64_t k_words, float thr, uint64_t* out, int32_t* sa) {
   const __m512 t = _mm512_set1_ps(thr);
   int64_t ones = 0;
@@ -576,14 +577,28 @@ struct ConvArgs {
 };
 
 // Packs `count` consecutive pixels of cg channels (groups one after another in a pixel).
+// (one loop per path, compiled for its target so the pixel packing inlines)
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) void pack_pixels_avx512(
+    const float* x, int64_t count, int64_t cg, int64_t k_words, float thr, uint64_t* out,
+    int32_t* sa) {
+  for (int64_t i = 0; i < count; ++i)
+    pack_pixel_avx512(x + i * cg, cg, k_words, thr, out + i * k_words, sa + i);
+}
+
+__attribute__((target("avx2,popcnt"))) void pack_pixels_avx2(const float* x, int64_t count,
+                                                              int64_t cg, int64_t k_words,
+                                                              float thr, uint64_t* out,
+                                                              int32_t* sa) {
+  for (int64_t i = 0; i < count; ++i)
+    pack_pixel_avx2(x + i * cg, cg, k_words, thr, out + i * k_words, sa + i);
+}
+
 void pack_pixels(int path, const float* x, int64_t count, int64_t cg, int64_t k_words,
                  float thr, uint64_t* out, int32_t* sa) {
   if (path == kAvx512)
-    for (int64_t i = 0; i < count; ++i)
-      pack_pixel_avx512(x + i * cg, cg, k_words, thr, out + i * k_words, sa + i);
+    pack_pixels_avx512(x, count, cg, k_words, thr, out, sa);
   else if (path == kAvx2)
-    for (int64_t i = 0; i < count; ++i)
-      pack_pixel_avx2(x + i * cg, cg, k_words, thr, out + i * k_words, sa + i);
+    pack_pixels_avx2(x, count, cg, k_words, thr, out, sa);
   else
     for (int64_t i = 0; i < count; ++i)
       pack_pixel_portable(x + i * cg, cg, k_words, thr, out + i * k_words, sa + i);
@@ -884,19 +899,12 @@ void autobin_pack(const float* x, int64_t npix, int64_t channels, int64_t groups
                   int path, int nthreads, uint64_t* act, int32_t* sa) {
   const int64_t cg = channels / groups;
   const int64_t k_words = (cg + 63) / 64;
+  const int64_t chunk = 256;  // pixels per task
 #pragma omp parallel for num_threads(nthreads) schedule(static)
-  for (int64_t i = 0; i < npix; ++i) {
-    for (int64_t g = 0; g < groups; ++g) {
-      const float* src = x + i * channels + g * cg;
-      uint64_t* dst = act + (i * groups + g) * k_words;
-      int32_t* s = sa + i * groups + g;
-      if (path == kAvx512)
-        pack_pixel_avx512(src, cg, k_words, thr, dst, s);
-      else if (path == kAvx2)
-        pack_pixel_avx2(src, cg, k_words, thr, dst, s);
-      else
-        pack_pixel_portable(src, cg, k_words, thr, dst, s);
-    }
+  for (int64_t i0 = 0; i0 < npix; i0 += chunk) {
+    const int64_t count = std::min(chunk, npix - i0) * groups;  // a pixel's groups in turn
+    pack_pixels(path, x + i0 * channels, count, cg, k_words, thr, act + i0 * groups * k_words,
+                sa + i0 * groups);
   }
 }
 
