@@ -23,7 +23,7 @@
 //
 // For one output channel o and output position p with valid taps V (padded taps are skipped:
 // the fake-quantized layer pads its binarized input with 0):
-//   X    = sum over all taps, words of popcount(w ^ a)   (invalid taps gather a = 0, adding I_o)
+//   X    = sum over all taps, words of popcount(w ^ a)   (padded taps read a = 0, adding I_o)
 //   I_o  = sum over invalid taps of pcw[o][t]
 //   dot  = nv - 2 (X - I_o)                     nv = Cg * |V|      exact integers
 //   y    = cdot*dot + csw*Sw_V + csa*Sa_V + cn*nv + bias
