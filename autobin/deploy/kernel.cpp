@@ -173,6 +173,21 @@ void block_portable(const Block& b) {
   }
 }
 
+// Outputs o..o+7 of pixel p from two vectors of four 64-bit counts (each below 2^32): the low
+// dwords interleaved by one blend, put in order by one permute, converted and combined.
+__attribute__((target("avx2,fma"), always_inline)) inline void epilogue8_avx2(
+    const Block& b, int p, int64_t o, __m256i lo4, __m256i hi4, __m256 sa) {
+  const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  const __m256i c = _mm256_permutevar8x32_epi32(
+      _mm256_blend_epi32(lo4, _mm256_slli_epi64(hi4, 32), 0xAA), order);
+  __m256 y = _mm256_fmadd_ps(_mm256_loadu_ps(b.m + o), _mm256_cvtepi32_ps(c),
+                             _mm256_loadu_ps(b.base[p] + o));
+  y = _mm256_fmadd_ps(_mm256_loadu_ps(b.csa + o), sa, y);
+  if (b.res[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res[p] + o));
+  if (b.res2[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res2[p] + o));
+  _mm256_storeu_ps(b.out[p] + o, y);
+}
+
 __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
   const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
@@ -181,10 +196,11 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
   const __m256i zero = _mm256_setzero_si256();
   for (int p = 0; p < b.npix; ++p) {
     const uint64_t* a = b.act + p * b.pstride;
+    const __m256 sa = _mm256_set1_ps(b.sa[p]);
     for (int64_t ob = 0; ob < nob; ++ob) {
       const uint64_t* w = b.wt + ob * b.L * kOBlock;
-      alignas(32) uint64_t counts[kOBlock];
-      for (int half = 0; half < 2; ++half) {  // 16 output channels = 4 vectors at a time
+      const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
+      for (int half = 0; 16 * half < n; ++half) {  // 16 output channels = 4 vectors at a time
         __m256i acc64[4] = {zero, zero, zero, zero};
         for (int64_t l0 = 0; l0 < b.L; l0 += 31) {  // byte counters hold up to 31 * 8
           const int64_t l1 = std::min<int64_t>(b.L, l0 + 31);
@@ -205,27 +221,17 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
           for (int v = 0; v < 4; ++v)
             acc64[v] = _mm256_add_epi64(acc64[v], _mm256_sad_epu8(acc8[v], zero));
         }
+        const int64_t oh = o0 + 16 * half, left = n - 16 * half;
+        if (left >= 16) {  // the whole half in registers
+          epilogue8_avx2(b, p, oh, acc64[0], acc64[1], sa);
+          epilogue8_avx2(b, p, oh + 8, acc64[2], acc64[3], sa);
+          continue;
+        }
+        alignas(32) uint64_t counts[16];
         for (int v = 0; v < 4; ++v)
-          _mm256_store_si256(reinterpret_cast<__m256i*>(counts + half * 16 + 4 * v), acc64[v]);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(counts + 4 * v), acc64[v]);
+        for (int64_t j = 0; j < left; ++j) store_output(b, p, oh + j, counts[j]);
       }
-      const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
-      const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-      const __m256 sa = _mm256_set1_ps(b.sa[p]);
-      int64_t j = 0;
-      for (; j + 8 <= n; j += 8) {  // 8 channels: counts fit 32 bits, convert and combine
-        const int64_t o = o0 + j;
-        const __m256i c0 = _mm256_permutevar8x32_epi32(
-            _mm256_load_si256(reinterpret_cast<const __m256i*>(counts + j)), low_halves);
-        const __m256i c1 = _mm256_permutevar8x32_epi32(
-            _mm256_load_si256(reinterpret_cast<const __m256i*>(counts + j + 4)), low_halves);
-        const __m256 cf = _mm256_cvtepi32_ps(_mm256_permute2x128_si256(c0, c1, 0x20));
-        __m256 y = _mm256_fmadd_ps(_mm256_loadu_ps(b.m + o), cf, _mm256_loadu_ps(b.base[p] + o));
-        y = _mm256_fmadd_ps(_mm256_loadu_ps(b.csa + o), sa, y);
-        if (b.res[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res[p] + o));
-        if (b.res2[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res2[p] + o));
-        _mm256_storeu_ps(b.out[p] + o, y);
-      }
-      for (; j < n; ++j) store_output(b, p, o0 + j, counts[j]);
     }
   }
 }
