@@ -154,7 +154,8 @@ def test_other_dtypes_use_the_reference():
     assert_within_bound(y, fake, packed.error_bound)
 
 
-# channels per group, kernel, stride, padding, dilation, groups: dense kernel rows
+# channels per group, kernel, stride, padding, dilation, groups: fewer than 64 channels per
+# group, dense kernel rows where they save words (all but 48 x 1)
 DENSE = [(16, 3, 1, 1, 1, 1), (32, 3, 2, 1, 1, 1), (16, 3, 1, 2, 2, 2), (24, 7, 1, 3, 1, 1),
          (3, 5, 2, 2, 1, 1), (20, 3, 1, 1, 1, 3), (48, 1, 1, 0, 1, 1)]  # fmt: skip
 
