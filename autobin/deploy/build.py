@@ -49,11 +49,11 @@ SOURCE = Path(__file__).with_name("kernel.cpp")
 CXX_FLAGS: tuple[str, ...] = ("-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp")
 ENV_KERNEL = "AUTOBIN_KERNEL"
 ENV_CACHE = "AUTOBIN_CACHE_DIR"
-ABI_VERSION = 7
+ABI_VERSION = 8
 """What ``autobin_abi_version()`` in ``kernel.cpp`` returns; another value means rebuild."""
 _SYMBOLS = ("autobin_abi_version", "autobin_cpu_features", "autobin_pack", "autobin_packed_conv",
             "autobin_maxout", "autobin_conv", "autobin_int8_conv", "autobin_bf16_conv",
-            "autobin_run_plan", "autobin_plan_op_size")  # fmt: skip
+            "autobin_run_plan", "autobin_plan_op_size", "autobin_conv_op")  # fmt: skip
 
 
 class KernelFallbackWarning(RuntimeWarning):
@@ -167,6 +167,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.autobin_bf16_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, i64, *[ptr] * 3, i32, ptr]
     lib.autobin_run_plan.restype = i32
     lib.autobin_run_plan.argtypes = [ptr, i64, i64, ptr, ptr, i32, i32, i64, i64, i64]
+    lib.autobin_conv_op.restype = None
+    lib.autobin_conv_op.argtypes = [*[ptr] * 8, i32, i32]
     lib.autobin_plan_op_size.restype = i64
     lib.autobin_plan_op_size.argtypes = []
     lib.autobin_conv.restype = None
@@ -205,9 +207,21 @@ def load_library() -> ctypes.CDLL:
         return lib
 
 
+_features: int | None = None
+
+
+def _cpu_features() -> int:
+    """``autobin_cpu_features()`` of the loaded library (asked once: the CPU does not change
+    under a running process; every deployed layer call needs it)."""
+    global _features
+    if _features is None:
+        _features = int(load_library().autobin_cpu_features())
+    return _features
+
+
 def _supported_compiled() -> list[str]:
     try:
-        features = load_library().autobin_cpu_features()
+        features = _cpu_features()
     except DeployError:
         return []
     return [p for p in ("avx512", "avx2") if features & _FEATURE_BITS[p]] + ["portable"]
@@ -216,7 +230,7 @@ def _supported_compiled() -> list[str]:
 def cpu_has_vnni() -> bool:
     """Whether the kernel library is loaded and the CPU has AVX-512 VNNI (int8 float parts)."""
     try:
-        return bool(load_library().autobin_cpu_features() & 4)
+        return bool(_cpu_features() & 4)
     except DeployError:
         return False
 
@@ -224,7 +238,7 @@ def cpu_has_vnni() -> bool:
 def cpu_has_bf16() -> bool:
     """Whether the kernel library is loaded and the CPU has AVX-512 BF16 (bf16 float parts)."""
     try:
-        return bool(load_library().autobin_cpu_features() & 8)
+        return bool(_cpu_features() & 8)
     except DeployError:
         return False
 

@@ -11,14 +11,19 @@
 //                                          c % 64 set where the binarized input is +1; bits past
 //                                          the group's channel count are 0
 //   input counts sa[pixel][group]          sum of the input signs of the group (2*ones - Cg)
-//   weights      wt[group][oblock][l][32]  l = tap * K + word, 32 output channels per block;
-//                                          padded channels and bits are 0
+//   weights      wt[group][oblock][l][32]  l = i * RW + r for kernel row i and word r of
+//                                          the row, 32 output channels per block; padded
+//                                          channels and bits are 0. A row holds its kw taps:
+//                                          tap j's word k at r = j * K + k, RW = kw * K; or,
+//                                          with fewer than 64 channels per group where it
+//                                          saves words ("dense" rows), tap j's channel c at
+//                                          bit j * Cg + c of the row, RW = ceil(kw * Cg / 64)
 //   tap counts   pcw[o][tap]               popcount of output channel o's bits at a tap
 //   output       out[pixel][O]             float32 (NHWC)
 //
 // For one output channel o and output position p with valid taps V (padded taps are skipped:
 // the fake-quantized layer pads its binarized input with 0):
-//   X    = sum over all taps, words of popcount(w ^ a)   (invalid taps gather a = 0, adding I_o)
+//   X    = sum over all taps, words of popcount(w ^ a)   (padded taps read a = 0, adding I_o)
 //   I_o  = sum over invalid taps of pcw[o][t]
 //   dot  = nv - 2 (X - I_o)                     nv = Cg * |V|      exact integers
 //   y    = cdot*dot + csw*Sw_V + csa*Sa_V + cn*nv + bias
@@ -33,7 +38,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <utility>
 #include <vector>
 
@@ -65,7 +69,8 @@ void pack_pixel_portable(const float* x, int64_t cg, int64_t k_words, float thr,
   *sa = static_cast<int32_t>(2 * ones - cg);
 }
 
-__attribute__((target("avx2,popcnt"))) void pack_pixel_avx2(const float* x, int64_t cg,
+__attribute__((target("avx2,popcnt"), always_inline)) inline void pack_pixel_avx2(
+    const float* x, int64_t cg,
                                                               int64_t k_words, float thr,
                                                               uint64_t* out, int32_t* sa) {
   const __m256 t = _mm256_set1_ps(thr);
@@ -86,19 +91,32 @@ __attribute__((target("avx2,popcnt"))) void pack_pixel_avx2(const float* x, int6
   *sa = static_cast<int32_t>(2 * ones - cg);
 }
 
-__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) void pack_pixel_avx512(
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"), always_inline)) inline void pack_pixel_avx512(
     const float* x, int64_t cg, int64_t k_words, float thr, uint64_t* out, int32_t* sa) {
   const __m512 t = _mm512_set1_ps(thr);
   int64_t ones = 0;
   for (int64_t k = 0; k < k_words; ++k) {
     uint64_t word = 0;
     const int64_t c0 = k * 64, c1 = std::min<int64_t>(cg, c0 + 64);
-    for (int64_t c = c0; c < c1; c += 16) {
-      const int64_t n = std::min<int64_t>(16, c1 - c);
-      const __mmask16 live = static_cast<__mmask16>((n == 16) ? 0xffff : ((1u << n) - 1));
-      const __m512 v = _mm512_maskz_loadu_ps(live, x + c);
-      const __mmask16 ge = _mm512_mask_cmp_ps_mask(live, v, t, _CMP_GE_OQ);
-      word |= static_cast<uint64_t>(ge) << (c - c0);
+    if (c1 - c0 == 64) {  // a full word: four compares, no masks
+      const float* v = x + c0;
+      word = static_cast<uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(v), t, _CMP_GE_OQ)) |
+             static_cast<uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(v + 16), t, _CMP_GE_OQ))
+                 << 16 |
+             static_cast<uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(v + 32), t, _CMP_GE_OQ))
+                 << 32 |
+             static_cast<uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(v + 48), t, _CMP_GE_OQ))
+                 << 48;
+    } else {
+      int64_t c = c0;
+      for (; c + 16 <= c1; c += 16)
+        word |= static_cast<uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(x + c), t, _CMP_GE_OQ))
+                << (c - c0);
+      if (c < c1) {
+        const __mmask16 live = static_cast<__mmask16>((1u << (c1 - c)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(live, x + c);
+        word |= static_cast<uint64_t>(_mm512_mask_cmp_ps_mask(live, v, t, _CMP_GE_OQ)) << (c - c0);
+      }
     }
     out[k] = word;
     ones += _mm_popcnt_u64(word);
@@ -111,8 +129,7 @@ __attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) void pack_pixel_avx512
 // npix) and all Og output channels of one group:
 //   out[p][o] = m[o] * X[p][o] + base[p][o] + csa[o] * sa[p],  X = sum_l popcount(wt ^ patch)
 struct Block {
-  // activation word l of pixel p: act[p * pstride + aidx[l]] (a gathered patch: aidx[l] = l,
-  // pstride = L; an interior block reads the packed input in place)
+  // activation word l of pixel p: act[p * pstride + aidx[l]] (the packed input in place)
   const uint64_t* act;
   const int64_t* aidx;
   int64_t pstride;
@@ -156,6 +173,21 @@ void block_portable(const Block& b) {
   }
 }
 
+// Outputs o..o+7 of pixel p from two vectors of four 64-bit counts (each below 2^32): the low
+// dwords interleaved by one blend, put in order by one permute, converted and combined.
+__attribute__((target("avx2,fma"), always_inline)) inline void epilogue8_avx2(
+    const Block& b, int p, int64_t o, __m256i lo4, __m256i hi4, __m256 sa) {
+  const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  const __m256i c = _mm256_permutevar8x32_epi32(
+      _mm256_blend_epi32(lo4, _mm256_slli_epi64(hi4, 32), 0xAA), order);
+  __m256 y = _mm256_fmadd_ps(_mm256_loadu_ps(b.m + o), _mm256_cvtepi32_ps(c),
+                             _mm256_loadu_ps(b.base[p] + o));
+  y = _mm256_fmadd_ps(_mm256_loadu_ps(b.csa + o), sa, y);
+  if (b.res[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res[p] + o));
+  if (b.res2[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res2[p] + o));
+  _mm256_storeu_ps(b.out[p] + o, y);
+}
+
 __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
   const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
@@ -164,10 +196,11 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
   const __m256i zero = _mm256_setzero_si256();
   for (int p = 0; p < b.npix; ++p) {
     const uint64_t* a = b.act + p * b.pstride;
+    const __m256 sa = _mm256_set1_ps(b.sa[p]);
     for (int64_t ob = 0; ob < nob; ++ob) {
       const uint64_t* w = b.wt + ob * b.L * kOBlock;
-      alignas(32) uint64_t counts[kOBlock];
-      for (int half = 0; half < 2; ++half) {  // 16 output channels = 4 vectors at a time
+      const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
+      for (int half = 0; 16 * half < n; ++half) {  // 16 output channels = 4 vectors at a time
         __m256i acc64[4] = {zero, zero, zero, zero};
         for (int64_t l0 = 0; l0 < b.L; l0 += 31) {  // byte counters hold up to 31 * 8
           const int64_t l1 = std::min<int64_t>(b.L, l0 + 31);
@@ -188,62 +221,59 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
           for (int v = 0; v < 4; ++v)
             acc64[v] = _mm256_add_epi64(acc64[v], _mm256_sad_epu8(acc8[v], zero));
         }
+        const int64_t oh = o0 + 16 * half, left = n - 16 * half;
+        if (left >= 16) {  // the whole half in registers
+          epilogue8_avx2(b, p, oh, acc64[0], acc64[1], sa);
+          epilogue8_avx2(b, p, oh + 8, acc64[2], acc64[3], sa);
+          continue;
+        }
+        alignas(32) uint64_t counts[16];
         for (int v = 0; v < 4; ++v)
-          _mm256_store_si256(reinterpret_cast<__m256i*>(counts + half * 16 + 4 * v), acc64[v]);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(counts + 4 * v), acc64[v]);
+        for (int64_t j = 0; j < left; ++j) store_output(b, p, oh + j, counts[j]);
       }
-      const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
-      const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-      const __m256 sa = _mm256_set1_ps(b.sa[p]);
-      int64_t j = 0;
-      for (; j + 8 <= n; j += 8) {  // 8 channels: counts fit 32 bits, convert and combine
-        const int64_t o = o0 + j;
-        const __m256i c0 = _mm256_permutevar8x32_epi32(
-            _mm256_load_si256(reinterpret_cast<const __m256i*>(counts + j)), low_halves);
-        const __m256i c1 = _mm256_permutevar8x32_epi32(
-            _mm256_load_si256(reinterpret_cast<const __m256i*>(counts + j + 4)), low_halves);
-        const __m256 cf = _mm256_cvtepi32_ps(_mm256_permute2x128_si256(c0, c1, 0x20));
-        __m256 y = _mm256_fmadd_ps(_mm256_loadu_ps(b.m + o), cf, _mm256_loadu_ps(b.base[p] + o));
-        y = _mm256_fmadd_ps(_mm256_loadu_ps(b.csa + o), sa, y);
-        if (b.res[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res[p] + o));
-        if (b.res2[p]) y = _mm256_add_ps(y, _mm256_loadu_ps(b.res2[p] + o));
-        _mm256_storeu_ps(b.out[p] + o, y);
-      }
-      for (; j < n; ++j) store_output(b, p, o0 + j, counts[j]);
     }
   }
 }
 
-__attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block& b) {
-  const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
-  const int64_t L = b.L;
+// acc[p][v] += popcount(w ^ a) over the L words, for the first NV vectors of 8 channels
+template <int NV>
+__attribute__((target("avx512f,avx512vpopcntdq"), always_inline)) inline void accumulate_avx512(
+    const uint64_t* w, const Block& b, __m512i (&acc)[kPixBlock][4]) {
   const int64_t* aidx = b.aidx;
   const uint64_t* a0 = b.act;
   const uint64_t* a1 = b.act + b.pstride;
   const uint64_t* a2 = b.act + 2 * b.pstride;
   const uint64_t* a3 = b.act + 3 * b.pstride;
-  for (int64_t ob = 0; ob < nob; ++ob) {
-    const uint64_t* w = b.wt + ob * L * kOBlock;
-    __m512i acc[kPixBlock][4];
+  for (int p = 0; p < kPixBlock; ++p)
+    for (int v = 0; v < 4; ++v) acc[p][v] = _mm512_setzero_si512();
+  for (int64_t l = 0; l < b.L; ++l) {
+    __m512i wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_si512(w + l * kOBlock + 8 * v);
+    const int64_t at = aidx[l];
+    const __m512i x[4] = {_mm512_set1_epi64(static_cast<long long>(a0[at])),
+                          _mm512_set1_epi64(static_cast<long long>(a1[at])),
+                          _mm512_set1_epi64(static_cast<long long>(a2[at])),
+                          _mm512_set1_epi64(static_cast<long long>(a3[at]))};
     for (int p = 0; p < kPixBlock; ++p)
-      for (int v = 0; v < 4; ++v) acc[p][v] = _mm512_setzero_si512();
-    for (int64_t l = 0; l < L; ++l) {
-      const __m512i w0 = _mm512_loadu_si512(w + l * kOBlock);
-      const __m512i w1 = _mm512_loadu_si512(w + l * kOBlock + 8);
-      const __m512i w2 = _mm512_loadu_si512(w + l * kOBlock + 16);
-      const __m512i w3 = _mm512_loadu_si512(w + l * kOBlock + 24);
-      const int64_t at = aidx[l];
-      const __m512i x[4] = {_mm512_set1_epi64(static_cast<long long>(a0[at])),
-                            _mm512_set1_epi64(static_cast<long long>(a1[at])),
-                            _mm512_set1_epi64(static_cast<long long>(a2[at])),
-                            _mm512_set1_epi64(static_cast<long long>(a3[at]))};
-      for (int p = 0; p < kPixBlock; ++p) {
-        acc[p][0] = _mm512_add_epi64(acc[p][0], _mm512_popcnt_epi64(_mm512_xor_si512(w0, x[p])));
-        acc[p][1] = _mm512_add_epi64(acc[p][1], _mm512_popcnt_epi64(_mm512_xor_si512(w1, x[p])));
-        acc[p][2] = _mm512_add_epi64(acc[p][2], _mm512_popcnt_epi64(_mm512_xor_si512(w2, x[p])));
-        acc[p][3] = _mm512_add_epi64(acc[p][3], _mm512_popcnt_epi64(_mm512_xor_si512(w3, x[p])));
-      }
-    }
+      for (int v = 0; v < NV; ++v)
+        acc[p][v] = _mm512_add_epi64(acc[p][v], _mm512_popcnt_epi64(_mm512_xor_si512(wv[v], x[p])));
+  }
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block& b) {
+  const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
+  for (int64_t ob = 0; ob < nob; ++ob) {
+    const uint64_t* w = b.wt + ob * b.L * kOBlock;
+    __m512i acc[kPixBlock][4];
+    if (b.og - ob * kOBlock <= 16)  // a last block of at most 16 channels: half the work
+      accumulate_avx512<2>(w, b, acc);
+    else
+      accumulate_avx512<4>(w, b, acc);
     const int64_t o0 = ob * kOBlock;
+    // the low dwords of two vectors of 8 64-bit counts: 16 counts (each below 2^32)
+    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                            28, 30);
     for (int half = 0; half < 2; ++half) {  // 16 output channels per float vector
       const int64_t oh = o0 + 16 * half;
       const int64_t n = std::min<int64_t>(16, b.og - oh);
@@ -251,10 +281,10 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block
       const __mmask16 live = static_cast<__mmask16>((n == 16) ? 0xffff : ((1u << n) - 1));
       const __m512 m = _mm512_maskz_loadu_ps(live, b.m + oh);
       const __m512 csa = _mm512_maskz_loadu_ps(live, b.csa + oh);
-      for (int p = 0; p < b.npix; ++p) {
-        const __m512i counts = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm512_cvtepi64_epi32(acc[p][2 * half])),
-            _mm512_cvtepi64_epi32(acc[p][2 * half + 1]), 1);
+      for (int p = 0; p < kPixBlock; ++p) {
+        if (p >= b.npix) break;
+        const __m512i counts =
+            _mm512_permutex2var_epi32(acc[p][2 * half], evens, acc[p][2 * half + 1]);
         const __m512 base = _mm512_maskz_loadu_ps(live, b.base[p] + oh);
         __m512 y = _mm512_fmadd_ps(m, _mm512_cvtepi32_ps(counts), base);
         y = _mm512_fmadd_ps(csa, _mm512_set1_ps(b.sa[p]), y);
@@ -515,6 +545,320 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_conv_image(
     }
   }
 }
+// ------------------------------------------------------------------ the convolution driver
+// The packed input is first copied (or packed) into a frame with a zero border, so that every
+// block of output pixels reads its taps in place: a padded tap reads zero words (the base
+// table counts popcount(w) there, as for the fake-quantized layer's zero padding) and a zero
+// sign sum. Frame and sums live in the calling thread's scratch (OpenMP workers only read them).
+struct ConvScratch {
+  std::vector<uint64_t> act, rows;
+  std::vector<int32_t> sa, hsum;
+  std::vector<float> ssum;
+};
+
+template <typename T>
+T* grow(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// Words of one kernel row of one group's weights (see the layouts at the top).
+int64_t row_words(int64_t cg, int64_t kw) {
+  const int64_t k_words = (cg + 63) / 64, dense = (kw * cg + 63) / 64;
+  return (cg < 64 && dense < kw * k_words) ? dense : kw * k_words;
+}
+
+struct ConvArgs {
+  int64_t n, h, w, groups, cg, og, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+  const uint64_t* wt;
+  const int32_t* pcw;
+  const double *cdot, *csw, *cn, *bias;
+  const float *m, *csa, *residual, *residual2, *gp, *gn;
+  int64_t next_groups;
+  float next_thr;
+  uint64_t* next_act;
+  int32_t* next_sa;
+  float* out;
+  int path, nthreads;
+};
+
+// Packs `count` consecutive pixels of cg channels (groups one after another in a pixel).
+// (one loop per path, compiled for its target so the pixel packing inlines)
+__attribute__((target("avx512f,avx512vpopcntdq,popcnt"))) void pack_pixels_avx512(
+    const float* x, int64_t count, int64_t cg, int64_t k_words, float thr, uint64_t* out,
+    int32_t* sa) {
+  for (int64_t i = 0; i < count; ++i)
+    pack_pixel_avx512(x + i * cg, cg, k_words, thr, out + i * k_words, sa + i);
+}
+
+__attribute__((target("avx2,popcnt"))) void pack_pixels_avx2(const float* x, int64_t count,
+                                                              int64_t cg, int64_t k_words,
+                                                              float thr, uint64_t* out,
+                                                              int32_t* sa) {
+  for (int64_t i = 0; i < count; ++i)
+    pack_pixel_avx2(x + i * cg, cg, k_words, thr, out + i * k_words, sa + i);
+}
+
+void pack_pixels(int path, const float* x, int64_t count, int64_t cg, int64_t k_words,
+                 float thr, uint64_t* out, int32_t* sa) {
+  if (path == kAvx512)
+    pack_pixels_avx512(x, count, cg, k_words, thr, out, sa);
+  else if (path == kAvx2)
+    pack_pixels_avx2(x, count, cg, k_words, thr, out, sa);
+  else
+    for (int64_t i = 0; i < count; ++i)
+      pack_pixel_portable(x + i * cg, cg, k_words, thr, out + i * k_words, sa + i);
+}
+
+// The frame: n images of hp x wp pixels (pw words and `groups` sign sums per pixel), input
+// pixel (y, x) at (y + pt, x + pl), zero elsewhere. From packed pixels (act, sa: n*h*w of
+// them) or, when act is null, by binarizing and packing the float input x.
+void fill_frame(const ConvArgs& a, const float* x, float thr, const uint64_t* act,
+                const int32_t* sa, int64_t hp, int64_t wp, uint64_t* fact, int32_t* fsa) {
+  const int64_t k_words = (a.cg + 63) / 64, groups = a.groups, pw = groups * k_words;
+  const int64_t right = wp - a.pl - a.w;
+#pragma omp parallel for num_threads(a.nthreads) schedule(static)
+  for (int64_t r = 0; r < a.n * hp; ++r) {
+    const int64_t b = r / hp, y = r % hp - a.pt;
+    uint64_t* dst = fact + r * wp * pw;
+    int32_t* dsa = fsa + r * wp * groups;
+    if (y < 0 || y >= a.h) {
+      std::fill_n(dst, wp * pw, 0);
+      std::fill_n(dsa, wp * groups, 0);
+      continue;
+    }
+    std::fill_n(dst, a.pl * pw, 0);
+    std::fill_n(dsa, a.pl * groups, 0);
+    std::fill_n(dst + (a.pl + a.w) * pw, right * pw, 0);
+    std::fill_n(dsa + (a.pl + a.w) * groups, right * groups, 0);
+    const int64_t first = (b * a.h + y) * a.w;  // the input row's first pixel
+    dst += a.pl * pw;
+    dsa += a.pl * groups;
+    if (act) {
+      std::memcpy(dst, act + first * pw, static_cast<size_t>(a.w * pw) * sizeof(uint64_t));
+      std::memcpy(dsa, sa + first * groups, static_cast<size_t>(a.w * groups) * sizeof(int32_t));
+      continue;
+    }
+    pack_pixels(a.path, x + first * groups * a.cg, a.w * groups, a.cg, k_words, thr, dst, dsa);
+  }
+}
+
+// ss[((b*oh + oy)*owx + ox)*groups + g]: the input signs of group g summed over the taps of
+// output position (oy, ox), as a float (an integer below 2^24: exact). Rows, then columns.
+void sign_sums(const ConvArgs& a, const int32_t* fsa, int64_t hp, int64_t wp, int64_t owx,
+               int32_t* hs, float* ss) {
+  const int64_t groups = a.groups, q_end = owx * groups;
+  const int64_t kw = a.kw, kh = a.kh, tap_step = a.dw * groups, col_step = a.sw * groups;
+#pragma omp parallel num_threads(a.nthreads)
+  {
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < a.n * hp; ++r) {
+      const int32_t* s = fsa + r * wp * groups;
+      int32_t* d = hs + r * q_end;
+      for (int64_t ox = 0; ox < owx; ++ox, s += col_step, d += groups)
+        for (int64_t g = 0; g < groups; ++g) {
+          int32_t t = 0;
+          for (int64_t j = 0; j < kw; ++j) t += s[j * tap_step + g];
+          d[g] = t;
+        }
+    }
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < a.n * a.oh; ++r) {
+      const int32_t* top = hs + ((r / a.oh) * hp + (r % a.oh) * a.sh) * q_end;
+      const int64_t row_step = a.dh * q_end;
+      float* d = ss + r * q_end;
+      for (int64_t q = 0; q < q_end; ++q) d[q] = 0.0f;
+      for (int64_t i = 0; i < kh; ++i)  // integer sums below 2^24: exact in float
+        for (int64_t q = 0; q < q_end; ++q) d[q] += static_cast<float>(top[i * row_step + q]);
+    }
+  }
+}
+
+// Dense kernel rows (fewer than 64 channels per group): rows[((b*hp + y)*owx + ox)*groups + g]
+// holds rw words: the pixels of taps j = 0..kw-1 of output column ox on frame row y, tap j's
+// channel c at bit j*cg + c (the weights' layout).
+void dense_rows(const ConvArgs& a, const uint64_t* fact, int64_t hp, int64_t wp, int64_t owx,
+                int64_t rw, uint64_t* rows) {
+  const int64_t groups = a.groups, cg = a.cg, kw = a.kw;  // one word per pixel and group
+  const int64_t tap_step = a.dw * groups, col_step = a.sw * groups;
+#pragma omp parallel for num_threads(a.nthreads) schedule(static)
+  for (int64_t r = 0; r < a.n * hp; ++r) {
+    const uint64_t* s = fact + r * wp * groups;
+    uint64_t* d = rows + r * owx * groups * rw;
+    if (rw == 1) {  // the whole row in one word
+      for (int64_t ox = 0; ox < owx; ++ox, s += col_step)
+        for (int64_t g = 0; g < groups; ++g) {
+          uint64_t word = 0;
+          for (int64_t j = 0; j < kw; ++j) word |= s[j * tap_step + g] << (j * cg);
+          *d++ = word;
+        }
+      continue;
+    }
+    for (int64_t ox = 0; ox < owx; ++ox, s += col_step)
+      for (int64_t g = 0; g < groups; ++g, d += rw) {
+        std::fill_n(d, rw, 0);
+        for (int64_t j = 0; j < kw; ++j) {
+          const uint64_t v = s[j * tap_step + g];
+          const int64_t bit = j * cg, at = bit >> 6, shift = bit & 63;
+          d[at] |= v << shift;
+          if (shift + cg > 64) d[at + 1] |= v >> (64 - shift);
+        }
+      }
+  }
+}
+
+// The packed convolution of input x (float, packed here) or act/sa (already packed).
+void packed_conv(const ConvArgs& a, const float* x, float thr, const uint64_t* act,
+                 const int32_t* sa) {
+  const int64_t k_words = (a.cg + 63) / 64, groups = a.groups, og = a.og;
+  const int64_t O = og * groups, pw = groups * k_words;
+  const int64_t kh = a.kh, kw = a.kw, taps = kh * kw;
+  const int64_t rw = row_words(a.cg, kw);
+  const bool dense = rw < kw * k_words;
+  const int64_t L = kh * rw;
+  const int64_t nob = (og + kOBlock - 1) / kOBlock;
+  const int64_t nbw = (a.ow + kPixBlock - 1) / kPixBlock, owx = nbw * kPixBlock;
+  const int64_t hp = std::max(a.pt + a.h, (a.oh - 1) * a.sh + (kh - 1) * a.dh + 1);
+  const int64_t wp = std::max(a.pl + a.w, (owx - 1) * a.sw + (kw - 1) * a.dw + 1);
+
+  thread_local ConvScratch scratch;
+  uint64_t* fact = grow(scratch.act, a.n * hp * wp * pw);
+  int32_t* fsa = grow(scratch.sa, a.n * hp * wp * groups);
+  fill_frame(a, x, thr, act, sa, hp, wp, fact, fsa);
+  float* ss = grow(scratch.ssum, a.n * a.oh * owx * groups);
+  sign_sums(a, fsa, hp, wp, owx, grow(scratch.hsum, a.n * hp * owx * groups), ss);
+  const uint64_t* src = fact;
+  if (dense) {
+    uint64_t* rows = grow(scratch.rows, a.n * hp * owx * groups * rw);
+    dense_rows(a, fact, hp, wp, owx, rw, rows);
+    src = rows;
+  }
+  // Word l = i * rw + r of a pixel block's first pixel, relative to its first tap word; the
+  // next pixel of the block is pstride words on.
+  std::vector<int64_t> aidx(static_cast<size_t>(L));
+  for (int64_t i = 0; i < kh; ++i)
+    for (int64_t r = 0; r < rw; ++r)
+      aidx[i * rw + r] = dense ? i * a.dh * owx * groups * rw + r
+                               : (i * a.dh * wp + (r / k_words) * a.dw) * pw + r % k_words;
+  const int64_t pstride = dense ? groups * rw : a.sw * pw;
+  const int64_t gstride = dense ? rw : k_words;
+
+  // The valid taps of a position are the product of a contiguous range of kernel rows and one
+  // of kernel columns. Positions share `base` when they share both ranges: one table entry
+  // per distinct (row range, column range) pair, computed once per call.
+  std::vector<int64_t> row_pat(a.oh), col_pat(a.ow);
+  std::vector<std::pair<int64_t, int64_t>> row_ranges, col_ranges;
+  auto classify = [](int64_t pos, int64_t stride, int64_t pad, int64_t dil, int64_t k,
+                     int64_t size, std::vector<std::pair<int64_t, int64_t>>& ranges) {
+    int64_t lo = k, hi = 0;  // valid kernel indices [lo, hi)
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t at = pos * stride - pad + i * dil;
+      if (at >= 0 && at < size) {
+        lo = std::min(lo, i);
+        hi = i + 1;
+      }
+    }
+    if (lo >= hi) lo = hi = 0;
+    const std::pair<int64_t, int64_t> r{lo, hi};
+    for (size_t j = 0; j < ranges.size(); ++j)
+      if (ranges[j] == r) return static_cast<int64_t>(j);
+    ranges.push_back(r);
+    return static_cast<int64_t>(ranges.size() - 1);
+  };
+  for (int64_t y = 0; y < a.oh; ++y)
+    row_pat[y] = classify(y, a.sh, a.pt, a.dh, kh, a.h, row_ranges);
+  for (int64_t x = 0; x < a.ow; ++x)
+    col_pat[x] = classify(x, a.sw, a.pl, a.dw, kw, a.w, col_ranges);
+  const int64_t ncol = static_cast<int64_t>(col_ranges.size());
+  // 2-D prefix sums of the tap popcounts: the popcount over any rectangle of taps in O(1)
+  const int64_t pwid = kw + 1, psize = (kh + 1) * (kw + 1);
+  std::vector<int64_t> prefix(static_cast<size_t>(O * psize), 0);
+  for (int64_t o = 0; o < O; ++o) {
+    int64_t* pre = prefix.data() + o * psize;
+    for (int64_t i = 0; i < kh; ++i)
+      for (int64_t j = 0; j < kw; ++j)
+        pre[(i + 1) * pwid + j + 1] = a.pcw[o * taps + i * kw + j] + pre[i * pwid + j + 1] +
+                                      pre[(i + 1) * pwid + j] - pre[i * pwid + j];
+  }
+  std::vector<float> base_tab(row_ranges.size() * col_ranges.size() * O);
+  for (size_t r = 0; r < row_ranges.size(); ++r) {
+    for (int64_t cidx = 0; cidx < ncol; ++cidx) {
+      const auto [i0, i1] = row_ranges[r];
+      const auto [j0, j1] = col_ranges[cidx];
+      const int64_t nv = a.cg * (i1 - i0) * (j1 - j0);
+      float* bt = base_tab.data() + (r * ncol + cidx) * O;
+      for (int64_t o = 0; o < O; ++o) {
+        // Padded taps contribute nothing (not beta): X also counted popcount(w) there.
+        const int64_t* pre = prefix.data() + o * psize;
+        const int64_t valid_pop = pre[i1 * pwid + j1] - pre[i0 * pwid + j1] -
+                                  pre[i1 * pwid + j0] + pre[i0 * pwid + j0];
+        const int64_t inv_pop = pre[kh * pwid + kw] - valid_pop;
+        const int64_t valid_sw = 2 * valid_pop - nv;
+        bt[o] = static_cast<float>(a.cdot[o] * static_cast<double>(nv + 2 * inv_pop) +
+                                   a.csw[o] * static_cast<double>(valid_sw) +
+                                   a.cn[o] * static_cast<double>(nv) + a.bias[o]);
+      }
+    }
+  }
+
+  // The fused epilogue's per-pixel steps after all channels of the pixel are stored (the row
+  // is still in L1): Maxout in place, then binarize and pack for the next layer.
+  const int64_t next_cg = a.next_groups > 0 ? O / a.next_groups : 0;
+  const int64_t next_k = (next_cg + 63) / 64;
+  const bool finishing = a.gp != nullptr || a.next_act != nullptr;
+  auto finish_pixel = [&](int64_t pix) {
+    float* row = a.out + pix * O;
+    if (a.gp) maxout_rows(row, 1, O, a.gp, a.gn, row);
+    if (!a.next_act) return;
+    pack_pixels(a.path, row, a.next_groups, next_cg, next_k, a.next_thr,
+                a.next_act + pix * a.next_groups * next_k, a.next_sa + pix * a.next_groups);
+  };
+
+  void (*block_fn)(const Block&) =
+      a.path == kAvx512 ? block_avx512 : (a.path == kAvx2 ? block_avx2 : block_portable);
+  const int64_t items = a.n * a.oh * nbw;
+#pragma omp parallel for num_threads(a.nthreads) schedule(static)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t bw = item % nbw;
+    const int64_t oy = (item / nbw) % a.oh;
+    const int64_t b = item / (nbw * a.oh);
+    const int64_t ox0 = bw * kPixBlock;
+    const int npix = static_cast<int>(std::min<int64_t>(kPixBlock, a.ow - ox0));
+    const int64_t y0 = b * hp + oy * a.sh;  // frame row of the block's first kernel row
+    const uint64_t* first = src + (dense ? (y0 * owx + ox0) * groups * rw
+                                         : (y0 * wp + ox0 * a.sw) * pw);
+    const float* sums = ss + ((b * a.oh + oy) * owx + ox0) * groups;
+    const float* base_row = base_tab.data() + row_pat[oy] * ncol * O;
+    const int64_t out_row = (b * a.oh + oy) * a.ow;
+    for (int64_t g = 0; g < groups; ++g) {
+      Block blk;
+      blk.act = first + g * gstride;
+      blk.aidx = aidx.data();
+      blk.pstride = pstride;
+      blk.L = L;
+      blk.wt = a.wt + g * nob * L * kOBlock;
+      blk.og = og;
+      blk.m = a.m + g * og;
+      blk.csa = a.csa + g * og;
+      blk.npix = npix;
+      for (int p = 0; p < kPixBlock; ++p) {
+        // pixels past the row's end (p >= npix) are computed from whatever the frame holds
+        // there and not stored
+        const int64_t ox = std::min<int64_t>(ox0 + p, a.ow - 1);
+        const int64_t at = (out_row + ox) * O + g * og;
+        blk.base[p] = base_row + col_pat[ox] * O + g * og;
+        blk.sa[p] = sums[p * groups + g];
+        blk.out[p] = a.out + at;
+        blk.res[p] = a.residual ? a.residual + at : nullptr;
+        blk.res2[p] = a.residual2 ? a.residual2 + at : nullptr;
+      }
+      block_fn(blk);
+    }
+    if (finishing)
+      for (int p = 0; p < npix; ++p) finish_pixel(out_row + ox0 + p);
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -532,7 +876,7 @@ void autobin_maxout(const float* x, int64_t npix, int64_t c, const float* gp, co
 }
 
 // The ABI version: autobin/deploy/build.py (ABI_VERSION) rebuilds a library reporting another.
-int autobin_abi_version() { return 7; }
+int autobin_abi_version() { return 8; }
 
 // Bit 0: AVX2 path usable; bit 1: AVX-512 VPOPCNTDQ path usable; bit 2: AVX-512 VNNI (the
 // int8 float-part convolution); bit 3: AVX-512 BF16 (the bfloat16 one) (cpuid and OS state checked by
@@ -561,19 +905,12 @@ void autobin_pack(const float* x, int64_t npix, int64_t channels, int64_t groups
                   int path, int nthreads, uint64_t* act, int32_t* sa) {
   const int64_t cg = channels / groups;
   const int64_t k_words = (cg + 63) / 64;
+  const int64_t chunk = 256;  // pixels per task
 #pragma omp parallel for num_threads(nthreads) schedule(static)
-  for (int64_t i = 0; i < npix; ++i) {
-    for (int64_t g = 0; g < groups; ++g) {
-      const float* src = x + i * channels + g * cg;
-      uint64_t* dst = act + (i * groups + g) * k_words;
-      int32_t* s = sa + i * groups + g;
-      if (path == kAvx512)
-        pack_pixel_avx512(src, cg, k_words, thr, dst, s);
-      else if (path == kAvx2)
-        pack_pixel_avx2(src, cg, k_words, thr, dst, s);
-      else
-        pack_pixel_portable(src, cg, k_words, thr, dst, s);
-    }
+  for (int64_t i0 = 0; i0 < npix; i0 += chunk) {
+    const int64_t count = std::min(chunk, npix - i0) * groups;  // a pixel's groups in turn
+    pack_pixels(path, x + i0 * channels, count, cg, k_words, thr, act + i0 * groups * k_words,
+                sa + i0 * groups);
   }
 }
 
@@ -598,218 +935,12 @@ void autobin_conv(const uint64_t* act, const int32_t* sa, int64_t n, int64_t h, 
                   const float* csa, const float* residual, int path, int nthreads,
                   float* out, const float* residual2, const float* gp, const float* gn,
                   int64_t next_groups, float next_thr, uint64_t* next_act, int32_t* next_sa) {
-  const int64_t k_words = (cg + 63) / 64;
-  const int64_t taps = kh * kw;
-  const int64_t L = taps * k_words;
-  const int64_t O = og * groups;
-  const int64_t nob = (og + kOBlock - 1) / kOBlock;
-  const int64_t pix_words = groups * k_words;
-
-  // The valid taps of a position are the product of a contiguous range of kernel rows and one
-  // of kernel columns. Positions share `base` when they share both ranges: one table entry
-  // per distinct (row range, column range) pair, computed once per call.
-  std::vector<int64_t> row_pat(oh_size), col_pat(ow_size);
-  std::vector<std::pair<int64_t, int64_t>> row_ranges, col_ranges;
-  auto classify = [](int64_t pos, int64_t stride, int64_t pad, int64_t dil, int64_t k,
-                     int64_t size, std::vector<std::pair<int64_t, int64_t>>& ranges) {
-    int64_t lo = k, hi = 0;  // valid kernel indices [lo, hi)
-    for (int64_t i = 0; i < k; ++i) {
-      const int64_t at = pos * stride - pad + i * dil;
-      if (at >= 0 && at < size) {
-        lo = std::min(lo, i);
-        hi = i + 1;
-      }
-    }
-    if (lo >= hi) lo = hi = 0;
-    const std::pair<int64_t, int64_t> r{lo, hi};
-    for (size_t j = 0; j < ranges.size(); ++j)
-      if (ranges[j] == r) return static_cast<int64_t>(j);
-    ranges.push_back(r);
-    return static_cast<int64_t>(ranges.size() - 1);
-  };
-  for (int64_t y = 0; y < oh_size; ++y) row_pat[y] = classify(y, sh, pt, dh, kh, h, row_ranges);
-  for (int64_t x = 0; x < ow_size; ++x) col_pat[x] = classify(x, sw, pl, dw, kw, w, col_ranges);
-  const int64_t ncol = static_cast<int64_t>(col_ranges.size());
-  // 2-D prefix sums of the tap popcounts: the popcount over any rectangle of taps in O(1)
-  const int64_t pw = kw + 1, psize = (kh + 1) * (kw + 1);
-  std::vector<int64_t> prefix(static_cast<size_t>(O * psize), 0);
-  for (int64_t o = 0; o < O; ++o) {
-    int64_t* pre = prefix.data() + o * psize;
-    for (int64_t i = 0; i < kh; ++i)
-      for (int64_t j = 0; j < kw; ++j)
-        pre[(i + 1) * pw + j + 1] = pcw[o * taps + i * kw + j] + pre[i * pw + j + 1] +
-                                    pre[(i + 1) * pw + j] - pre[i * pw + j];
-  }
-  std::vector<float> base_tab(row_ranges.size() * col_ranges.size() * O);
-  for (size_t r = 0; r < row_ranges.size(); ++r) {
-    for (int64_t cidx = 0; cidx < ncol; ++cidx) {
-      const auto [i0, i1] = row_ranges[r];
-      const auto [j0, j1] = col_ranges[cidx];
-      const int64_t nv = cg * (i1 - i0) * (j1 - j0);
-      float* bt = base_tab.data() + (r * ncol + cidx) * O;
-      for (int64_t o = 0; o < O; ++o) {
-        // Padded taps contribute nothing (not beta): X also counted popcount(w) there.
-        const int64_t* pre = prefix.data() + o * psize;
-        const int64_t valid_pop = pre[i1 * pw + j1] - pre[i0 * pw + j1] - pre[i1 * pw + j0] +
-                                  pre[i0 * pw + j0];
-        const int64_t inv_pop = pre[kh * pw + kw] - valid_pop;
-        const int64_t valid_sw = 2 * valid_pop - nv;
-        bt[o] = static_cast<float>(cdot[o] * static_cast<double>(nv + 2 * inv_pop) +
-                                   csw[o] * static_cast<double>(valid_sw) +
-                                   cn[o] * static_cast<double>(nv) + bias[o]);
-      }
-    }
-  }
-
-  // Word l = tap * K + k of a pixel: in a gathered patch at l; in the packed input at
-  // tap_word[l] past the pixel's first tap (interior blocks read the input in place).
-  std::vector<int64_t> patch_idx(L), input_idx(L), tap_pix(taps);
-  for (int64_t i = 0; i < kh; ++i) {
-    for (int64_t j = 0; j < kw; ++j) {
-      const int64_t t = i * kw + j;
-      tap_pix[t] = i * dh * w + j * dw;
-      for (int64_t k = 0; k < k_words; ++k) {
-        patch_idx[t * k_words + k] = t * k_words + k;
-        input_idx[t * k_words + k] = tap_pix[t] * pix_words + k;
-      }
-    }
-  }
-  auto full = [](const std::pair<int64_t, int64_t>& r, int64_t k) {
-    return r.first == 0 && r.second == k;
-  };
-
-  // A group's block over activation words act[p * pstride + idx[l]]; the caller fills in
-  // each pixel's base, sa and output.
-  auto group_block = [&](int64_t g, const uint64_t* a, const int64_t* idx, int64_t pstride,
-                         int npix) {
-    Block blk;
-    blk.act = a;
-    blk.aidx = idx;
-    blk.pstride = pstride;
-    blk.L = L;
-    blk.wt = wt + g * nob * L * kOBlock;
-    blk.og = og;
-    blk.m = m + g * og;
-    blk.csa = csa + g * og;
-    blk.npix = npix;
-    return blk;
-  };
-  // Pixel p of a block writes output pixel (b, oy, ox), group g (and reads its residual there).
-  auto place_output = [&](Block& blk, int p, int64_t b, int64_t oy, int64_t ox, int64_t g) {
-    const int64_t at = ((b * oh_size + oy) * ow_size + ox) * O + g * og;
-    blk.out[p] = out + at;
-    blk.res[p] = residual ? residual + at : nullptr;
-    blk.res2[p] = residual2 ? residual2 + at : nullptr;
-  };
-  // The fused epilogue's per-pixel steps after all channels of the pixel are stored (the row
-  // is still in L1): Maxout in place, then binarize and pack for the next layer.
-  const int64_t next_cg = next_groups > 0 ? O / next_groups : 0;
-  const int64_t next_k = (next_cg + 63) / 64;
-  auto finish_pixel = [&](int64_t pix) {
-    float* row = out + pix * O;
-    if (gp) maxout_rows(row, 1, O, gp, gn, row);
-    if (!next_act) return;
-    for (int64_t g = 0; g < next_groups; ++g) {
-      uint64_t* dst = next_act + (pix * next_groups + g) * next_k;
-      int32_t* s = next_sa + pix * next_groups + g;
-      if (path == kAvx512)
-        pack_pixel_avx512(row + g * next_cg, next_cg, next_k, next_thr, dst, s);
-      else if (path == kAvx2)
-        pack_pixel_avx2(row + g * next_cg, next_cg, next_k, next_thr, dst, s);
-      else
-        pack_pixel_portable(row + g * next_cg, next_cg, next_k, next_thr, dst, s);
-    }
-  };
-  const bool finishing = gp != nullptr || next_act != nullptr;
-
-  const int64_t nblocks_w = (ow_size + kPixBlock - 1) / kPixBlock;
-  const int64_t items = n * oh_size * nblocks_w;
-  void (*block_fn)(const Block&) =
-      path == kAvx512 ? block_avx512 : (path == kAvx2 ? block_avx2 : block_portable);
-
-#pragma omp parallel num_threads(nthreads)
-  {
-    std::vector<uint64_t> patch(static_cast<size_t>(groups * kPixBlock * L), 0);
-    std::vector<int64_t> sa_acc(static_cast<size_t>(groups * kPixBlock));
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t bw = item % nblocks_w;
-      const int64_t oy = (item / nblocks_w) % oh_size;
-      const int64_t b = item / (nblocks_w * oh_size);
-      const int64_t ox0 = bw * kPixBlock;
-      const int npix = static_cast<int>(std::min<int64_t>(kPixBlock, ow_size - ox0));
-      std::fill(sa_acc.begin(), sa_acc.end(), 0);
-      const bool interior = npix == kPixBlock && full(row_ranges[row_pat[oy]], kh) &&
-                            full(col_ranges[col_pat[ox0]], kw) &&
-                            full(col_ranges[col_pat[ox0 + kPixBlock - 1]], kw);
-      if (interior) {
-        // every tap inside the input: read the packed input in place, no gather
-        const int64_t pix0 = (b * h + oy * sh - pt) * w + ox0 * sw - pl;
-        const float* base = base_tab.data() + (row_pat[oy] * ncol + col_pat[ox0]) * O;
-        for (int64_t g = 0; g < groups; ++g) {
-          Block blk = group_block(g, act + pix0 * pix_words + g * k_words, input_idx.data(),
-                                  sw * pix_words, npix);
-          for (int p = 0; p < kPixBlock; ++p) {
-            int64_t s_sum = 0;
-            const int32_t* sp = sa + (pix0 + p * sw) * groups + g;
-            for (int64_t t = 0; t < taps; ++t) s_sum += sp[tap_pix[t] * groups];
-            blk.base[p] = base + g * og;
-            blk.sa[p] = static_cast<float>(s_sum);
-            place_output(blk, p, b, oy, ox0 + p, g);
-          }
-          block_fn(blk);
-        }
-        if (finishing)
-          for (int p = 0; p < npix; ++p) finish_pixel((b * oh_size + oy) * ow_size + ox0 + p);
-        continue;
-      }
-      const float* base_ptr[kPixBlock];
-      for (int p = 0; p < kPixBlock; ++p) {
-        base_ptr[p] = base_tab.data();
-        if (p >= npix) {  // past the row's end: zero rows, results not stored
-          for (int64_t g = 0; g < groups; ++g)
-            std::fill_n(&patch[(g * kPixBlock + p) * L], L, 0);
-          continue;
-        }
-        const int64_t ox = ox0 + p;
-        base_ptr[p] = base_tab.data() + (row_pat[oy] * ncol + col_pat[ox]) * O;
-        for (int64_t i = 0; i < kh; ++i) {
-          const int64_t iy = oy * sh - pt + i * dh;
-          for (int64_t j = 0; j < kw; ++j) {
-            const int64_t ix = ox * sw - pl + j * dw;
-            const int64_t t = i * kw + j;
-            if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
-              for (int64_t g = 0; g < groups; ++g)
-                std::fill_n(&patch[(g * kPixBlock + p) * L + t * k_words], k_words, 0);
-              continue;
-            }
-            const int64_t pix = (b * h + iy) * w + ix;
-            const uint64_t* src = act + pix * pix_words;
-            for (int64_t g = 0; g < groups; ++g) {
-              uint64_t* dst = &patch[(g * kPixBlock + p) * L + t * k_words];
-              const uint64_t* from = src + g * k_words;
-              if (k_words == 1)
-                dst[0] = from[0];
-              else
-                std::memcpy(dst, from, static_cast<size_t>(k_words) * sizeof(uint64_t));
-              sa_acc[g * kPixBlock + p] += sa[pix * groups + g];
-            }
-          }
-        }
-      }
-      for (int64_t g = 0; g < groups; ++g) {
-        Block blk = group_block(g, patch.data() + g * kPixBlock * L, patch_idx.data(), L, npix);
-        for (int p = 0; p < kPixBlock; ++p) {
-          blk.base[p] = base_ptr[p] + g * og;
-          blk.sa[p] = static_cast<float>(sa_acc[g * kPixBlock + p]);
-          place_output(blk, p, b, oy, ox0 + std::min(p, npix - 1), g);
-        }
-        block_fn(blk);
-      }
-      if (finishing)
-        for (int p = 0; p < npix; ++p) finish_pixel((b * oh_size + oy) * ow_size + ox0 + p);
-    }
-  }
+  const ConvArgs a{n,    h,    w,   groups, cg,        og,        kh,       kw,
+                   sh,   sw,   dh,  dw,     pt,        pl,        oh_size,  ow_size,
+                   wt,   pcw,  cdot, csw,   cn,        bias,      m,        csa,
+                   residual, residual2, gp, gn, next_groups, next_thr, next_act, next_sa,
+                   out,  path, nthreads};
+  packed_conv(a, nullptr, 0.0f, act, sa);
 }
 
 // Binarize, pack and convolve in one call: the layer's forward pass.
@@ -827,20 +958,12 @@ void autobin_packed_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_
                          const uint64_t* in_act, const int32_t* in_sa, const float* residual2,
                          const float* gp, const float* gn, int64_t next_groups, float next_thr,
                          uint64_t* next_act, int32_t* next_sa) {
-  const int64_t k_words = (cg + 63) / 64;
-  const int64_t npix = n * h * w;
-  std::unique_ptr<uint64_t[]> act;
-  std::unique_ptr<int32_t[]> sa;
-  if (!in_act) {
-    act.reset(new uint64_t[static_cast<size_t>(npix * groups * k_words)]);
-    sa.reset(new int32_t[static_cast<size_t>(npix * groups)]);
-    autobin_pack(x, npix, groups * cg, groups, thr, path, nthreads, act.get(), sa.get());
-    in_act = act.get();
-    in_sa = sa.get();
-  }
-  autobin_conv(in_act, in_sa, n, h, w, groups, cg, wt, pcw, og, kh, kw, sh, sw, dh, dw, pt, pl,
-               oh_size, ow_size, cdot, csw, cn, bias, m, csa, residual ? x : nullptr, path,
-               nthreads, out, residual2, gp, gn, next_groups, next_thr, next_act, next_sa);
+  const ConvArgs a{n,    h,    w,   groups, cg,        og,        kh,       kw,
+                   sh,   sw,   dh,  dw,     pt,        pl,        oh_size,  ow_size,
+                   wt,   pcw,  cdot, csw,   cn,        bias,      m,        csa,
+                   residual ? x : nullptr, residual2, gp, gn, next_groups, next_thr, next_act,
+                   next_sa, out, path, nthreads};
+  packed_conv(a, in_act ? nullptr : x, thr, in_act, in_sa);
 }
 
 // bfloat16 convolution of a float layer (see bf16_conv_image); arguments as autobin_int8_conv
@@ -926,6 +1049,31 @@ struct PlanOp {
   const void* wscale;
 };
 
+// A packed conv op (kind 0) on explicit buffers: extra (the fused shortcut operand), in_act and
+// in_sa (input packed by its producer), next_act and next_sa (the epilogue's packed output)
+// may each be null.
+void run_conv_op(const PlanOp& p, const float* in, float* dst, const float* extra,
+                 const uint64_t* in_act, const int32_t* in_sa, uint64_t* next_act,
+                 int32_t* next_sa, int path, int nthreads) {
+  autobin_packed_conv(
+      in, p.n, p.h, p.w, p.pt, p.pl, p.oh, p.ow, static_cast<int>(p.residual), path, nthreads,
+      dst, p.groups, p.cg, static_cast<float>(p.thr), static_cast<const uint64_t*>(p.wt),
+      static_cast<const int32_t*>(p.pcw), p.og, p.kh, p.kw, p.sh, p.sw, p.dh, p.dw,
+      static_cast<const double*>(p.cdot), static_cast<const double*>(p.csw),
+      static_cast<const double*>(p.cn), static_cast<const double*>(p.bias),
+      static_cast<const float*>(p.m), static_cast<const float*>(p.csa), in_act, in_sa, extra,
+      static_cast<const float*>(p.gp), static_cast<const float*>(p.gn), p.next_groups,
+      static_cast<float>(p.next_thr), next_act, next_sa);
+}
+
+// A packed layer's forward pass from its prepared op (autobin/deploy/layers.py builds one per
+// input shape; the slots of the op are unused): arguments as run_conv_op.
+void autobin_conv_op(const PlanOp* op, const float* x, float* out, const float* extra,
+                     const uint64_t* in_act, const int32_t* in_sa, uint64_t* next_act,
+                     int32_t* next_sa, int path, int nthreads) {
+  run_conv_op(*op, x, out, extra, in_act, in_sa, next_act, next_sa, path, nthreads);
+}
+
 // One image through the plan (the plan's ops are built for n = 1).
 int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* x, float* out,
                    int path, int nthreads) {
@@ -939,19 +1087,11 @@ int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* 
     const float* in = fslot(p.in, false);
     float* dst = fslot(p.out, true);
     if (p.kind == 0) {
-      autobin_packed_conv(
-          in, p.n, p.h, p.w, p.pt, p.pl, p.oh, p.ow, static_cast<int>(p.residual), path,
-          nthreads, dst, p.groups, p.cg, static_cast<float>(p.thr),
-          static_cast<const uint64_t*>(p.wt), static_cast<const int32_t*>(p.pcw), p.og, p.kh,
-          p.kw, p.sh, p.sw, p.dh, p.dw, static_cast<const double*>(p.cdot),
-          static_cast<const double*>(p.csw), static_cast<const double*>(p.cn),
-          static_cast<const double*>(p.bias), static_cast<const float*>(p.m),
-          static_cast<const float*>(p.csa), reinterpret_cast<const uint64_t*>(opt(p.in_act)),
-          reinterpret_cast<const int32_t*>(opt(p.in_sa)),
-          p.extra < 0 ? nullptr : fslot(p.extra, false), static_cast<const float*>(p.gp),
-          static_cast<const float*>(p.gn), p.next_groups, static_cast<float>(p.next_thr),
-          reinterpret_cast<uint64_t*>(opt(p.next_act)),
-          reinterpret_cast<int32_t*>(opt(p.next_sa)));
+      run_conv_op(p, in, dst, p.extra < 0 ? nullptr : fslot(p.extra, false),
+                  reinterpret_cast<const uint64_t*>(opt(p.in_act)),
+                  reinterpret_cast<const int32_t*>(opt(p.in_sa)),
+                  reinterpret_cast<uint64_t*>(opt(p.next_act)),
+                  reinterpret_cast<int32_t*>(opt(p.next_sa)), path, nthreads);
     } else if (p.kind == 1) {
       if (autobin_int8_conv(in, p.n, p.h, p.w, p.c, p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, p.oh,
                             p.ow, static_cast<const int8_t*>(p.wq), p.r4, p.o, p.op,

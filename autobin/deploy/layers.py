@@ -13,6 +13,7 @@ reference.
 
 from __future__ import annotations
 
+import ctypes
 import math
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..nn import BinaryConv2d, BinaryLayer, BinaryLinear, Maxout
 from .build import active_kernel, load_library, path_code
 from .errors import DeployError, DeployInputError
 from .packing import pack_weight_signs, tap_popcounts
+from .plan_op import PlanOp, check_layout
 from .reference import UNIT_ROUNDOFF, packed_conv_reference
 
 
@@ -263,9 +265,10 @@ class _PackedLayer(nn.Module):
     def _static_args(self) -> tuple:
         """The call's per-layer arguments (buffer addresses, geometry), rebuilt if the buffers
         moved (a copy, ``load_state_dict``)."""
-        buffers = (self.wbits, self.pcw, self.coefficients, self.kernel_coefficients)
-        key = (*(b.data_ptr() for b in buffers), self.threshold)
-        if getattr(self, "_static_key", None) != key:
+        b = self._buffers  # (module attribute lookups cost microseconds on every call)
+        key = (b["wbits"].data_ptr(), b["pcw"].data_ptr(), b["coefficients"].data_ptr(),
+               b["kernel_coefficients"].data_ptr(), self.threshold)  # fmt: skip
+        if self.__dict__.get("_static_key") != key:
             self._check_buffers()
             (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
             coef, kcoef = self.coefficients, self.kernel_coefficients
@@ -322,28 +325,71 @@ class _PackedLayer(nn.Module):
             return 0, 0  # changed in place since, or packed for another layer
         return act.data_ptr(), sa.data_ptr()
 
-    def _kernel_conv(
-        self, x: torch.Tensor, path: str, extra: torch.Tensor | None = None, glue: bool = True
-    ) -> torch.Tensor:
-        n, c, h, w = x.shape
-        xl = x.permute(0, 2, 3, 1)
-        if not xl.is_contiguous():
-            xl = xl.contiguous()
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        pt, pb, pl, pr = self.paddings(h, w)
-        oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-        ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles drop the prepared calls (they hold addresses)."""
+        state = dict(super().__getstate__())
+        state.pop("_ops", None)
+        return state
+
+    def call_op(self, n: int, h: int, w: int, glue: bool = True) -> PlanOp:
+        """The kernel's record of a call on ``(n, C, h, w)`` input: geometry, buffer addresses
+        and, with ``glue``, the fused Maxout and next layer's input threshold. Built once per
+        input shape (rebuilt when a buffer moves), so a call converts few arguments.
+
+        Raises:
+            DeployInputError: the input is too small for the kernel.
+            DeployError: a fused residual whose output is not shaped like the input.
+        """
+        static = self._static_args()
+        maxout = self.fused_maxout if glue else None
+        key = (n, h, w, glue, self.residual, self.next_input if glue else None,
+               None if maxout is None else maxout.gamma_pos.data_ptr(),
+               None if maxout is None else maxout.gamma_neg.data_ptr())  # fmt: skip
+        cache = self.__dict__.get("_ops")
+        if cache is None or cache[0] is not static:
+            cache = self._ops = (static, {})
+        op = cache[1].get(key)
+        if op is not None:
+            return op
+        pt, _, pl, _ = self.paddings(h, w)
+        oh, ow = self._output_size(torch.empty(0, 0, h, w))
         if oh <= 0 or ow <= 0:
             raise DeployInputError(
                 f"input of {h}x{w} is too small for kernel {self.kernel_size} with padding "
-                f"{(pt, pb, pl, pr)} and dilation {self.dilation}"
+                f"{self.paddings(h, w)} and dilation {self.dilation}"
             )
-        o = self.out_channels
+        c, o = self.in_channels, self.out_channels
         if self.residual and (oh, ow, o) != (h, w, c):
             raise DeployError(
                 f"fused residual needs an output shaped like the input, got {(o, oh, ow)} "
                 f"for input {(c, h, w)}"
             )
+        check_layout()
+        op = PlanOp()
+        op.kind = 0
+        op.inp = op.extra = op.out = op.in_act = op.in_sa = op.next_act = op.next_sa = -1
+        (op.groups, op.cg, op.thr, op.wt, op.pcw, op.og, op.kh, op.kw, op.sh, op.sw, op.dh,
+         op.dw, op.cdot, op.csw, op.cn, op.bias, op.m, op.csa) = static  # fmt: skip
+        op.n, op.h, op.w, op.c, op.pt, op.pl, op.oh, op.ow = n, h, w, c, pt, pl, oh, ow
+        op.residual = int(self.residual)
+        if maxout is not None:
+            op.gp, op.gn = maxout.gamma_pos.data_ptr(), maxout.gamma_neg.data_ptr()
+        if glue and self.next_input is not None:
+            op.next_thr, op.next_groups = self.next_input
+        if len(cache[1]) >= 16:
+            cache[1].clear()
+        cache[1][key] = op
+        return op
+
+    def _kernel_conv(
+        self, x: torch.Tensor, path: str, extra: torch.Tensor | None = None, glue: bool = True
+    ) -> torch.Tensor:
+        n, _, h, w = x.shape
+        xl = x.permute(0, 2, 3, 1)
+        if not xl.is_contiguous():
+            xl = xl.contiguous()
+        op = self.call_op(n, h, w, glue)
+        oh, ow, o = op.oh, op.ow, self.out_channels
         out = torch.empty((n, oh, ow, o), dtype=torch.float32)
         extra_ptr = 0
         if extra is not None:
@@ -351,26 +397,21 @@ class _PackedLayer(nn.Module):
             if not el.is_contiguous():
                 el = el.contiguous()
             extra_ptr = el.data_ptr()
-        gp = gn = 0
-        if glue and self.fused_maxout is not None:
-            gp = self.fused_maxout.gamma_pos.data_ptr()
-            gn = self.fused_maxout.gamma_neg.data_ptr()
-        next_thr, next_groups, nact, nsa = 0.0, 0, None, None
-        if glue and self.next_input is not None:
-            next_thr, next_groups = self.next_input
+        nact = nsa = None
+        if op.next_groups:
+            next_groups = op.next_groups
             words = n * oh * ow * next_groups * ((o // next_groups + 63) // 64)
             nact = torch.empty((words,), dtype=torch.int64)
             nsa = torch.empty((n * oh * ow * next_groups,), dtype=torch.int32)
         in_act, in_sa = self._packed_input(x)
-        load_library().autobin_packed_conv(
-            xl.data_ptr(), n, h, w, pt, pl, oh, ow, int(self.residual), path_code(path),
-            torch.get_num_threads(), out.data_ptr(), *self._static_args(), in_act, in_sa,
-            extra_ptr, gp, gn, next_groups, next_thr,
+        load_library().autobin_conv_op(
+            ctypes.byref(op), xl.data_ptr(), out.data_ptr(), extra_ptr, in_act, in_sa,
             0 if nact is None else nact.data_ptr(), 0 if nsa is None else nsa.data_ptr(),
+            path_code(path), torch.get_num_threads(),
         )  # fmt: skip
         y = out.permute(0, 3, 1, 2)
         if nact is not None:
-            y._autobin_bits = (y._version, next_thr, next_groups, nact, nsa)
+            y._autobin_bits = (y._version, op.next_thr, op.next_groups, nact, nsa)
         return y
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,12 +3,17 @@
 Weights (built once per layer): the boolean signs ``(O, C/groups, kh, kw)`` (``True`` for +1)
 become ``uint64`` words stored as ``int64`` with shape ``(groups, nob, L, 32)``: per group,
 blocks of 32 output channels (``nob = ceil(Og / 32)``, padded channels all zero), ``L = kh *
-kw * K`` words per output channel with ``l = tap * K + k`` and ``K = ceil(Cg / 64)``; word ``k``
-of a tap holds input channels ``64k .. 64k+63`` of the group, channel ``c`` at bit ``c % 64``
-(bits past ``Cg`` are zero). The same layout serves every kernel path and the reference.
+RW`` words per output channel, ``RW`` words per kernel row (:func:`row_words`), ``l = i * RW +
+r`` for word ``r`` of kernel row ``i``. A row holds its ``kw`` taps one after another: tap
+``j`` in words ``j*K .. j*K + K-1`` (``K = ceil(Cg / 64)``, channel ``c`` at bit ``c % 64`` of
+word ``c // 64``, bits past ``Cg`` zero); or, for fewer than 64 channels per group where that
+saves words (*dense* rows, e.g. 16 or 32 channels in a 3-wide row), tap ``j``'s channel ``c``
+at bit ``j*Cg + c`` of the row's bit string. The same layout serves every kernel path and the
+reference.
 
-Inputs are packed at run time by the kernel (``autobin_pack`` in ``kernel.cpp``) with the same
-word layout per pixel: ``(N, H, W, groups, K)`` words.
+Inputs are packed at run time by the kernel (``autobin_pack`` in ``kernel.cpp``) with the
+per-tap word layout per pixel: ``(N, H, W, groups, K)`` words; the kernel builds dense rows
+from them.
 """
 
 from __future__ import annotations
@@ -40,6 +45,25 @@ def _words_to_bits(words: torch.Tensor) -> torch.Tensor:
     return bits.reshape(*words.shape[:-1], -1).to(torch.bool)
 
 
+def row_words(channels_per_group: int, kernel_width: int) -> int:
+    """``RW``: words per kernel row of one output channel (dense rows where they save words;
+    ``kernel.cpp``'s ``row_words`` is the same rule)."""
+    k = words_per_group(channels_per_group)
+    dense = (kernel_width * channels_per_group + WORD - 1) // WORD
+    if channels_per_group < WORD and dense < kernel_width * k:
+        return dense
+    return kernel_width * k
+
+
+def _row_bits(channels_per_group: int, kernel_width: int) -> int:
+    """Bits per tap in a kernel row's bit string: ``Cg`` (dense rows) or ``64 * K``."""
+    if row_words(channels_per_group, kernel_width) < kernel_width * words_per_group(
+        channels_per_group
+    ):
+        return channels_per_group
+    return words_per_group(channels_per_group) * WORD
+
+
 def pack_weight_signs(signs: torch.Tensor, groups: int) -> torch.Tensor:
     """Pack weight signs ``(O, Cg, kh, kw)`` into the kernel layout (module docstring)."""
     if signs.dtype != torch.bool or signs.dim() != 4:
@@ -49,14 +73,14 @@ def pack_weight_signs(signs: torch.Tensor, groups: int) -> torch.Tensor:
     out, cg, kh, kw = signs.shape
     if out % groups:
         raise ValueError(f"{out} output channels do not split into {groups} groups")
-    og, k = out // groups, words_per_group(cg)
-    taps = kh * kw
-    s = signs.reshape(groups, og, cg, taps).permute(0, 1, 3, 2)  # (G, Og, T, Cg)
-    s = torch.nn.functional.pad(s, (0, k * WORD - cg))
-    words = _bits_to_words(s).reshape(groups, og, taps * k)  # (G, Og, L)
+    og, rw, tap_bits = out // groups, row_words(cg, kw), _row_bits(cg, kw)
+    s = signs.reshape(groups, og, cg, kh, kw).permute(0, 1, 3, 4, 2)  # (G, Og, kh, kw, Cg)
+    s = torch.nn.functional.pad(s, (0, tap_bits - cg)).reshape(groups, og, kh, kw * tap_bits)
+    s = torch.nn.functional.pad(s, (0, rw * WORD - kw * tap_bits))
+    words = _bits_to_words(s).reshape(groups, og, kh * rw)  # (G, Og, L)
     nob = (og + OBLOCK - 1) // OBLOCK
     words = torch.nn.functional.pad(words, (0, 0, 0, nob * OBLOCK - og))
-    return words.reshape(groups, nob, OBLOCK, taps * k).permute(0, 1, 3, 2).contiguous()
+    return words.reshape(groups, nob, OBLOCK, kh * rw).permute(0, 1, 3, 2).contiguous()
 
 
 def unpack_weight_signs(
@@ -64,12 +88,13 @@ def unpack_weight_signs(
 ) -> torch.Tensor:
     """Inverse of :func:`pack_weight_signs`: bool signs ``(O, Cg, kh, kw)``."""
     groups, nob, length, _ = wbits.shape
-    og = out_channels // groups
+    og, cg = out_channels // groups, channels_per_group
     kh, kw = kernel
-    taps, k = kh * kw, words_per_group(channels_per_group)
+    tap_bits = _row_bits(cg, kw)
     words = wbits.permute(0, 1, 3, 2).reshape(groups, nob * OBLOCK, length)[:, :og]
-    bits = _words_to_bits(words.reshape(groups, og, taps, k))[..., :channels_per_group]
-    return bits.permute(0, 1, 3, 2).reshape(out_channels, channels_per_group, kh, kw)
+    rows = _words_to_bits(words.reshape(groups, og, kh, length // kh))[..., : kw * tap_bits]
+    bits = rows.reshape(groups, og, kh, kw, tap_bits)[..., :cg]  # (G, Og, kh, kw, Cg)
+    return bits.permute(0, 1, 4, 2, 3).reshape(out_channels, cg, kh, kw)
 
 
 def tap_popcounts(signs: torch.Tensor) -> torch.Tensor:
@@ -82,6 +107,7 @@ __all__ = [
     "OBLOCK",
     "WORD",
     "pack_weight_signs",
+    "row_words",
     "tap_popcounts",
     "unpack_weight_signs",
     "words_per_group",

@@ -27,29 +27,10 @@ from .build import active_kernel, load_library, path_code
 from .errors import DeployError
 from .float_parts import Bf16Conv2d, Int8Conv2d
 from .layers import PackedConv2d, refuse_scripting, refuse_tracing
+from .plan_op import PlanOp, check_layout
 
 _KINDS = {PackedConv2d: 0, Int8Conv2d: 1, nn.MaxPool2d: 2, Bf16Conv2d: 3}
 _ALIGN = 64
-
-
-class PlanOp(ctypes.Structure):
-    """Mirror of ``PlanOp`` in ``kernel.cpp`` (its size is checked against the library's)."""
-
-    _fields_ = [
-        *[(name, ctypes.c_int64) for name in (
-            "kind", "inp", "extra", "out", "in_act", "in_sa", "next_act", "next_sa",
-            "n", "h", "w", "c", "pt", "pl", "oh", "ow", "residual",
-            "groups", "cg", "og", "kh", "kw", "sh", "sw", "dh", "dw", "next_groups")],
-        ("thr", ctypes.c_double),
-        ("next_thr", ctypes.c_double),
-        *[(name, ctypes.c_void_p) for name in (
-            "wt", "pcw", "cdot", "csw", "cn", "bias", "m", "csa", "gp", "gn", "wq")],
-        ("r4", ctypes.c_int64),
-        ("o", ctypes.c_int64),
-        ("op", ctypes.c_int64),
-        ("sumw", ctypes.c_void_p),
-        ("wscale", ctypes.c_void_p),
-    ]  # fmt: skip
 
 
 def _pool_ok(m: nn.Module) -> bool:
@@ -86,12 +67,19 @@ class CompiledChain(nn.Module):
         """Copies and pickles drop the plans (they hold addresses); they are rebuilt on use."""
         state = self.__dict__.copy()
         state["_plans"] = {}
+        state.pop("_buffer_tables", None)
         return state
 
     def _signature(self) -> tuple[int, ...]:
         """Addresses of every buffer the plan points to: a plan is rebuilt when any moved
-        (``load_state_dict(assign=True)``, ``share_memory()``, a layout change)."""
-        return tuple(b.data_ptr() for module, _, _ in self._steps for b in module.buffers())
+        (``load_state_dict(assign=True)``, ``share_memory()``, a layout change). Read through
+        the modules' own buffer tables (collected once; walking ``buffers()`` on every call
+        cost tens of microseconds), so a buffer replaced in its module is seen."""
+        tables = self.__dict__.get("_buffer_tables")
+        if tables is None:
+            tables = [m._buffers for module, _, _ in self._steps for m in module.modules()]
+            self._buffer_tables = tables
+        return tuple(t.data_ptr() for table in tables for t in table.values() if t is not None)
 
     def _one_by_one(self, x: torch.Tensor) -> torch.Tensor:
         values: list[torch.Tensor] = []
@@ -124,40 +112,33 @@ class CompiledChain(nn.Module):
         for i, (module, src, extra) in enumerate(self._steps):
             ci, hi, wi = (c, h, w) if src == -1 else shapes[src]
             op = ops[i]
-            op.kind = _KINDS[type(module)]
-            op.inp = -1 if src == -1 else slots[src]
-            op.extra = -1 if extra < 0 else slots[extra]  # the chain's input is never one
-            op.in_act = op.in_sa = op.next_act = op.next_sa = -1
-            op.n, op.h, op.w, op.c = n, hi, wi, ci
             if not isinstance(module, nn.MaxPool2d) and ci != module.in_channels:
                 return None
             if isinstance(module, PackedConv2d):
-                module._check_buffers()
-                pt, _, pl, _ = module.paddings(hi, wi)
                 oh, ow = module._output_size(torch.empty(0, 0, hi, wi))
                 co = module.out_channels
                 if oh <= 0 or ow <= 0 or (module.residual and (oh, ow, co) != (hi, wi, ci)):
                     return None
                 if extra >= 0 and shapes[extra] != (co, oh, ow):
                     return None
-                static = module._static_args()
-                (op.groups, op.cg, thr, op.wt, op.pcw, op.og, op.kh, op.kw, op.sh, op.sw,
-                 op.dh, op.dw, op.cdot, op.csw, op.cn, op.bias, op.m, op.csa) = static  # fmt: skip
-                op.thr = thr
-                op.residual = int(module.residual)
+                # the layer's own call record (geometry, buffers, fused glue), then the slots
+                own = module.call_op(n, hi, wi)
+                ctypes.memmove(ctypes.addressof(op), ctypes.addressof(own), ctypes.sizeof(own))
+            op.kind = _KINDS[type(module)]
+            op.inp = -1 if src == -1 else slots[src]
+            op.extra = -1 if extra < 0 else slots[extra]  # the chain's input is never one
+            op.in_act = op.in_sa = op.next_act = op.next_sa = -1
+            op.n, op.h, op.w, op.c = n, hi, wi, ci
+            if isinstance(module, PackedConv2d):
                 if src >= 0 and bits[src] is not None:
                     act, sa, bthr, bgroups = bits[src]  # type: ignore[misc]
                     if bthr == module.threshold and bgroups == module.groups:
                         op.in_act, op.in_sa = act, sa
-                if module.fused_maxout is not None:
-                    op.gp = module.fused_maxout.gamma_pos.data_ptr()
-                    op.gn = module.fused_maxout.gamma_neg.data_ptr()
                 produced = None
                 if module.next_input is not None and i != last:
                     nthr, ngroups = module.next_input
                     words = n * oh * ow * ngroups * ((co // ngroups + 63) // 64)
                     op.next_act, op.next_sa = alloc(8 * words), alloc(4 * n * oh * ow * ngroups)
-                    op.next_groups, op.next_thr = ngroups, nthr
                     produced = (op.next_act, op.next_sa, nthr, ngroups)
                 bits.append(produced)
             elif isinstance(module, (Int8Conv2d, Bf16Conv2d)):
@@ -183,8 +164,6 @@ class CompiledChain(nn.Module):
                 if oh <= 0 or ow <= 0 or 2 * op.pt > op.kh or 2 * op.pl > op.kw:
                     return None
                 bits.append(None)
-            if isinstance(module, PackedConv2d):
-                op.pt, op.pl = pt, pl
             op.oh, op.ow = oh, ow
             shapes.append((co, oh, ow))
             slots.append(-1 if i == last else alloc(4 * n * oh * ow * co))
@@ -202,7 +181,7 @@ class CompiledChain(nn.Module):
         n, c, h, w = x.shape
         key = (c, h, w, self._signature())
         if key not in self._plans:
-            _check_layout()
+            check_layout()
             if len(self._plans) > 16:
                 self._plans.clear()
             # run image by image: activations stay in cache
@@ -225,15 +204,6 @@ class CompiledChain(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{len(self.paths)} layers: {self.paths[0]} .. {self.paths[-1]}"
-
-
-def _check_layout() -> None:
-    size = load_library().autobin_plan_op_size()
-    if size != ctypes.sizeof(PlanOp):
-        raise DeployError(
-            f"the kernel library's PlanOp has {size} bytes, autobin expects "
-            f"{ctypes.sizeof(PlanOp)}: the library is out of date (delete the kernel cache)"
-        )
 
 
 def _supported(gm: fx.GraphModule, node: fx.Node) -> bool:

@@ -23,17 +23,18 @@ from autobin.deploy.float_parts import (
     bf16_conv_reference,
     int8_conv_reference,
 )
+from autobin.deploy.packing import row_words
 from autobin.deploy.plan import CompiledChain
 from autobin.nn import BinaryLayer, Maxout
 
 from .conftest import PATHS, random_conv
 
 
-def _resnet(size: int = 40, *, awkward: bool = True) -> nn.Module:
+def _resnet(size: int = 40, *, awkward: bool = True, **kwargs) -> nn.Module:
     """A binarized timm resnet18 with trained-looking statistics; ``awkward``: Maxout slopes
-    and BatchNorm scales include negative and zero values."""
+    and BatchNorm scales include negative and zero values; ``kwargs`` go to timm."""
     torch.manual_seed(0)
-    model = timm.create_model("resnet18", num_classes=10)
+    model = timm.create_model("resnet18", num_classes=10, **kwargs)
     bnn = autobin.binarize(model, "adabin", example_inputs=(torch.randn(2, 3, size, size),))
     bnn.eval()
     gen = torch.Generator().manual_seed(0)
@@ -93,6 +94,28 @@ def test_fused_glue_equals_the_layer_by_layer_model_bit_for_bit(float_parts):
             fake = bnn(_x(3, 37, 45, seed=2))
         y = compiled(_x(3, 37, 45, seed=2))
         assert float((y - fake).abs().max()) <= 1e-3 * float(fake.abs().max())
+
+
+def test_small_channel_network_fused_and_compiled_equal_layer_by_layer_bit_for_bit():
+    """A narrow resnet18 with a deep stem (16 and 32 channels, as a detector backbone's):
+    its 16/32-channel layers take the dense kernel rows (several taps per 64-bit word), and
+    fused glue and compiled chains still equal the layers called one by one, on every path."""
+    bnn = _resnet(channels=(32, 64, 96, 128), stem_width=16, stem_type="deep")
+    plain = autobin.deploy(bnn, float_parts="fp32", fuse_glue=False, compile_graph=False)
+    compiled = autobin.deploy(bnn, float_parts="fp32")
+    packed = [m for m in plain.modules() if isinstance(m, PackedConv2d)]
+    dense = [m for m in packed if row_words(m.in_channels // m.groups, m.kernel_size[1])
+             < m.kernel_size[1] * ((m.in_channels // m.groups + 63) // 64)]  # fmt: skip
+    assert {m.in_channels for m in dense} == {16, 32}
+    assert compiled.summary.compiled_chains  # the stem and layer1 run in one C++ call
+    for path in PATHS:
+        for x in (_x(1, 40, 40), _x(2, 37, 45, seed=2)):
+            with use_kernel(path):
+                assert torch.equal(compiled(x), plain(x)), path
+    with torch.no_grad():
+        fake = bnn(_x(2, 37, 45, seed=2))
+    y = compiled(_x(2, 37, 45, seed=2))
+    assert float((y - fake).abs().max()) <= 1e-3 * float(fake.abs().max())
 
 
 def test_packed_bits_handed_over_are_not_used_after_an_in_place_change():

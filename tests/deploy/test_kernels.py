@@ -10,7 +10,7 @@ from deploy_checks import assert_within_bound
 
 from autobin.deploy import PackedConv2d, PackedLinear, use_kernel
 from autobin.deploy.layers import InferenceMaxout
-from autobin.deploy.packing import pack_weight_signs, unpack_weight_signs
+from autobin.deploy.packing import pack_weight_signs, row_words, unpack_weight_signs
 from autobin.deploy.reference import integer_terms, packed_conv_reference
 from autobin.nn import Maxout
 
@@ -154,9 +154,47 @@ def test_other_dtypes_use_the_reference():
     assert_within_bound(y, fake, packed.error_bound)
 
 
+# channels per group, kernel, stride, padding, dilation, groups: fewer than 64 channels per
+# group, dense kernel rows where they save words (all but 48 x 1)
+DENSE = [(16, 3, 1, 1, 1, 1), (32, 3, 2, 1, 1, 1), (16, 3, 1, 2, 2, 2), (24, 7, 1, 3, 1, 1),
+         (3, 5, 2, 2, 1, 1), (20, 3, 1, 1, 1, 3), (48, 1, 1, 0, 1, 1)]  # fmt: skip
+
+
+def test_dense_rows_are_taken_where_they_save_words():
+    # (Cg, kw) -> words per kernel row: dense for fewer than 64 channels where it saves words
+    cases = {(16, 3): 1, (32, 3): 2, (24, 7): 3, (3, 5): 1, (20, 3): 1, (48, 3): 3, (63, 2): 2,
+             (16, 1): 1, (64, 3): 3, (70, 3): 6, (128, 3): 6, (1, 64): 1}  # fmt: skip
+    assert {key: row_words(*key) for key in cases} == cases
+
+
+@pytest.mark.parametrize(("cg", "k", "s", "p", "d", "g"), DENSE)
+def test_small_channel_counts_equal_the_reference_exactly_on_every_path(cg, k, s, p, d, g):
+    """Fewer than 64 channels per group: several taps share a word of the kernel row (their
+    bits straddle word boundaries for 24 channels x 7 taps); integer sets, so every path must
+    equal the reference bit for bit; batch 1 and 3, sizes not a multiple of the pixel blocks."""
+    layer = integer_conv(cg * g, 19 * g, k, s, p, d, g, seed=cg + k + s + d + g)
+    packed = PackedConv2d(layer)
+    assert packed.wbits.shape[2] == k * row_words(cg, k)
+    for batch, (h, w) in ((1, (9, 10)), (3, (13, 19))):
+        x = torch.randn(batch, cg * g, h, w, generator=torch.Generator().manual_seed(batch))
+        ref = packed_conv_reference(packed, x)
+        assert torch.equal(ref, ref.round())
+        with torch.no_grad():
+            assert torch.equal(ref, layer(x))
+        for path in PATHS:
+            assert torch.equal(_run(packed, x, path), ref), path
+
+
 def test_weight_packing_round_trips_odd_shapes():
     gen = torch.Generator().manual_seed(0)
-    for shape, groups in (((70, 67, 3, 3), 1), ((6, 5, 1, 5), 2), ((33, 130, 1, 1), 3)):
+    for shape, groups in (
+        ((70, 67, 3, 3), 1),
+        ((6, 5, 1, 5), 2),
+        ((33, 130, 1, 1), 3),
+        ((9, 16, 3, 3), 1),
+        ((8, 24, 2, 7), 2),
+        ((5, 3, 5, 5), 1),
+    ):
         signs = torch.rand(shape, generator=gen) > 0.5
         wbits = pack_weight_signs(signs, groups)
         assert torch.equal(unpack_weight_signs(wbits, shape[0], shape[1], shape[2:]), signs)
