@@ -9,8 +9,9 @@ distillation loss between a configuration's outputs and the float model's. The s
   KL divergence of the softmax from the float model's (:func:`autobin.train.distribution_loss`,
   T = 1), on images from a dataset name, a Dataset, a DataLoader or a tensor;
 * other kinds register their own, keyed by model family name (:func:`register_objective`):
-  ``autobin.integrations.mmdet`` registers the detectors' (feature + class-score distillation,
-  the losses their students train with).
+  ``autobin.integrations.mmdet`` registers the detectors' (the feature distillation their
+  students train with, class scores weighted by the teacher's foreground probability, box
+  regressions).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 For a float model, its calibration images and the base recipe, the search measures (after
 :func:`~autobin.search.calibration.calibrate`) the distillation loss of each configuration
 against the float model (its :class:`~autobin.search.objective.Objective`: for a classifier the
-KL divergence of the softmax, T = 1; for a detector its feature and class-score distillation
-losses) on:
+KL divergence of the softmax, T = 1; for a detector feature, class-score and box distillation
+terms, see :mod:`autobin.integrations.mmdet.search`) on:
 
 * ``all float``: every candidate float (the recipe's other changes, e.g. Maxout, remain);
 * ``all binary``: every candidate binary;
