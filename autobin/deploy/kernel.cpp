@@ -993,6 +993,22 @@ int autobin_bf16_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c
                       int64_t o, int64_t op, const float* bias, const float* gp, const float* gn,
                       int nthreads, float* out) {
   if (!(autobin_cpu_features() & 8)) return -1;
+  if (kh == 1 && kw == 1 && pt == 0 && pl == 0 && (sh > 1 || sw > 1)) {
+    // a strided 1x1 conv (a downsample shortcut) reads one input pixel in sh * sw: only those
+    // are converted, into a compact image read with stride 1 (the same bf16 values and sums)
+    const int64_t wp = (ow_size + kQPix - 1) / kQPix * kQPix + 3;
+    std::vector<uint16_t> img(static_cast<size_t>(oh_size * wp * c + 2 * r2 + 64), 0);
+    for (int64_t b = 0; b < n; ++b) {
+      const float* xb = x + b * h * w * c;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+      for (int64_t y = 0; y < oh_size; ++y)
+        for (int64_t xo = 0; xo < ow_size; ++xo)
+          bf16_convert_row(xb + (y * sh * w + xo * sw) * c, c, img.data() + (y * wp + xo) * c);
+      bf16_conv_image(img.data(), wp, c, 1, 1, 1, oh_size, ow_size, wb, r2, o, op, bias, gp,
+                      gn, nthreads, out + b * oh_size * ow_size * o);
+    }
+    return 0;
+  }
   const int64_t hp = std::max(h + pt, (oh_size - 1) * sh + kh);
   const int64_t wp = std::max(w + pl, (ow_size + kQPix - 1) / kQPix * kQPix * sw + kw) + 2;
   std::vector<uint16_t> img(static_cast<size_t>(hp * wp * c + 2 * r2 + 64), 0);
