@@ -188,6 +188,14 @@ __attribute__((target("avx2,fma"), always_inline)) inline void epilogue8_avx2(
   _mm256_storeu_ps(b.out[p] + o, y);
 }
 
+// Of each 16 output channels, 12 are counted by the nibble lookup on the vector pipes (8 vector
+// ops per 4 words: alone, the pipes are the limit) and 4 by scalar POPCNT on the integer units,
+// which run alongside (4 ops per word, so more of them make the front end the limit: 12 + 4 is
+// the measured optimum, 8 + 8 is slower than all 16 on the vector pipes). One block of 4 pixels
+// x 32 channels, against all 16 on the vector pipes (microbenchmark, AMD EPYC Zen 4): 1.05-1.14x
+// faster (more for more words per output). Same integers.
+constexpr int kAvx2Vectors = 3;  // vectors of 4 channels per 16 on the nibble lookup
+
 __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
   const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
@@ -202,13 +210,18 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
       const int64_t o0 = ob * kOBlock, n = std::min<int64_t>(kOBlock, b.og - o0);
       for (int half = 0; 16 * half < n; ++half) {  // 16 output channels = 4 vectors at a time
         __m256i acc64[4] = {zero, zero, zero, zero};
+        uint64_t s[16] = {};
         for (int64_t l0 = 0; l0 < b.L; l0 += 31) {  // byte counters hold up to 31 * 8
           const int64_t l1 = std::min<int64_t>(b.L, l0 + 31);
           __m256i acc8[4] = {zero, zero, zero, zero};
+#pragma GCC unroll 4  // fewer loop ops per word: the mix is front-end bound (measured +7 %)
           for (int64_t l = l0; l < l1; ++l) {
-            const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[b.aidx[l]]));
+            const uint64_t* ap = a + b.aidx[l];
+            const uint64_t aw = *ap;
+            const __m256i av =  // a broadcast from memory: one op
+                _mm256_castpd_si256(_mm256_broadcast_sd(reinterpret_cast<const double*>(ap)));
             const uint64_t* wl = w + l * kOBlock + half * 16;
-            for (int v = 0; v < 4; ++v) {
+            for (int v = 0; v < kAvx2Vectors; ++v) {
               const __m256i x = _mm256_xor_si256(
                   _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wl + 4 * v)), av);
               const __m256i lo = _mm256_and_si256(x, low);
@@ -217,9 +230,14 @@ __attribute__((target("avx2,fma,popcnt"))) void block_avx2(const Block& b) {
                   acc8[v],
                   _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi)));
             }
+            for (int j = 4 * kAvx2Vectors; j < 16; ++j) s[j] += _mm_popcnt_u64(wl[j] ^ aw);
           }
-          for (int v = 0; v < 4; ++v)
+          for (int v = 0; v < kAvx2Vectors; ++v)
             acc64[v] = _mm256_add_epi64(acc64[v], _mm256_sad_epu8(acc8[v], zero));
+        }
+        for (int v = kAvx2Vectors; v < 4; ++v) {  // the scalar counts, kept in registers
+          const auto c = [&](int j) { return static_cast<long long>(s[4 * v + j]); };
+          acc64[v] = _mm256_setr_epi64x(c(0), c(1), c(2), c(3));
         }
         const int64_t oh = o0 + 16 * half, left = n - 16 * half;
         if (left >= 16) {  // the whole half in registers
@@ -439,6 +457,45 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void int8_conv_image(
 
 // Max pooling of channels-last float32 (zero-free padding: padded taps are skipped, as torch's
 // -inf padding), dilation 1, floor mode. Compiled per ISA like the Maxout.
+// AVX-512, channels a multiple of 16: per output pixel, up to 64 channels' running maxima stay
+// in registers over the valid taps (visited in the same order, with the same comparison) and
+// are stored once: 2.8x the generic loop below (64 channels, 112x112 -> 56x56, one thread).
+template <int NV>
+__attribute__((target("avx512f"), always_inline)) inline void maxpool_pixel_avx512(
+    const float* x, int64_t w, int64_t c, int64_t y0, int64_t i0, int64_t i1, int64_t x0,
+    int64_t j0, int64_t j1, float* o) {
+  __m512 acc[NV];
+  for (int v = 0; v < NV; ++v) acc[v] = _mm512_loadu_ps(x + ((y0 + i0) * w + x0 + j0) * c + 16 * v);
+  for (int64_t i = i0; i < i1; ++i)
+    for (int64_t j = (i == i0 ? j0 + 1 : j0); j < j1; ++j) {
+      const float* src = x + ((y0 + i) * w + x0 + j) * c;
+      for (int v = 0; v < NV; ++v) {
+        const __m512 sv = _mm512_loadu_ps(src + 16 * v);
+        const __mmask16 take = _mm512_cmp_ps_mask(sv, acc[v], _CMP_GT_OQ) |
+                               _mm512_cmp_ps_mask(sv, sv, _CMP_UNORD_Q);
+        acc[v] = _mm512_mask_blend_ps(take, acc[v], sv);
+      }
+    }
+  for (int v = 0; v < NV; ++v) _mm512_storeu_ps(o + 16 * v, acc[v]);
+}
+
+__attribute__((target("avx512f"))) void maxpool_row_avx512(
+    const float* x, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw, int64_t sh,
+    int64_t sw, int64_t pt, int64_t pl, int64_t oy, int64_t ow_size, float* out) {
+  const int64_t y0 = oy * sh - pt;
+  const int64_t i0 = std::max<int64_t>(0, -y0), i1 = std::min<int64_t>(kh, h - y0);
+  for (int64_t ox = 0; ox < ow_size; ++ox) {
+    const int64_t x0 = ox * sw - pl;
+    const int64_t j0 = std::max<int64_t>(0, -x0), j1 = std::min<int64_t>(kw, w - x0);
+    if (i0 >= i1 || j0 >= j1) continue;  // no valid tap: left as is, as below
+    int64_t k0 = 0;
+    for (; k0 + 64 <= c; k0 += 64)
+      maxpool_pixel_avx512<4>(x + k0, w, c, y0, i0, i1, x0, j0, j1, out + ox * c + k0);
+    for (; k0 < c; k0 += 16)
+      maxpool_pixel_avx512<1>(x + k0, w, c, y0, i0, i1, x0, j0, j1, out + ox * c + k0);
+  }
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default"))) void maxpool_row(
     const float* x, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw, int64_t sh,
     int64_t sw, int64_t pt, int64_t pl, int64_t oy, int64_t ow_size, float* out) {
@@ -975,6 +1032,22 @@ int autobin_bf16_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c
                       int64_t o, int64_t op, const float* bias, const float* gp, const float* gn,
                       int nthreads, float* out) {
   if (!(autobin_cpu_features() & 8)) return -1;
+  if (kh == 1 && kw == 1 && pt == 0 && pl == 0 && (sh > 1 || sw > 1)) {
+    // a strided 1x1 conv (a downsample shortcut) reads one input pixel in sh * sw: only those
+    // are converted, into a compact image read with stride 1 (the same bf16 values and sums)
+    const int64_t wp = (ow_size + kQPix - 1) / kQPix * kQPix + 3;
+    std::vector<uint16_t> img(static_cast<size_t>(oh_size * wp * c + 2 * r2 + 64), 0);
+    for (int64_t b = 0; b < n; ++b) {
+      const float* xb = x + b * h * w * c;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+      for (int64_t y = 0; y < oh_size; ++y)
+        for (int64_t xo = 0; xo < ow_size; ++xo)
+          bf16_convert_row(xb + (y * sh * w + xo * sw) * c, c, img.data() + (y * wp + xo) * c);
+      bf16_conv_image(img.data(), wp, c, 1, 1, 1, oh_size, ow_size, wb, r2, o, op, bias, gp,
+                      gn, nthreads, out + b * oh_size * ow_size * o);
+    }
+    return 0;
+  }
   const int64_t hp = std::max(h + pt, (oh_size - 1) * sh + kh);
   const int64_t wp = std::max(w + pl, (ow_size + kQPix - 1) / kQPix * kQPix * sw + kw) + 2;
   std::vector<uint16_t> img(static_cast<size_t>(hp * wp * c + 2 * r2 + 64), 0);
@@ -1111,8 +1184,9 @@ int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* 
 #pragma omp parallel for num_threads(nthreads) schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t b = r / p.oh, oy = r % p.oh;
-        maxpool_row(in + b * p.h * p.w * p.c, p.h, p.w, p.c, p.kh, p.kw, p.sh, p.sw, p.pt,
-                    p.pl, oy, p.ow, dst + (b * p.oh + oy) * p.ow * p.c);
+        (path == kAvx512 && p.c % 16 == 0 ? maxpool_row_avx512 : maxpool_row)(
+            in + b * p.h * p.w * p.c, p.h, p.w, p.c, p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, oy, p.ow,
+            dst + (b * p.oh + oy) * p.ow * p.c);
       }
     }
   }

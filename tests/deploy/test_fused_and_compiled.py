@@ -191,6 +191,25 @@ def test_bf16_kernel_equals_its_reference_within_float32_summation(cin, cout, k,
     assert float((y - dense).abs().max()) <= 0.02 * float(dense.abs().max())
 
 
+@pytest.mark.skipif(not cpu_has_bf16(), reason="bf16 kernel needs AVX-512 BF16")
+@pytest.mark.parametrize(("cin", "cout", "s", "h", "w"), [(64, 128, 2, 14, 14), (35, 20, 2, 15, 13),
+                                                          (16, 70, 3, 11, 7)])  # fmt: skip
+def test_bf16_strided_1x1_converts_only_the_pixels_it_reads_with_the_same_result(
+    cin, cout, s, h, w
+):
+    # the strided 1x1 path converts the pixels it reads into a compact image; run at stride 1
+    # on those pixels, the general path must give the same floats bit for bit
+    torch.manual_seed(cin + cout)
+    conv = nn.Conv2d(cin, cout, 1, s).eval()
+    flat = nn.Conv2d(cin, cout, 1, 1).eval()
+    flat.load_state_dict(conv.state_dict())
+    x = torch.randn(3, cin, h, w)
+    with torch.no_grad():
+        y = Bf16Conv2d(conv)(x)
+        assert y.shape == conv(x).shape
+        assert torch.equal(y, Bf16Conv2d(flat)(x[:, :, ::s, ::s].contiguous()))
+
+
 def test_float_parts_choice_per_layer():
     bnn = _resnet(awkward=False)
     auto = autobin.deploy(bnn)
