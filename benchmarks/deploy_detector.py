@@ -57,14 +57,7 @@ def main() -> None:
                     input_size=args.input_size, float_parts=args.float_parts,
                 )  # fmt: skip
                 print(result.table(), "\n")
-                t = result.total
-                summary.append(
-                    f"{Path(config).name} backbone+neck, batch {batch}, {threads} thread(s): "
-                    f"{t['float'] / t['deployed']:.2f}x float32 (goal {GOAL_FLOAT32}x), "
-                    f"{t['float_best'] / t['deployed']:.2f}x {result.float_best} (goal "
-                    f"{GOAL_BEST}x); deployed {t['deployed'] * 1e3:.2f} ms, float32 "
-                    f"{t['float'] * 1e3:.2f} ms"
-                )
+                summary.append(result.goal_line(GOAL_FLOAT32, GOAL_BEST))
     print("\n".join(summary))
 
 

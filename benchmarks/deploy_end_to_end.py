@@ -50,12 +50,7 @@ def main() -> None:
                 float_parts=args.float_parts,
             )  # fmt: skip
             print(result.table(), "\n")
-            t = result.total
-            summary.append(
-                f"batch {batch}, {threads} thread(s): {t['float'] / t['deployed']:.2f}x float32 "
-                f"(goal {GOAL_FLOAT32}x), {t['float_best'] / t['deployed']:.2f}x "
-                f"{result.float_best} (goal {GOAL_BEST}x); deployed {t['deployed'] * 1e3:.2f} ms"
-            )
+            summary.append(result.goal_line(GOAL_FLOAT32, GOAL_BEST))
     print("\n".join(summary))
 
 

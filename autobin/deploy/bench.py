@@ -143,6 +143,17 @@ class ModelBench:
             v for k, v in parts.items() if not k.startswith("  ")))  # fmt: skip
         return parts
 
+    def goal_line(self, goal_float32: float, goal_best: float) -> str:
+        """One line: the deployed model's speed-ups over float32 and over the float model's
+        best CPU configuration, next to the goals they are held to."""
+        tot = self.total
+        return (
+            f"{self.arch}, batch {self.input_shape[0]}, {self.threads} thread(s): "
+            f"{tot['float'] / tot['deployed']:.2f}x float32 (goal {goal_float32}x), "
+            f"{tot['float_best'] / tot['deployed']:.2f}x {self.float_best} (goal {goal_best}x); "
+            f"deployed {tot['deployed'] * 1e3:.2f} ms, float32 {tot['float'] * 1e3:.2f} ms"
+        )
+
     def table(self) -> str:
         """The per-layer and end-to-end table ``autobin bench`` prints."""
         ms = 1e3
