@@ -49,7 +49,7 @@ SOURCE = Path(__file__).with_name("kernel.cpp")
 CXX_FLAGS: tuple[str, ...] = ("-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp")
 ENV_KERNEL = "AUTOBIN_KERNEL"
 ENV_CACHE = "AUTOBIN_CACHE_DIR"
-ABI_VERSION = 8
+ABI_VERSION = 9
 """What ``autobin_abi_version()`` in ``kernel.cpp`` returns; another value means rebuild."""
 _SYMBOLS = ("autobin_abi_version", "autobin_cpu_features", "autobin_pack", "autobin_packed_conv",
             "autobin_maxout", "autobin_conv", "autobin_int8_conv", "autobin_bf16_conv",
@@ -166,7 +166,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.autobin_bf16_conv.restype = i32
     lib.autobin_bf16_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, i64, *[ptr] * 3, i32, ptr]
     lib.autobin_run_plan.restype = i32
-    lib.autobin_run_plan.argtypes = [ptr, i64, i64, ptr, ptr, i32, i32, i64, i64, i64]
+    lib.autobin_run_plan.argtypes = [ptr, i64, i64, ptr, ptr, ptr, i32, i32, i64, i64, i64, i64]
     lib.autobin_conv_op.restype = None
     lib.autobin_conv_op.argtypes = [*[ptr] * 8, i32, i32]
     lib.autobin_plan_op_size.restype = i64

@@ -933,7 +933,7 @@ void autobin_maxout(const float* x, int64_t npix, int64_t c, const float* gp, co
 }
 
 // The ABI version: autobin/deploy/build.py (ABI_VERSION) rebuilds a library reporting another.
-int autobin_abi_version() { return 8; }
+int autobin_abi_version() { return 9; }
 
 // Bit 0: AVX2 path usable; bit 1: AVX-512 VPOPCNTDQ path usable; bit 2: AVX-512 VNNI (the
 // int8 float-part convolution); bit 3: AVX-512 BF16 (the bfloat16 one) (cpuid and OS state checked by
@@ -1099,7 +1099,8 @@ int autobin_int8_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c
 // ------------------------------------------------------------------ compiled plans
 // A plan runs a chain of deployed layers in one call (no Python between them). Activations
 // live in an arena owned by the calling thread; every slot is a byte offset into it (-1: the
-// plan's input for `in`, its output for `out`; -1 elsewhere: none).
+// plan's input for `in`, its output for `out`; -1 elsewhere: none; -2 for `extra`: the plan's
+// second input).
 struct PlanOp {
   int64_t kind;  // 0 packed conv, 1 int8 conv, 2 max pool, 3 bf16 conv
   int64_t in, extra, out, in_act, in_sa, next_act, next_sa;
@@ -1147,9 +1148,10 @@ void autobin_conv_op(const PlanOp* op, const float* x, float* out, const float* 
   run_conv_op(*op, x, out, extra, in_act, in_sa, next_act, next_sa, path, nthreads);
 }
 
-// One image through the plan (the plan's ops are built for n = 1).
-int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* x, float* out,
-                   int path, int nthreads) {
+// One image through the plan (the plan's ops are built for n = 1). x2: the image's second
+// input (an op's extra slot -2), or null.
+int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* x,
+                   const float* x2, float* out, int path, int nthreads) {
   auto fslot = [&](int64_t off, bool is_out) -> float* {
     if (off < 0) return is_out ? out : const_cast<float*>(x);
     return reinterpret_cast<float*>(base + off);
@@ -1160,7 +1162,8 @@ int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* 
     const float* in = fslot(p.in, false);
     float* dst = fslot(p.out, true);
     if (p.kind == 0) {
-      run_conv_op(p, in, dst, p.extra < 0 ? nullptr : fslot(p.extra, false),
+      const float* extra = p.extra == -2 ? x2 : p.extra < 0 ? nullptr : fslot(p.extra, false);
+      run_conv_op(p, in, dst, extra,
                   reinterpret_cast<const uint64_t*>(opt(p.in_act)),
                   reinterpret_cast<const int32_t*>(opt(p.in_sa)),
                   reinterpret_cast<uint64_t*>(opt(p.next_act)),
@@ -1193,16 +1196,18 @@ int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* 
   return 0;
 }
 
-// Runs the plan on n images one after another (x: n images of in_floats floats each, out:
-// n of out_floats): each image's activations stay in cache from one layer to the next.
+// Runs the plan on n images one after another (x: n images of in_floats floats each, x2:
+// null or n images of in2_floats (the chain's second input, a shortcut operand), out: n of
+// out_floats): each image's activations stay in cache from one layer to the next.
 int autobin_run_plan(const PlanOp* ops, int64_t nops, int64_t arena_bytes, const float* x,
-                     float* out, int path, int nthreads, int64_t n, int64_t in_floats,
-                     int64_t out_floats) {
+                     const float* x2, float* out, int path, int nthreads, int64_t n,
+                     int64_t in_floats, int64_t in2_floats, int64_t out_floats) {
   thread_local std::vector<uint8_t> arena;
   if (static_cast<int64_t>(arena.size()) < arena_bytes)
     arena.resize(static_cast<size_t>(arena_bytes));
   for (int64_t b = 0; b < n; ++b)
-    if (run_plan_image(ops, nops, arena.data(), x + b * in_floats, out + b * out_floats, path,
+    if (run_plan_image(ops, nops, arena.data(), x + b * in_floats,
+                       x2 ? x2 + b * in2_floats : nullptr, out + b * out_floats, path,
                        nthreads) != 0)
       return -1;
   return 0;

@@ -2,10 +2,14 @@
 
 :func:`compile_chains` finds, in the fx graphs of a deployed model, runs of consecutive calls of
 packed convs (:class:`~.layers.PackedConv2d`), int8 convs (:class:`~.float_parts.Int8Conv2d`)
-and max pools that take one value from outside and give one value back (in a ResNet: from the
-stem to the last block; a run whose inner values are also used elsewhere, such as a detector
-backbone's feature maps, is cut after each of them), and replaces each run by a
-:class:`CompiledChain`. Its forward builds,
+and max pools that take one value from outside, and at most one more used only as a fused
+shortcut operand, and give one value back (in a ResNet: from the stem to the last block; a run
+whose inner values are also used elsewhere, such as a detector backbone's feature maps, is cut
+after each of them), and replaces each run by a :class:`CompiledChain`. A layer the chains
+cannot run whose value is only a shortcut operand of chained layers (a float32 downsample conv)
+is moved up to just after its inputs, so it runs in torch before the chain and hands its value
+over as the chain's second input: a ResNet stage with such a downsample is one chain. Its
+forward builds,
 once per input shape, a plan: one ``PlanOp`` record per layer (geometry, the layer's buffer
 addresses, activation slots in an arena) and runs it with ``autobin_run_plan``. A packed
 layer's input packed by its producer's epilogue is handed over inside the arena.
@@ -53,8 +57,9 @@ class CompiledChain(nn.Module):
     """
 
     def __init__(self, steps: list[tuple[nn.Module, int, int]], paths: list[str]) -> None:
-        """``steps``: ``(module, input step, extra step)`` with step ``-1`` the chain's input
-        and ``-2`` for no extra input (steps refer to earlier steps' outputs)."""
+        """``steps``: ``(module, input step, extra step)`` with step ``-1`` the chain's input,
+        ``-3`` its second input and ``-2`` for no extra input (steps refer to earlier steps'
+        outputs)."""
         super().__init__()
         self._steps = steps  # the modules stay registered where they are in the model
         self.paths = list(paths)
@@ -81,21 +86,25 @@ class CompiledChain(nn.Module):
             self._buffer_tables = tables
         return tuple(t.data_ptr() for table in tables for t in table.values() if t is not None)
 
-    def _one_by_one(self, x: torch.Tensor) -> torch.Tensor:
+    def _one_by_one(self, x: torch.Tensor, x2: torch.Tensor | None) -> torch.Tensor:
         values: list[torch.Tensor] = []
+        outside = {-1: x, -3: x2}
         for module, src, extra in self._steps:
-            inp = x if src == -1 else values[src]
+            inp = outside[src] if src < 0 else values[src]
             if extra == -2:
                 values.append(module(inp))
             else:
-                values.append(module(inp, x if extra == -1 else values[extra]))
+                values.append(module(inp, outside[extra] if extra < 0 else values[extra]))
         return values[-1]
 
-    def _build(self, n: int, c: int, h: int, w: int) -> tuple[Any, int, tuple[int, ...]] | None:
-        """The plan for an ``(n, c, h, w)`` input: PlanOp array, arena bytes, output shape (the
-        forward builds it for one image and runs it image by image); None where a layer cannot
-        take its input (the layers, called one by one, then say why) or a shortcut operand is
-        not shaped like the output it is added to (the layers then broadcast it)."""
+    def _build(
+        self, n: int, c: int, h: int, w: int, second: tuple[int, ...] | None
+    ) -> tuple[Any, int, tuple[int, ...]] | None:
+        """The plan for an ``(n, c, h, w)`` input (and a second input of shape ``second``, its
+        ``(c, h, w)``): PlanOp array, arena bytes, output shape (the forward builds it for one
+        image and runs it image by image); None where a layer cannot take its input (the
+        layers, called one by one, then say why) or a shortcut operand is not shaped like the
+        output it is added to (the layers then broadcast it)."""
         arena = 0
 
         def alloc(nbytes: int) -> int:
@@ -119,14 +128,14 @@ class CompiledChain(nn.Module):
                 co = module.out_channels
                 if oh <= 0 or ow <= 0 or (module.residual and (oh, ow, co) != (hi, wi, ci)):
                     return None
-                if extra >= 0 and shapes[extra] != (co, oh, ow):
+                if extra != -2 and (second if extra == -3 else shapes[extra]) != (co, oh, ow):
                     return None
                 # the layer's own call record (geometry, buffers, fused glue), then the slots
                 own = module.call_op(n, hi, wi)
                 ctypes.memmove(ctypes.addressof(op), ctypes.addressof(own), ctypes.sizeof(own))
             op.kind = _KINDS[type(module)]
             op.inp = -1 if src == -1 else slots[src]
-            op.extra = -1 if extra < 0 else slots[extra]  # the chain's input is never one
+            op.extra = {-2: -1, -3: -2}[extra] if extra < 0 else slots[extra]
             op.in_act = op.in_sa = op.next_act = op.next_sa = -1
             op.n, op.h, op.w, op.c = n, hi, wi, ci
             if isinstance(module, PackedConv2d):
@@ -171,32 +180,36 @@ class CompiledChain(nn.Module):
         co, oh, ow = shapes[-1]
         return ops, arena, (n, oh, ow, co)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
+        """``x2``: the chain's second input (a shortcut operand), where it takes one."""
         refuse_tracing("CompiledChain")
         path = active_kernel()
-        if path == "reference" or x.dtype != torch.float32 or x.device.type != "cpu":
-            return self._one_by_one(x)
+        if path == "reference" or not _kernel_input(x) or not (x2 is None or _kernel_input(x2)):
+            return self._one_by_one(x, x2)
         if x.dim() != 4 or x.shape[0] == 0:
-            return self._one_by_one(x)  # the first layer says what is wrong
+            return self._one_by_one(x, x2)  # the first layer says what is wrong
+        if x2 is not None and (x2.dim() != 4 or x2.shape[0] != x.shape[0]):
+            return self._one_by_one(x, x2)  # broadcast (or refused) by the layer adding it
         n, c, h, w = x.shape
-        key = (c, h, w, self._signature())
+        second = None if x2 is None else tuple(x2.shape[1:])
+        key = (c, h, w, second, self._signature())
         if key not in self._plans:
             check_layout()
             if len(self._plans) > 16:
                 self._plans.clear()
             # run image by image: activations stay in cache
-            self._plans[key] = self._build(1, c, h, w)
+            self._plans[key] = self._build(1, c, h, w, second)
         plan = self._plans[key]
         if plan is None:
-            return self._one_by_one(x)
+            return self._one_by_one(x, x2)
         ops, arena, out_shape = plan
-        xl = x.permute(0, 2, 3, 1)
-        if not xl.is_contiguous():
-            xl = xl.contiguous()
+        xl = _channels_last(x)
+        x2l = None if x2 is None else _channels_last(x2)
         out = torch.empty((n, *out_shape[1:]), dtype=torch.float32)
         status = load_library().autobin_run_plan(
-            ops, len(self._steps), arena, xl.data_ptr(), out.data_ptr(), path_code(path),
-            torch.get_num_threads(), n, c * h * w, math.prod(out_shape[1:]),
+            ops, len(self._steps), arena, xl.data_ptr(), 0 if x2l is None else x2l.data_ptr(),
+            out.data_ptr(), path_code(path), torch.get_num_threads(), n, c * h * w,
+            0 if x2l is None else x2l[0].numel(), math.prod(out_shape[1:]),
         )  # fmt: skip
         if status != 0:
             raise DeployError("an int8/bf16 layer of a compiled chain lacks its CPU instructions")
@@ -204,6 +217,15 @@ class CompiledChain(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{len(self.paths)} layers: {self.paths[0]} .. {self.paths[-1]}"
+
+
+def _kernel_input(x: torch.Tensor) -> bool:
+    return x.dtype == torch.float32 and x.device.type == "cpu"
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    xl = x.permute(0, 2, 3, 1)
+    return xl if xl.is_contiguous() else xl.contiguous()
 
 
 def _supported(gm: fx.GraphModule, node: fx.Node) -> bool:
@@ -217,15 +239,18 @@ def _supported(gm: fx.GraphModule, node: fx.Node) -> bool:
     return type(m) in (Int8Conv2d, Bf16Conv2d) and len(node.args) == 1
 
 
-def _chain_of(run: list[fx.Node]) -> tuple[fx.Node, list[tuple[int, int]]] | None:
-    """The run's one outside input and each node's (input, extra) step indices, or None when
-    the run takes more than one outside value, gives any value but its last out, or uses its
-    outside input as a shortcut operand."""
+def _chain_of(
+    run: list[fx.Node],
+) -> tuple[tuple[fx.Node, ...], list[tuple[int, int]]] | None:
+    """The run's outside inputs (its input, then the one outside shortcut operand if any) and
+    each node's (input, extra) step indices, or None when the run's layers take more than one
+    outside input, more than one outside shortcut operand, or the run gives any value but its
+    last out."""
     index = {node: i for i, node in enumerate(run)}
-    outside = {a for node in run for a in node.args if isinstance(a, fx.Node) and a not in index}
-    if len(outside) != 1:
+    inputs = {node.args[0] for node in run if node.args[0] not in index}
+    extras = {node.args[1] for node in run if len(node.args) == 2 and node.args[1] not in index}
+    if len(inputs) != 1 or len(extras) > 1:
         return None
-    (source,) = outside
     for node in run[:-1]:
         if any(user not in index for user in node.users):
             return None
@@ -234,11 +259,40 @@ def _chain_of(run: list[fx.Node]) -> tuple[fx.Node, list[tuple[int, int]]] | Non
         src = index.get(node.args[0], -1)
         extra = -2
         if len(node.args) == 2:
-            if node.args[1] not in index:
-                return None
-            extra = index[node.args[1]]
+            extra = index.get(node.args[1], -3)
         refs.append((src, extra))
-    return source, refs
+    return (*inputs, *extras), refs
+
+
+def _hoist_shortcut_operands(gm: fx.GraphModule) -> bool:
+    """Move each module call the chains cannot run whose every use is as a chainable layer's
+    shortcut operand (a float32 downsample conv) up to just after its inputs, so that it no
+    longer cuts the run of layers around it. The module runs on the same input, so values are
+    unchanged. Returns whether any moved."""
+    order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    placeholders = [node for node in gm.graph.nodes if node.op == "placeholder"]
+    moved = False
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or _supported(gm, node) or not node.users:
+            continue
+        if not all(_supported(gm, user) and len(user.args) == 2 and user.args[1] is node
+                   and user.args[0] is not node for user in node.users):  # fmt: skip
+            continue
+        anchors = [*node.all_input_nodes, *placeholders[-1:]]
+        if not anchors:
+            continue
+        after = max(anchors, key=order.__getitem__)
+        inputs = set(node.all_input_nodes)
+        between, safe = after.next, True
+        while between is not node:  # only chainable layers (they change no input) read them
+            if inputs & set(between.all_input_nodes) and not _supported(gm, between):
+                safe = False
+            between = between.next
+        if safe and after.next is not node:
+            after.append(node)
+            moved = True
+            order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    return moved
 
 
 def _split_at_outputs(run: list[fx.Node]) -> list[list[fx.Node]]:
@@ -261,24 +315,24 @@ def compile_chains(root: nn.Module) -> list[list[str]]:
     for prefix, gm in list(root.named_modules()):
         if not isinstance(gm, fx.GraphModule):
             continue
+        changed = _hoist_shortcut_operands(gm)
         runs: list[list[fx.Node]] = [[]]
         for node in gm.graph.nodes:
             if _supported(gm, node):
                 runs[-1].append(node)
             elif runs[-1]:
                 runs.append([])
-        changed = False
         for run in [piece for whole in runs for piece in _split_at_outputs(whole)]:
             found = _chain_of(run) if len(run) >= 2 else None
             if found is None:
                 continue
-            source, refs = found
+            sources, refs = found
             paths = [f"{prefix}.{n.target}" if prefix else str(n.target) for n in run]
             steps = [(gm.get_submodule(n.target), s, e) for n, (s, e) in zip(run, refs)]
             name = f"compiled_chain_{len(chains)}"
             gm.add_submodule(name, CompiledChain(steps, paths))
             with gm.graph.inserting_after(run[-1]):
-                call = gm.graph.call_module(name, (source,))
+                call = gm.graph.call_module(name, sources)
             run[-1].replace_all_uses_with(call)
             for node in reversed(run):
                 gm.graph.erase_node(node)

@@ -59,6 +59,10 @@ def _resnet(size: int = 40, *, awkward: bool = True, **kwargs) -> nn.Module:
     return bnn
 
 
+def _stage(i: int) -> list[str]:
+    return [f"layer{i}.{b}.conv{j}" for b in (0, 1) for j in (1, 2)]
+
+
 def _x(n: int, h: int, w: int, seed: int = 1) -> torch.Tensor:
     return torch.randn(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
 
@@ -75,14 +79,16 @@ def test_fused_glue_equals_the_layer_by_layer_model_bit_for_bit(float_parts):
     assert len(s.fused_adds) == 8 and len(s.packs_next) == 15
     assert s.packs_next["layer1.0.conv1"] == "layer1.0.conv2"
     # one C++ call covers the network when its float convs run in int8/bf16; with float32
-    # convs (torch) between the blocks only the max pool and layer1 form a chain (cut where
-    # layer1's output also feeds the float32 downsample conv)
+    # convs (torch) the chains are cut where a stage's input also feeds its float32
+    # downsample conv: the max pool and layer1, then one chain per stage (its downsample
+    # conv's output is the chain's second input)
     whole = float_parts == "auto" and cpu_has_vnni() and cpu_has_bf16()
-    (chain,) = compiled.summary.compiled_chains
+    chains = compiled.summary.compiled_chains
     if whole:
+        (chain,) = chains
         assert chain[0] == "conv1" and chain[-1] == "layer4.1.conv2"
     else:
-        assert chain == ["maxpool", *(f"layer1.{b}.conv{i}" for b in (0, 1) for i in (1, 2))]
+        assert chains == [["maxpool", *_stage(1)], _stage(2), _stage(3), _stage(4)]
     for path in PATHS:
         for x in (_x(1, 40, 40), _x(3, 37, 45, seed=2)):
             with use_kernel(path):
@@ -116,6 +122,44 @@ def test_small_channel_network_fused_and_compiled_equal_layer_by_layer_bit_for_b
         fake = bnn(_x(2, 37, 45, seed=2))
     y = compiled(_x(2, 37, 45, seed=2))
     assert float((y - fake).abs().max()) <= 1e-3 * float(fake.abs().max())
+
+
+def test_stages_with_float32_downsample_convs_run_as_chains_with_a_second_input():
+    """With float32 downsample convs (torch's, before the chain), each stage from its first
+    conv1 to its last conv2 is one chain taking (x, downsample(x)): it equals the layers
+    called one by one bit for bit on every path, for one image and several (the second
+    input's per-image stride), also as a copy and a pickle, and runs its plan (no fallback)."""
+    import copy
+    import pickle
+
+    bnn = _resnet()
+    plain = autobin.deploy(bnn, float_parts="fp32", compile_graph=False)
+    compiled = autobin.deploy(bnn, float_parts="fp32")
+    chains = {n: m for n, m in compiled.model.named_modules() if isinstance(m, CompiledChain)}
+    staged = [m for m in chains.values() if m.paths[0].endswith(".0.conv1")]
+    assert [m.paths for m in staged] == [_stage(2), _stage(3), _stage(4)]
+    graph = compiled.model.graph
+    calls = {n.target: n for n in graph.nodes if n.op == "call_module"}
+    for name, chain in chains.items():
+        if chain in staged:
+            x, x2 = calls[name].args  # the stage's input and its downsample conv's output
+            downsample = compiled.model.get_submodule(x2.target)
+            assert type(downsample) is nn.Conv2d and x2.args == (x,)
+    clone, pickled = copy.deepcopy(compiled), pickle.loads(pickle.dumps(compiled))
+    for path in PATHS:
+        for x in (_x(1, 40, 40), _x(3, 37, 45, seed=2), _x(2, 64, 48, seed=3)):
+            with use_kernel(path):
+                ref = plain(x)
+                assert torch.equal(compiled(x), ref), path
+                assert torch.equal(clone(x), ref) and torch.equal(pickled(x), ref), path
+    for m in staged:  # a plan per input shape, each with its second input
+        assert len(m._plans) >= 2 and all(k[3] is not None and p for k, p in m._plans.items())
+    # a second input shaped otherwise (broadcast by the add) runs the layers one by one
+    chain, x = staged[0], torch.randn(2, 64, 10, 10)
+    (conv1, *_), (conv2, *_), (conv3, *_), (conv4, *_) = chain._steps
+    for x2 in (torch.randn(2, 128, 1, 1), torch.randn(1, 128, 5, 5)):
+        y = conv2(conv1(x), x2)
+        assert torch.equal(chain(x, x2), conv4(conv3(y), y))
 
 
 def test_packed_bits_handed_over_are_not_used_after_an_in_place_change():

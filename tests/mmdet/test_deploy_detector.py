@@ -67,12 +67,16 @@ def test_deployed_detector_is_the_mmdet_detector_with_packed_parts(fake, images)
     downsample = {f"backbone.layer{i}.0.downsample.0" for i in (2, 3, 4)}  # float in ssd-adabin
     assert set(int8.low_precision) == {"backbone.stem.0", *downsample}
     # compiled chains end where a value is used outside the run (a returned feature map) and
-    # at the float32 downsample convs (torch's), so: stem + layer1, and the neck's extra level
+    # at the float32 downsample convs (torch's, run before the chain: their output is the
+    # chain's second input), so: stem + layer1, one chain per later stage, the neck's extra
+    # level
     chains = summary.compiled_chains
     assert [(c[0], c[-1]) for c in chains] == [
         ("backbone.stem.3", "backbone.layer1.1.conv2"),
+        *((f"backbone.layer{i}.0.conv1", f"backbone.layer{i}.1.conv2") for i in (2, 3, 4)),
         ("neck.extra_layers.0.0.conv", "neck.extra_layers.0.1.conv"),
     ]
+    assert [len(c) for c in chains[1:4]] == [4, 4, 4]
     assert autobin.deploy(fast) is fast
     # mmdet's own predict path runs on it
     with torch.no_grad():
@@ -104,6 +108,24 @@ def test_deployed_detector_layers_and_raw_outputs_match_the_fake_quantized_one(f
             err = (r - y).abs().flatten(1).amax(dim=1)
             close &= err <= 1e-5 * r.abs().flatten(1).amax(dim=1)
     assert int(close.sum()) >= len(x) - 1, close
+
+
+def test_deployed_detectors_chains_equal_its_layers_called_one_by_one(fake, images):
+    """The compiled chains (layer2-4 each one C++ call, taking the float32 downsample conv's
+    output as a second input) give the backbone's and neck's features of the layers called
+    one by one, bit for bit, on every kernel path."""
+    from autobin.deploy import available_kernels, use_kernel
+
+    _, x = images
+    fast, plain = autobin.deploy(fake), autobin.deploy(fake, compile_graph=False)
+    assert len(autobin.info(fast).deployment.compiled_chains) == 5
+    for path in [p for p in available_kernels() if p != "reference"]:
+        with use_kernel(path), torch.no_grad():
+            for batch in (x[:1], x):
+                feats = fast.neck(fast.backbone(batch))
+                ref = plain.neck(plain.backbone(batch))
+                assert len(feats) == len(ref) == 4
+                assert all(torch.equal(f, r) for f, r in zip(feats, ref)), path
 
 
 def _float64_features(detector: torch.nn.Module) -> torch.nn.Module:
@@ -159,6 +181,7 @@ def test_bench_times_a_detector_configs_backbone_and_neck(capsys):
     assert len(packed) == 20 and {p.split(".")[0] for p in packed} == {"backbone", "neck"}
     assert data["kinds"]["backbone.stem.0"] == "float"  # a detector's stem stays float32
     chains = list(data["chain_layers"].values())
-    assert len(chains) == 2 and chains[0][-1] == "backbone.layer1.1.conv2"
+    assert len(chains) == 5 and chains[0][-1] == "backbone.layer1.1.conv2"
+    assert [c[0] for c in chains[1:4]] == [f"backbone.layer{i}.0.conv1" for i in (2, 3, 4)]
     assert data["breakdown"]["compiled chains (one C++ call each)"] > 0
     assert data["state_bytes"]["float"] > 8 * data["state_bytes"]["deployed"]
