@@ -59,15 +59,18 @@ def _teacher_options(teacher: Any) -> tuple[str | None, bool]:
     return teacher.get("checkpoint"), bool(teacher.get("init_student", True))
 
 
-def load_float_weights(detector: nn.Module, checkpoint: str) -> None:
-    """Load a float detector checkpoint strictly, with an error naming the file and the fix."""
-    state = load_checkpoint_file(checkpoint)
+def load_float_weights(
+    detector: nn.Module, checkpoint: str, what: str = "teacher checkpoint"
+) -> None:
+    """Load a float detector checkpoint strictly, with an error naming the file (as ``what``)
+    and the fix."""
+    state = load_checkpoint_file(checkpoint, what)
     try:
         detector.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()][1:4]
         raise TeacherCheckpointError(
-            f"teacher checkpoint {checkpoint} does not fit the detector "
+            f"{what} {checkpoint} does not fit the detector "
             f"{type(detector).__name__}: {' '.join(lines)[:400]}. Give the checkpoint of a "
             "float detector trained with the same model config (same classes and layers), "
             "not a binarized one"

@@ -143,13 +143,14 @@ def load_checkpoint_file(
     """
     path = Path(os.path.expanduser(os.fspath(path)))
     if not path.is_file():
-        fix = (
-            "give the .pth file of a trained float detector (e.g. "
-            "work_dirs/float_ssd/epoch_24.pth) or leave teacher unset to use the student's "
-            "starting float weights"
-            if what == "teacher checkpoint"
-            else "give a .pth written by mmdet-train (e.g. WORK_DIR/epoch_N.pth)"
-        )
+        fix = "give a .pth written by mmdet-train (e.g. WORK_DIR/epoch_N.pth)"
+        if what in ("teacher checkpoint", "float checkpoint"):
+            fix = (
+                "give the .pth file of a trained float detector (e.g. "
+                "work_dirs/float_ssd/epoch_24.pth)"
+            )
+        if what == "teacher checkpoint":
+            fix += " or leave teacher unset to use the student's starting float weights"
         raise TeacherCheckpointError(f"{what} {path} does not exist; {fix}")
     if path.stat().st_size == 0:
         raise TeacherCheckpointError(f"{what} {path} is empty (0 bytes); {READABLE}")

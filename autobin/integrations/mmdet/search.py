@@ -227,7 +227,7 @@ def search_detector(
                    ("max_float_macs", "max_ops", "min_binary_share", "max_size")})  # fmt: skip
     cfg = float_config(config, data_root=data_root)
     detector = build_float_detector(detector_config(cfg), os.fspath(config))
-    load_float_weights(detector, os.fspath(teacher))
+    load_float_weights(detector, os.fspath(teacher), "float checkpoint")
     size = input_size or root_image_size(data_root) or default_input_size(detector)
     data = calibration_dataset(data_root, size)
     return search(detector.eval(), data, recipe, output=output, report_dir=report_dir,
