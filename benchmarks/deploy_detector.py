@@ -22,6 +22,7 @@ import argparse
 from pathlib import Path
 
 import torch
+from deploy_end_to_end import add_timing_options
 
 from autobin.integrations.mmdet.bench import bench_detector
 
@@ -37,15 +38,8 @@ def main() -> None:
         default=[str(ROOT / "configs" / "mmdet" / "ssd128_r18_mnist-det-small.py")],
     )  # fmt: skip
     parser.add_argument("--recipe", default="ssd-adabin")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1])
-    parser.add_argument("--batch", type=int, nargs="+", default=[1])
     parser.add_argument("--input-size", type=int, nargs=2, default=None)
-    parser.add_argument("--float-parts", default="auto", choices=["auto", "fp32", "int8", "bf16"])
-    parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument(
-        "--clock", choices=["wall", "thread"], default="wall",
-        help="'thread': CPU time of the calling thread (with --threads 1 only)",
-    )  # fmt: skip
+    add_timing_options(parser, threads=[1], batch=[1], reps=20)
     args = parser.parse_args()
     summary = []
     for config in args.config:

@@ -28,18 +28,25 @@ GOAL_FLOAT32 = 8.0
 GOAL_BEST = 4.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="resnet18")
-    parser.add_argument("--recipe", default="adabin")
-    parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+def add_timing_options(
+    parser: argparse.ArgumentParser, *, threads: list[int], batch: list[int], reps: int
+) -> None:
+    """The options this benchmark and ``deploy_detector.py`` share (their defaults differ)."""
+    parser.add_argument("--threads", type=int, nargs="+", default=threads)
+    parser.add_argument("--batch", type=int, nargs="+", default=batch)
     parser.add_argument("--float-parts", default="auto", choices=["auto", "fp32", "int8", "bf16"])
-    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--reps", type=int, default=reps)
     parser.add_argument(
         "--clock", choices=["wall", "thread"], default="wall",
         help="'thread': CPU time of the calling thread (with --threads 1 only)",
     )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--recipe", default="adabin")
+    add_timing_options(parser, threads=[2, 1], batch=[1, 8], reps=30)
     args = parser.parse_args()
     summary = []
     for threads in args.threads:
