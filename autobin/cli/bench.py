@@ -49,9 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "does not inflate it)",
     )  # fmt: skip
     p.add_argument(
-        "--float-parts", choices=["auto", "fp32", "int8", "bf16"], default="auto",
-        help="the deployed model's float convs: auto (int8 stem, bf16 elsewhere, where the CPU "
-        "has the instructions), fp32 (exact), int8 or bf16",
+        "--float-parts", choices=["auto", "fp32", "fp32-kernel", "int8", "bf16"],
+        default="auto",
+        help="the deployed model's float convs: auto (a classifier: int8 stem, bf16 elsewhere, "
+        "where the CPU has the instructions; a detector: fp32-kernel), fp32 (torch, exact), "
+        "fp32-kernel (float32 in autobin's kernel, fused into compiled chains), int8 or bf16",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the timings as JSON")
     p.set_defaults(func=cmd_bench)

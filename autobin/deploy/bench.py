@@ -19,7 +19,7 @@ from torch import nn
 
 from .build import active_kernel
 from .errors import DeployError
-from .float_parts import Bf16Conv2d, Int8Conv2d
+from .float_parts import Bf16Conv2d, Fp32Conv2d, Int8Conv2d
 from .layers import InferenceMaxout, PackedConv2d, PackedLinear
 from .model import DeployedModel, deploy
 from .plan import CompiledChain
@@ -41,7 +41,7 @@ def median_time(fn: Callable[[], Any], *, reps: int = 10, warmup: int = 2,
 def _leaves(model: nn.Module) -> dict[str, nn.Module]:
     """Modules timed as one layer: childless ones and the deploy modules (whose children, such
     as the original Maxout kept inside an InferenceMaxout, do not run)."""
-    whole = (PackedConv2d, PackedLinear, InferenceMaxout, Int8Conv2d, Bf16Conv2d)
+    whole = (PackedConv2d, PackedLinear, InferenceMaxout, Int8Conv2d, Bf16Conv2d, Fp32Conv2d)
     out: dict[str, nn.Module] = {}
     inside: list[str] = []
     for name, m in model.named_modules():
@@ -117,7 +117,8 @@ class ModelBench:
         inside = {n for paths in self.chain_layers.values() for n in paths}
         kinds = {"packed": "packed binary layers", "float": "float conv/linear (fp32)",
                  "int8": "float conv/linear (int8)",
-                 "bf16": "float conv/linear (bf16)"}  # fmt: skip
+                 "bf16": "float conv/linear (bf16)",
+                 "fp32k": "float conv/linear (fp32 kernel)"}  # fmt: skip
         parts: dict[str, float] = {}
         if self.chains:
             parts["compiled chains (one C++ call each)"] = sum(self.chains.values())
@@ -209,6 +210,8 @@ def _kind(module: nn.Module) -> str:
         return "int8"
     if isinstance(module, Bf16Conv2d):
         return "bf16"
+    if isinstance(module, Fp32Conv2d):
+        return "fp32k"
     if isinstance(module, CompiledChain):
         return "chain"
     if isinstance(module, BinaryLayer):

@@ -49,10 +49,11 @@ SOURCE = Path(__file__).with_name("kernel.cpp")
 CXX_FLAGS: tuple[str, ...] = ("-O3", "-std=c++20", "-fPIC", "-shared", "-fopenmp")
 ENV_KERNEL = "AUTOBIN_KERNEL"
 ENV_CACHE = "AUTOBIN_CACHE_DIR"
-ABI_VERSION = 9
+ABI_VERSION = 10
 """What ``autobin_abi_version()`` in ``kernel.cpp`` returns; another value means rebuild."""
 _SYMBOLS = ("autobin_abi_version", "autobin_cpu_features", "autobin_pack", "autobin_packed_conv",
             "autobin_maxout", "autobin_conv", "autobin_int8_conv", "autobin_bf16_conv",
+            "autobin_fp32_conv",
             "autobin_run_plan", "autobin_plan_op_size", "autobin_conv_op")  # fmt: skip
 
 
@@ -165,6 +166,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.autobin_int8_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, i64, *[ptr] * 5, i32, ptr]
     lib.autobin_bf16_conv.restype = i32
     lib.autobin_bf16_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, i64, *[ptr] * 3, i32, ptr]
+    lib.autobin_fp32_conv.restype = None
+    lib.autobin_fp32_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, *[ptr] * 3, i32, i32, ptr,
+                                      i64, f32, ptr, ptr]
     lib.autobin_run_plan.restype = i32
     lib.autobin_run_plan.argtypes = [ptr, i64, i64, ptr, ptr, ptr, i32, i32, i64, i64, i64, i64]
     lib.autobin_conv_op.restype = None

@@ -40,12 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .build import active_kernel, cpu_has_bf16, cpu_has_vnni, load_library
+from .build import active_kernel, cpu_has_bf16, cpu_has_vnni, load_library, path_code
 from .errors import DeployError, DeployInputError
 from .layers import InferenceMaxout, guarded_apply, refuse_scripting, refuse_tracing
 
-FloatParts = Literal["auto", "fp32", "int8", "bf16"]
-FLOAT_PARTS: tuple[str, ...] = ("auto", "fp32", "int8", "bf16")
+FloatParts = Literal["auto", "fp32", "fp32-kernel", "int8", "bf16"]
+FLOAT_PARTS: tuple[str, ...] = ("auto", "fp32", "fp32-kernel", "int8", "bf16")
 MAX_WEIGHT_ERROR = 0.01
 """Largest relative RMS weight quantization error ``auto`` accepts for an int8 layer."""
 _MAX_ROW_INPUTS = 4096
@@ -276,6 +276,89 @@ class Bf16Conv2d(_LowPrecisionConv):
         )
 
 
+class Fp32Conv2d(_LowPrecisionConv):
+    """A float conv (BatchNorm folded) run in float32 by autobin's kernel
+    (``float_parts="fp32-kernel"``).
+
+    Full precision, but in the kernel library, so that it runs inside compiled chains
+    (:mod:`.plan`) with a following channel Maxout in its epilogue and, where a packed layer reads
+    its output, that layer's binarization and bit-packing too (the float activation is not
+    read back). The kernel sums the products in another order than torch: outputs agree with
+    the torch conv within float32 rounding of the sum, not bit for bit. Input the kernel cannot
+    run (another dtype, device, the ``reference`` kernel path) runs the torch conv
+    (:func:`fp32_conv_reference`).
+    """
+
+    def __init__(self, conv: nn.Conv2d, maxout: InferenceMaxout | None = None) -> None:
+        super().__init__()
+        reason = int8_ineligible(conv)
+        if reason is not None:
+            raise DeployError(f"{type(conv).__name__} cannot run in the fp32 kernel: {reason}")
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size = tuple(int(k) for k in conv.kernel_size)
+        self.stride = tuple(int(s) for s in conv.stride)
+        self.padding = _static_pads(conv)
+        self.maxout = maxout
+        self.weight_error = 0.0
+        w = conv.weight.detach().float()
+        o, c, kh, kw = w.shape
+        op = (o + 15) // 16 * 16
+        self.padded_out = op
+        rows = w.permute(2, 3, 1, 0).reshape(kh, kw * c, o)
+        self.register_buffer("wf", F.pad(rows, (0, op - o)).contiguous())
+        bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros(o)
+        self.register_buffer("bias", F.pad(bias, (0, op - o)).contiguous())
+
+    def torch_weight(self) -> torch.Tensor:
+        """The conv's weight as ``(O, C, kh, kw)`` (read back from the kernel's layout)."""
+        (kh, kw), o = self.kernel_size, self.out_channels
+        return self.wf[:, :, :o].reshape(kh, kw, self.in_channels, o).permute(3, 2, 0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        refuse_tracing("Fp32Conv2d")
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise DeployInputError(
+                f"Fp32Conv2d expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        path = active_kernel()
+        if x.dtype != torch.float32 or x.device.type != "cpu" or path == "reference":
+            y = fp32_conv_reference(self, x)
+            return self.maxout(y) if self.maxout is not None else y
+        n, c, h, w = x.shape
+        oh, ow = self._output_size(h, w)
+        xl = x.permute(0, 2, 3, 1)
+        if not xl.is_contiguous():
+            xl = xl.contiguous()
+        out = torch.empty((n, oh, ow, self.out_channels), dtype=torch.float32)
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        pt, _, pl, _ = self.padding
+        gp = gn = 0
+        if self.maxout is not None:
+            gp, gn = self.maxout.gamma_pos.data_ptr(), self.maxout.gamma_neg.data_ptr()
+        load_library().autobin_fp32_conv(
+            xl.data_ptr(), n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, self.wf.data_ptr(),
+            self.out_channels, self.padded_out, self.bias.data_ptr(), gp, gn, path_code(path),
+            torch.get_num_threads(), out.data_ptr(), 0, 0.0, None, None,
+        )  # fmt: skip
+        return out.permute(0, 3, 1, 2)
+
+    def extra_repr(self) -> str:
+        mo = ", maxout" if self.maxout is not None else ""
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, fp32 kernel{mo}"
+        )
+
+
+def fp32_conv_reference(layer: Fp32Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """The fp32-kernel layer's conv in torch (float32; the kernel's sums differ in order)."""
+    pt, pb, pl, pr = layer.padding
+    bias = layer.bias[: layer.out_channels]
+    xf = F.pad(x.float().cpu(), (pl, pr, pt, pb))
+    y = F.conv2d(xf, layer.torch_weight(), bias, stride=layer.stride)
+    return y.to(x.dtype).to(x.device)
+
+
 def bf16_conv_reference(layer: Bf16Conv2d, x: torch.Tensor) -> torch.Tensor:
     """The bf16 layer's output in torch: bf16-rounded input and weights, sums in float64 (the
     kernel sums the same exact products in float32)."""
@@ -304,7 +387,10 @@ def check_float_parts(float_parts: str) -> str:
     return check_choice(
         float_parts,
         {"auto": "int8 stem and bf16 elsewhere where the CPU has the instructions",
-         "fp32": "float32 as before (exact)", "int8": "int8 for every eligible float conv",
+         "fp32": "float32 as before (exact)",
+         "fp32-kernel": "float32 in autobin's kernel for every eligible float conv (fused into "
+                        "compiled chains)",
+         "int8": "int8 for every eligible float conv",
          "bf16": "bf16 for every eligible float conv"},
         "float_parts",
     )  # fmt: skip
@@ -315,6 +401,8 @@ def choose_precision(conv: nn.Module, float_parts: str, *, stem: bool) -> str:
     ``stem``: the conv is applied to the model's input."""
     if float_parts == "fp32" or int8_ineligible(conv) is not None:
         return "fp32"
+    if float_parts == "fp32-kernel":
+        return float_parts
     have = {"int8": cpu_has_vnni(), "bf16": cpu_has_bf16()}
     if float_parts in have:
         if not have[float_parts]:
@@ -339,8 +427,9 @@ def _bf16_weight_error(conv: nn.Conv2d) -> float:
 def low_precision_conv(
     conv: nn.Conv2d, precision: str, maxout: InferenceMaxout | None = None
 ) -> nn.Module:
-    """The :class:`Int8Conv2d` or :class:`Bf16Conv2d` of ``conv``."""
-    return (Int8Conv2d if precision == "int8" else Bf16Conv2d)(conv, maxout)
+    """The :class:`Int8Conv2d`, :class:`Bf16Conv2d` or :class:`Fp32Conv2d` of ``conv``."""
+    kinds = {"int8": Int8Conv2d, "bf16": Bf16Conv2d, "fp32-kernel": Fp32Conv2d}
+    return kinds[precision](conv, maxout)
 
 
 __all__ = [
@@ -348,10 +437,12 @@ __all__ = [
     "MAX_WEIGHT_ERROR",
     "Bf16Conv2d",
     "FloatParts",
+    "Fp32Conv2d",
     "Int8Conv2d",
     "bf16_conv_reference",
     "check_float_parts",
     "choose_precision",
+    "fp32_conv_reference",
     "int8_conv_reference",
     "int8_ineligible",
     "low_precision_conv",

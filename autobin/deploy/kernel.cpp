@@ -144,6 +144,14 @@ struct Block {
   const float* res[kPixBlock];   // added to the output (a fused residual), or null
   const float* res2[kPixBlock];  // added after res (a fused shortcut add), or null
   int npix;
+  // AVX-512 only: the fused Maxout (gp/gn, or null) and, where bits[0] is set, the output's
+  // binarization y >= next_thr written 16 channels at a time into each pixel's packed words
+  // (one group), its ones counted into ones[p]
+  const float* gp;
+  const float* gn;
+  float next_thr;
+  uint16_t* bits[kPixBlock];
+  int32_t* ones;
 };
 
 // One output of a block: m * popcount + base + csa * sa (+ the fused residual). Always inlined,
@@ -299,6 +307,11 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block
       const __mmask16 live = static_cast<__mmask16>((n == 16) ? 0xffff : ((1u << n) - 1));
       const __m512 m = _mm512_maskz_loadu_ps(live, b.m + oh);
       const __m512 csa = _mm512_maskz_loadu_ps(live, b.csa + oh);
+      __m512 pos = _mm512_setzero_ps(), neg = pos;
+      if (b.gp) {
+        pos = _mm512_maskz_loadu_ps(live, b.gp + oh);
+        neg = _mm512_maskz_loadu_ps(live, b.gn + oh);
+      }
       for (int p = 0; p < kPixBlock; ++p) {
         if (p >= b.npix) break;
         const __m512i counts =
@@ -308,7 +321,17 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block
         y = _mm512_fmadd_ps(csa, _mm512_set1_ps(b.sa[p]), y);
         if (b.res[p]) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(live, b.res[p] + oh));
         if (b.res2[p]) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(live, b.res2[p] + oh));
+        if (b.gp) {  // the Maxout as maxout_rows: y * (y >= 0 ? gp : gn), one rounding
+          const __mmask16 ge = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GE_OQ);
+          y = _mm512_mul_ps(y, _mm512_mask_blend_ps(ge, neg, pos));
+        }
         _mm512_mask_storeu_ps(b.out[p] + oh, live, y);
+        if (b.bits[0]) {  // as pack_pixel_avx512: bit = y >= next_thr
+          const __mmask16 set =
+              _mm512_mask_cmp_ps_mask(live, y, _mm512_set1_ps(b.next_thr), _CMP_GE_OQ);
+          b.bits[p][oh / 16] = static_cast<uint16_t>(set);
+          b.ones[p] += __builtin_popcount(static_cast<unsigned>(set));
+        }
       }
     }
   }
@@ -873,6 +896,10 @@ void packed_conv(const ConvArgs& a, const float* x, float thr, const uint64_t* a
 
   void (*block_fn)(const Block&) =
       a.path == kAvx512 ? block_avx512 : (a.path == kAvx2 ? block_avx2 : block_portable);
+  // AVX-512 with one group: the Maxout and the packing (one group of 16k channels) are done on
+  // the output vectors in registers instead of by finish_pixel (the same values and bits)
+  const bool fast_finish = finishing && a.path == kAvx512 && groups == 1 &&
+                           (!a.next_act || (a.next_groups == 1 && O % 16 == 0));
   const int64_t items = a.n * a.oh * nbw;
 #pragma omp parallel for num_threads(a.nthreads) schedule(static)
   for (int64_t item = 0; item < items; ++item) {
@@ -887,6 +914,7 @@ void packed_conv(const ConvArgs& a, const float* x, float thr, const uint64_t* a
     const float* sums = ss + ((b * a.oh + oy) * owx + ox0) * groups;
     const float* base_row = base_tab.data() + row_pat[oy] * ncol * O;
     const int64_t out_row = (b * a.oh + oy) * a.ow;
+    int32_t ones[kPixBlock] = {};
     for (int64_t g = 0; g < groups; ++g) {
       Block blk;
       blk.act = first + g * gstride;
@@ -898,6 +926,18 @@ void packed_conv(const ConvArgs& a, const float* x, float thr, const uint64_t* a
       blk.m = a.m + g * og;
       blk.csa = a.csa + g * og;
       blk.npix = npix;
+      blk.gp = fast_finish ? a.gp : nullptr;
+      blk.gn = a.gn;
+      blk.next_thr = a.next_thr;
+      blk.ones = ones;
+      for (int p = 0; p < kPixBlock; ++p) {
+        blk.bits[p] = nullptr;
+        if (fast_finish && a.next_act && p < npix) {
+          uint64_t* words = a.next_act + (out_row + ox0 + p) * next_k;
+          std::fill_n(words, next_k, 0);  // bits past the channels stay 0
+          blk.bits[p] = reinterpret_cast<uint16_t*>(words);
+        }
+      }
       for (int p = 0; p < kPixBlock; ++p) {
         // pixels past the row's end (p >= npix) are computed from whatever the frame holds
         // there and not stored
@@ -911,8 +951,249 @@ void packed_conv(const ConvArgs& a, const float* x, float thr, const uint64_t* a
       }
       block_fn(blk);
     }
-    if (finishing)
+    if (fast_finish) {
+      if (a.next_act)
+        for (int p = 0; p < npix; ++p)
+          a.next_sa[out_row + ox0 + p] = static_cast<int32_t>(2 * ones[p] - O);
+    } else if (finishing) {
       for (int p = 0; p < npix; ++p) finish_pixel(out_row + ox0 + p);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ float32 float-part conv
+// A float convolution (groups 1, dilation 1, zero padding) in float32: the float layers a
+// deployment keeps at full precision (a detector's stem and downsample shortcuts) run inside
+// compiled chains, with the following Maxout and the next packed layer's binarization and
+// bit-packing in the epilogue.
+// Weights wf[kh][kw*C][op] (op = O rounded up to 16, zero past O), bias[op]. Output pixels are
+// taken kFPix at a time in raster order. For kernel row i, pixel p of a block reads kw*C
+// consecutive floats at base[i] + p * stride[i]: in place in the input row where the block's
+// pixels share an output row and their span lies inside the image (stride sw*C), else from a
+// zero-filled copy holding the inputs that are inside. A kernel row above or below the image
+// for a whole block is skipped (it would add 0 * w = 0). Per output channel:
+//   y = bias + sum over the kernel rows i, then the row's kw*C values k in order, of x*w
+// one fused multiply-add per product on the AVX-512 and AVX2 paths, a product and a sum on the
+// portable one (torch sums in another order: the outputs agree within float32 rounding of the
+// sum, not bit for bit); then y = y * (y >= 0 ? gp : gn) where a Maxout is fused.
+constexpr int kFPix = 8;  // output pixels per block
+
+struct Fp32Args {
+  const float* x;
+  int64_t h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, o, op;
+  const float *wf, *bias, *gp, *gn;
+  float* out;  // (oh, ow, o) float32, or null: not stored (only the packed bits are wanted)
+  int64_t next_groups;
+  float next_thr;
+  uint64_t* next_act;
+  int32_t* next_sa;
+  int path, nthreads;
+};
+
+// Where the block of pixels pix0 .. pix0 + npix - 1 reads kernel row i: base[i] (null: the row
+// is outside the image for every pixel) and stride[i] floats from one pixel to the next.
+// Pixels past npix read valid memory (their outputs are not stored).
+void fp32_rows(const Fp32Args& a, int64_t pix0, int npix, float* buf, const float** base,
+               int64_t* stride) {
+  const int64_t kwc = a.kw * a.c, oy0 = pix0 / a.ow, ox0 = pix0 % a.ow;
+  const int64_t span = (kFPix - 1) * a.sw * a.c + kwc;  // floats a block's row reads
+  const int64_t per_row = std::max<int64_t>(span, kFPix * kwc);
+  const bool one_row =
+      ox0 + kFPix <= a.ow || (pix0 + npix == a.oh * a.ow && ox0 + npix <= a.ow);
+  for (int64_t i = 0; i < a.kh; ++i) {
+    float* bi = buf + i * per_row;
+    if (one_row) {
+      const int64_t y = oy0 * a.sh - a.pt + i;
+      stride[i] = a.sw * a.c;
+      if (y < 0 || y >= a.h) {
+        base[i] = nullptr;
+        continue;
+      }
+      const int64_t x0 = ox0 * a.sw - a.pl, x1 = x0 + span / a.c;  // input columns [x0, x1)
+      if (x0 >= 0 && x1 <= a.w) {
+        base[i] = a.x + (y * a.w + x0) * a.c;
+        continue;
+      }
+      std::fill_n(bi, span, 0.0f);
+      const int64_t v0 = std::max<int64_t>(0, x0), v1 = std::min(a.w, x1);
+      if (v1 > v0)
+        std::memcpy(bi + (v0 - x0) * a.c, a.x + (y * a.w + v0) * a.c,
+                    static_cast<size_t>((v1 - v0) * a.c) * sizeof(float));
+      base[i] = bi;
+      continue;
+    }
+    std::fill_n(bi, kFPix * kwc, 0.0f);  // the block crosses output rows: a copy per pixel
+    for (int p = 0; p < npix; ++p) {
+      const int64_t oy = (pix0 + p) / a.ow, ox = (pix0 + p) % a.ow;
+      const int64_t y = oy * a.sh - a.pt + i, x0 = ox * a.sw - a.pl;
+      if (y < 0 || y >= a.h) continue;
+      const int64_t j0 = std::max<int64_t>(0, -x0), j1 = std::min<int64_t>(a.kw, a.w - x0);
+      if (j1 > j0)
+        std::memcpy(bi + p * kwc + j0 * a.c, a.x + (y * a.w + x0 + j0) * a.c,
+                    static_cast<size_t>((j1 - j0) * a.c) * sizeof(float));
+    }
+    base[i] = bi;
+    stride[i] = kwc;
+  }
+}
+
+__attribute__((always_inline)) inline void fp32_block_generic(const Fp32Args& a,
+                                                              const float* const* base,
+                                                              const int64_t* stride, int npix,
+                                                              float* const* dst) {
+  const int64_t kwc = a.kw * a.c;
+  for (int64_t o0 = 0; o0 < a.o; o0 += 16) {
+    float acc[kFPix][16];
+    for (int p = 0; p < kFPix; ++p)
+      for (int l = 0; l < 16; ++l) acc[p][l] = a.bias[o0 + l];
+    for (int64_t i = 0; i < a.kh; ++i) {
+      if (!base[i]) continue;
+      const float* wr = a.wf + i * kwc * a.op + o0;
+      for (int64_t k = 0; k < kwc; ++k) {
+        const float* wv = wr + k * a.op;
+        for (int p = 0; p < kFPix; ++p) {
+          const float xv = base[i][p * stride[i] + k];
+          for (int l = 0; l < 16; ++l) acc[p][l] += xv * wv[l];
+        }
+      }
+    }
+    const int64_t n = std::min<int64_t>(16, a.o - o0);
+    for (int p = 0; p < npix; ++p)
+      for (int64_t l = 0; l < n; ++l) {
+        float y = acc[p][l];
+        if (a.gp) y = y * (y >= 0.0f ? a.gp[o0 + l] : a.gn[o0 + l]);
+        dst[p][o0 + l] = y;
+      }
+  }
+}
+
+__attribute__((target("avx2,fma"))) void fp32_block_avx2(const Fp32Args& a,
+                                                         const float* const* base,
+                                                         const int64_t* stride, int npix,
+                                                         float* const* dst) {
+  fp32_block_generic(a, base, stride, npix, dst);
+}
+
+void fp32_block_portable(const Fp32Args& a, const float* const* base, const int64_t* stride,
+                         int npix, float* const* dst) {
+  fp32_block_generic(a, base, stride, npix, dst);
+}
+
+// AVX-512: 16 or 32 output channels (NV vectors) of kFPix pixels in registers over all inputs.
+// With `bits` (one group of the next layer's input, a multiple of 16 channels), the epilogue
+// also writes each vector's comparison y >= next_thr into the pixel's packed words (16 bits at
+// a time) and counts the ones.
+template <int NV>
+__attribute__((target("avx512f"), always_inline)) inline void fp32_tile_avx512(
+    const Fp32Args& a, const float* const* base, const int64_t* stride, int npix,
+    float* const* dst, int64_t o0, uint16_t* const* bits, int32_t* ones) {
+  const int64_t kwc = a.kw * a.c;
+  __m512 acc[kFPix][NV];
+  for (int v = 0; v < NV; ++v) {
+    const __m512 b = _mm512_loadu_ps(a.bias + o0 + 16 * v);
+    for (int p = 0; p < kFPix; ++p) acc[p][v] = b;
+  }
+  for (int64_t i = 0; i < a.kh; ++i) {
+    const float* xk = base[i];
+    if (!xk) continue;
+    const int64_t ps = stride[i];
+    const float* wk = a.wf + i * kwc * a.op + o0;
+    for (int64_t k = 0; k < kwc; ++k, ++xk, wk += a.op) {
+      __m512 wv[NV];
+      for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(wk + 16 * v);
+#pragma GCC unroll 8
+      for (int p = 0; p < kFPix; ++p) {
+        const __m512 xv = _mm512_set1_ps(xk[p * ps]);
+        for (int v = 0; v < NV; ++v) acc[p][v] = _mm512_fmadd_ps(xv, wv[v], acc[p][v]);
+      }
+    }
+  }
+  const __m512 thr = _mm512_set1_ps(a.next_thr);
+  for (int v = 0; v < NV; ++v) {
+    const int64_t oc = o0 + 16 * v, n = std::min<int64_t>(16, a.o - oc);
+    if (n <= 0) break;
+    const __mmask16 live = static_cast<__mmask16>(n == 16 ? 0xffff : ((1u << n) - 1));
+    __m512 pos = _mm512_setzero_ps(), neg = pos;
+    if (a.gp) {
+      pos = _mm512_maskz_loadu_ps(live, a.gp + oc);
+      neg = _mm512_maskz_loadu_ps(live, a.gn + oc);
+    }
+    for (int p = 0; p < npix; ++p) {
+      __m512 y = acc[p][v];
+      if (a.gp) {
+        const __mmask16 ge = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GE_OQ);
+        y = _mm512_mul_ps(y, _mm512_mask_blend_ps(ge, neg, pos));
+      }
+      if (dst[p]) _mm512_mask_storeu_ps(dst[p] + oc, live, y);
+      if (bits) {
+        const __mmask16 set = _mm512_cmp_ps_mask(y, thr, _CMP_GE_OQ);
+        bits[p][oc / 16] = static_cast<uint16_t>(set);
+        ones[p] += __builtin_popcount(static_cast<unsigned>(set));
+      }
+    }
+  }
+}
+
+__attribute__((target("avx512f"))) void fp32_block_avx512(
+    const Fp32Args& a, const float* const* base, const int64_t* stride, int npix,
+    float* const* dst, uint16_t* const* bits, int32_t* ones) {
+  int64_t o0 = 0;
+  for (; o0 + 32 <= a.op; o0 += 32) fp32_tile_avx512<2>(a, base, stride, npix, dst, o0, bits, ones);
+  if (o0 < a.op) fp32_tile_avx512<1>(a, base, stride, npix, dst, o0, bits, ones);
+}
+
+// One image (x: h*w*c floats; out, next_act, next_sa: this image's).
+void fp32_conv_image(const Fp32Args& a) {
+  const int64_t npix_all = a.oh * a.ow, items = (npix_all + kFPix - 1) / kFPix;
+  const int64_t kwc = a.kw * a.c;
+  const int64_t per_row = std::max<int64_t>((kFPix - 1) * a.sw * a.c + kwc, kFPix * kwc);
+  const int64_t next_cg = a.next_groups > 0 ? a.o / a.next_groups : 0;
+  const int64_t next_k = (next_cg + 63) / 64;
+  // the AVX-512 epilogue packs in registers where the next layer has one group of 16k channels
+  const bool fast_bits =
+      a.path == kAvx512 && a.next_act && a.next_groups == 1 && a.o % 16 == 0;
+#pragma omp parallel num_threads(a.nthreads)
+  {
+    thread_local std::vector<float> buf, tmp;
+    float* bufp = grow(buf, a.kh * per_row);
+    float* tmpp = a.out ? nullptr : grow(tmp, kFPix * a.op);
+    std::vector<const float*> base(static_cast<size_t>(a.kh));
+    std::vector<int64_t> stride(static_cast<size_t>(a.kh));
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t pix0 = item * kFPix;
+      const int npix = static_cast<int>(std::min<int64_t>(kFPix, npix_all - pix0));
+      fp32_rows(a, pix0, npix, bufp, base.data(), stride.data());
+      float* dst[kFPix];
+      for (int p = 0; p < kFPix; ++p)
+        dst[p] = a.out ? a.out + (pix0 + std::min(p, npix - 1)) * a.o
+                       : (fast_bits ? nullptr : tmpp + p * a.op);
+      if (a.path == kAvx512) {
+        uint16_t* bits[kFPix] = {};
+        int32_t ones[kFPix] = {};
+        if (fast_bits)
+          for (int p = 0; p < npix; ++p) {
+            uint64_t* words = a.next_act + (pix0 + p) * next_k;
+            std::fill_n(words, next_k, 0);  // bits past the channels stay 0
+            bits[p] = reinterpret_cast<uint16_t*>(words);
+          }
+        fp32_block_avx512(a, base.data(), stride.data(), npix, dst, fast_bits ? bits : nullptr,
+                          ones);
+        if (fast_bits) {
+          for (int p = 0; p < npix; ++p)
+            a.next_sa[pix0 + p] = static_cast<int32_t>(2 * ones[p] - a.o);
+          continue;
+        }
+      } else {
+        (a.path == kAvx2 ? fp32_block_avx2 : fp32_block_portable)(a, base.data(),
+                                                                    stride.data(), npix, dst);
+      }
+      if (!a.next_act) continue;
+      for (int p = 0; p < npix; ++p)
+        pack_pixels(a.path, dst[p], a.next_groups, next_cg, next_k, a.next_thr,
+                    a.next_act + (pix0 + p) * a.next_groups * next_k,
+                    a.next_sa + (pix0 + p) * a.next_groups);
+    }
   }
 }
 
@@ -933,7 +1214,7 @@ void autobin_maxout(const float* x, int64_t npix, int64_t c, const float* gp, co
 }
 
 // The ABI version: autobin/deploy/build.py (ABI_VERSION) rebuilds a library reporting another.
-int autobin_abi_version() { return 9; }
+int autobin_abi_version() { return 10; }
 
 // Bit 0: AVX2 path usable; bit 1: AVX-512 VPOPCNTDQ path usable; bit 2: AVX-512 VNNI (the
 // int8 float-part convolution); bit 3: AVX-512 BF16 (the bfloat16 one) (cpuid and OS state checked by
@@ -1062,6 +1343,28 @@ int autobin_bf16_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c
   return 0;
 }
 
+// float32 convolution of a float layer (see fp32_conv_image): x (n, h, w, c) float32
+// channels-last, wf and bias as described there (op = O rounded up to 16), gp/gn the fused
+// Maxout or null; out (n, oh, ow, o) float32, or null when only the packed output is wanted;
+// next_act/next_sa: the output binarized (y >= next_thr) and bit-packed for the next packed
+// layer (next_groups groups), as autobin_pack would from `out`, or null.
+void autobin_fp32_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
+                       int64_t kw, int64_t sh, int64_t sw, int64_t pt, int64_t pl,
+                       int64_t oh_size, int64_t ow_size, const float* wf, int64_t o, int64_t op,
+                       const float* bias, const float* gp, const float* gn, int path,
+                       int nthreads, float* out, int64_t next_groups, float next_thr,
+                       uint64_t* next_act, int32_t* next_sa) {
+  const int64_t npix = oh_size * ow_size;
+  const int64_t next_words = next_groups > 0 ? next_groups * ((o / next_groups + 63) / 64) : 0;
+  for (int64_t b = 0; b < n; ++b) {
+    const Fp32Args a{x + b * h * w * c, h, w, c, kh, kw, sh, sw, pt, pl, oh_size, ow_size, o,
+                     op, wf, bias, gp, gn, out ? out + b * npix * o : nullptr, next_groups,
+                     next_thr, next_act ? next_act + b * npix * next_words : nullptr,
+                     next_sa ? next_sa + b * npix * next_groups : nullptr, path, nthreads};
+    fp32_conv_image(a);
+  }
+}
+
 // int8 convolution of a float layer (see int8_conv_image): x (n, h, w, c) float32
 // channels-last; geometry as in autobin_conv (bottom/right padding implied by oh, ow); out
 // (n, oh, ow, o) float32. Returns 0, or -1 when the CPU lacks AVX-512 VNNI.
@@ -1102,7 +1405,7 @@ int autobin_int8_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c
 // plan's input for `in`, its output for `out`; -1 elsewhere: none; -2 for `extra`: the plan's
 // second input).
 struct PlanOp {
-  int64_t kind;  // 0 packed conv, 1 int8 conv, 2 max pool, 3 bf16 conv
+  int64_t kind;  // 0 packed conv, 1 int8 conv, 2 max pool, 3 bf16 conv, 4 float32 conv
   int64_t in, extra, out, in_act, in_sa, next_act, next_sa;
   int64_t n, h, w, c, pt, pl, oh, ow, residual;
   int64_t groups, cg, og, kh, kw, sh, sw, dh, dw, next_groups;
@@ -1176,6 +1479,14 @@ int run_plan_image(const PlanOp* ops, int64_t nops, uint8_t* base, const float* 
                             static_cast<const float*>(p.bias), static_cast<const float*>(p.gp),
                             static_cast<const float*>(p.gn), nthreads, dst) != 0)
         return -1;
+    } else if (p.kind == 4) {
+      autobin_fp32_conv(in, p.n, p.h, p.w, p.c, p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, p.oh, p.ow,
+                        static_cast<const float*>(p.wq), p.o, p.op,
+                        static_cast<const float*>(p.bias), static_cast<const float*>(p.gp),
+                        static_cast<const float*>(p.gn), path, nthreads, dst, p.next_groups,
+                        static_cast<float>(p.next_thr),
+                        reinterpret_cast<uint64_t*>(opt(p.next_act)),
+                        reinterpret_cast<int32_t*>(opt(p.next_sa)));
     } else if (p.kind == 3) {
       if (autobin_bf16_conv(in, p.n, p.h, p.w, p.c, p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, p.oh,
                             p.ow, static_cast<const uint16_t*>(p.wq), p.r4, p.o, p.op,

@@ -1,8 +1,8 @@
 """Compiled chains: consecutive deployed layers run by one C++ call, no Python between them.
 
 :func:`compile_chains` finds, in the fx graphs of a deployed model, runs of consecutive calls of
-packed convs (:class:`~.layers.PackedConv2d`), int8 convs (:class:`~.float_parts.Int8Conv2d`)
-and max pools that take one value from outside, and at most one more used only as a fused
+packed convs (:class:`~.layers.PackedConv2d`), int8, bf16 and float32-kernel convs
+(:mod:`~.float_parts`) and max pools that take one value from outside, and at most one more used only as a fused
 shortcut operand, and give one value back (in a ResNet: from the stem to the last block; a run
 whose inner values are also used elsewhere, such as a detector backbone's feature maps, is cut
 after each of them), and replaces each run by a :class:`CompiledChain`. A layer the chains
@@ -29,11 +29,12 @@ from torch import fx, nn
 
 from .build import active_kernel, load_library, path_code
 from .errors import DeployError
-from .float_parts import Bf16Conv2d, Int8Conv2d
+from .float_parts import Bf16Conv2d, Fp32Conv2d, Int8Conv2d
 from .layers import PackedConv2d, refuse_scripting, refuse_tracing
 from .plan_op import PlanOp, check_layout
 
-_KINDS = {PackedConv2d: 0, Int8Conv2d: 1, nn.MaxPool2d: 2, Bf16Conv2d: 3}
+_KINDS = {PackedConv2d: 0, Int8Conv2d: 1, nn.MaxPool2d: 2, Bf16Conv2d: 3, Fp32Conv2d: 4}
+_FLOAT_CONVS = (Int8Conv2d, Bf16Conv2d, Fp32Conv2d)
 _ALIGN = 64
 
 
@@ -150,7 +151,7 @@ class CompiledChain(nn.Module):
                     op.next_act, op.next_sa = alloc(8 * words), alloc(4 * n * oh * ow * ngroups)
                     produced = (op.next_act, op.next_sa, nthr, ngroups)
                 bits.append(produced)
-            elif isinstance(module, (Int8Conv2d, Bf16Conv2d)):
+            elif isinstance(module, _FLOAT_CONVS):
                 oh, ow = module._output_size(hi, wi)
                 co = module.out_channels
                 (op.kh, op.kw), (op.sh, op.sw) = module.kernel_size, module.stride
@@ -159,12 +160,23 @@ class CompiledChain(nn.Module):
                 if isinstance(module, Int8Conv2d):
                     op.wq, op.r4 = module.wq.data_ptr(), module.r4
                     op.sumw, op.wscale = module.sumw.data_ptr(), module.wscale.data_ptr()
-                else:
+                elif isinstance(module, Bf16Conv2d):
                     op.wq, op.r4 = module.wb.data_ptr(), module.r2
+                else:
+                    op.wq = module.wf.data_ptr()
                 if module.maxout is not None:
                     op.gp = module.maxout.gamma_pos.data_ptr()
                     op.gn = module.maxout.gamma_neg.data_ptr()
-                bits.append(None)
+                produced = None
+                reader = self._packed_reader(i)
+                if isinstance(module, Fp32Conv2d) and reader is not None:
+                    # the epilogue binarizes and packs the output for the packed layer reading it
+                    nthr, ngroups = reader.threshold, reader.groups
+                    words = n * oh * ow * ngroups * ((co // ngroups + 63) // 64)
+                    op.next_act, op.next_sa = alloc(8 * words), alloc(4 * n * oh * ow * ngroups)
+                    op.next_thr, op.next_groups = nthr, ngroups
+                    produced = (op.next_act, op.next_sa, nthr, ngroups)
+                bits.append(produced)
             else:
                 (op.kh, op.kw), (op.sh, op.sw) = _pair(module.kernel_size), _pair(module.stride)
                 (op.pt, op.pl), co = _pair(module.padding), ci
@@ -179,6 +191,13 @@ class CompiledChain(nn.Module):
             op.out = slots[-1]
         co, oh, ow = shapes[-1]
         return ops, arena, (n, oh, ow, co)
+
+    def _packed_reader(self, i: int) -> PackedConv2d | None:
+        """The first packed conv of the chain whose input is step ``i``'s output, if any."""
+        for module, src, _ in self._steps[i + 1 :]:
+            if src == i and isinstance(module, PackedConv2d):
+                return module
+        return None
 
     def forward(self, x: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
         """``x2``: the chain's second input (a shortcut operand), where it takes one."""
@@ -236,7 +255,7 @@ def _supported(gm: fx.GraphModule, node: fx.Node) -> bool:
         return _pool_ok(m) and len(node.args) == 1
     if type(m) is PackedConv2d:
         return len(node.args) == (2 if m.adds_extra else 1)
-    return type(m) in (Int8Conv2d, Bf16Conv2d) and len(node.args) == 1
+    return type(m) in _FLOAT_CONVS and len(node.args) == 1
 
 
 def _chain_of(
