@@ -106,12 +106,13 @@ class CompiledChain(nn.Module):
         image and runs it image by image); None where a layer cannot take its input (the
         layers, called one by one, then say why) or a shortcut operand is not shaped like the
         output it is added to (the layers then broadcast it)."""
-        arena = 0
+        arena = _Arena()
+        last_use = self._last_uses()
+        owned: list[list[int]] = []  # arena blocks of each step's outputs (float and bits)
 
         def alloc(nbytes: int) -> int:
-            nonlocal arena
-            at = arena
-            arena += (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
+            at = arena.take(nbytes)
+            owned[-1].append(at)
             return at
 
         shapes: list[tuple[int, int, int]] = []
@@ -122,6 +123,7 @@ class CompiledChain(nn.Module):
         for i, (module, src, extra) in enumerate(self._steps):
             ci, hi, wi = (c, h, w) if src == -1 else shapes[src]
             op = ops[i]
+            owned.append([])
             if not isinstance(module, nn.MaxPool2d) and ci != module.in_channels:
                 return None
             if isinstance(module, PackedConv2d):
@@ -189,8 +191,23 @@ class CompiledChain(nn.Module):
             shapes.append((co, oh, ow))
             slots.append(-1 if i == last else alloc(4 * n * oh * ow * co))
             op.out = slots[-1]
+            # outputs no later step reads go back to the arena (after this step's own outputs
+            # were placed: a step never writes over what it reads)
+            for j in range(i + 1):
+                if last_use[j] == i:
+                    for at in owned[j]:
+                        arena.give(at)
         co, oh, ow = shapes[-1]
-        return ops, arena, (n, oh, ow, co)
+        return ops, arena.size, (n, oh, ow, co)
+
+    def _last_uses(self) -> list[int]:
+        """For each step, the last step that reads its output (itself when none does)."""
+        last = list(range(len(self._steps)))
+        for i, (_, src, extra) in enumerate(self._steps):
+            for j in (src, extra):
+                if j >= 0:
+                    last[j] = max(last[j], i)
+        return last
 
     def _packed_reader(self, i: int) -> PackedConv2d | None:
         """The first packed conv of the chain whose input is step ``i``'s output, if any."""
@@ -236,6 +253,41 @@ class CompiledChain(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{len(self.paths)} layers: {self.paths[0]} .. {self.paths[-1]}"
+
+
+class _Arena:
+    """First-fit placement of a plan's activations in one byte arena: a block given back is
+    reused by later steps (a chain's working set stays small enough to stay in cache)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._free: list[tuple[int, int]] = []  # (offset, bytes), sorted, merged
+        self._taken: dict[int, int] = {}
+
+    def take(self, nbytes: int) -> int:
+        nbytes = max(_ALIGN, (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN)
+        for k, (at, size) in enumerate(self._free):
+            if size >= nbytes:
+                self._free[k : k + 1] = [(at + nbytes, size - nbytes)] if size > nbytes else []
+                self._taken[at] = nbytes
+                return at
+        if self._free and self._free[-1][0] + self._free[-1][1] == self.size:
+            at = self._free.pop()[0]  # grow the free block at the end
+        else:
+            at = self.size
+        self.size = at + nbytes
+        self._taken[at] = nbytes
+        return at
+
+    def give(self, at: int) -> None:
+        blocks = sorted([*self._free, (at, self._taken.pop(at))])
+        merged: list[tuple[int, int]] = []
+        for start, size in blocks:
+            if merged and merged[-1][0] + merged[-1][1] == start:
+                merged[-1] = (merged[-1][0], merged[-1][1] + size)
+            else:
+                merged.append((start, size))
+        self._free = merged
 
 
 def _kernel_input(x: torch.Tensor) -> bool:
