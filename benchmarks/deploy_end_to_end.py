@@ -34,7 +34,9 @@ def add_timing_options(
     """The options this benchmark and ``deploy_detector.py`` share (their defaults differ)."""
     parser.add_argument("--threads", type=int, nargs="+", default=threads)
     parser.add_argument("--batch", type=int, nargs="+", default=batch)
-    parser.add_argument("--float-parts", default="auto", choices=["auto", "fp32", "int8", "bf16"])
+    parser.add_argument(
+        "--float-parts", default="auto", choices=["auto", "fp32", "fp32-kernel", "int8", "bf16"]
+    )
     parser.add_argument("--reps", type=int, default=reps)
     parser.add_argument(
         "--clock", choices=["wall", "thread"], default="wall",

@@ -168,7 +168,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.autobin_bf16_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, i64, *[ptr] * 3, i32, ptr]
     lib.autobin_fp32_conv.restype = None
     lib.autobin_fp32_conv.argtypes = [ptr, *[i64] * 12, ptr, i64, i64, *[ptr] * 3, i32, i32, ptr,
-                                      i64, f32, ptr, ptr]
+                                      i64, f32, ptr, ptr]  # fmt: skip
     lib.autobin_run_plan.restype = i32
     lib.autobin_run_plan.argtypes = [ptr, i64, i64, ptr, ptr, ptr, i32, i32, i64, i64, i64, i64]
     lib.autobin_conv_op.restype = None

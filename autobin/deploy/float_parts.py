@@ -1,14 +1,20 @@
-"""Float parts of a deployed model in int8 (:class:`Int8Conv2d`, AVX-512 VNNI) or bfloat16
-(:class:`Bf16Conv2d`, AVX-512 BF16).
+"""Float parts of a deployed model in int8 (:class:`Int8Conv2d`, AVX-512 VNNI), bfloat16
+(:class:`Bf16Conv2d`, AVX-512 BF16) or float32 by autobin's kernel (:class:`Fp32Conv2d`).
 
 The stem, downsample convs and other float convs of a binary network cost as much as all its
 packed layers together in float32. ``deploy(model, float_parts=...)`` picks per layer:
 
-* ``"fp32"``: every float layer stays float32 (BatchNorm folded): the exact behaviour.
+* ``"fp32"``: every float layer stays float32 in torch (BatchNorm folded): the exact behaviour.
+* ``"fp32-kernel"``: every eligible float conv in float32 by autobin's kernel: full precision,
+  but inside the compiled chains, with a following Maxout and the next packed layer's
+  binarization and packing in its epilogue (sums in another order than torch's: within float32
+  rounding, not bit for bit).
 * ``"int8"`` / ``"bf16"``: every eligible float conv in that precision (refused where the CPU
   lacks the instructions).
 * ``"auto"`` (default): the stem (the conv applied to the model's input) in int8 where the CPU
-  has VNNI, every other eligible float conv in bf16 where it has AVX-512 BF16, float32 elsewhere.
+  has VNNI, every other eligible float conv in bf16 where it has AVX-512 BF16, float32 elsewhere;
+  for a model family that keeps its float convs at full precision (detectors, whose mAP lost
+  1.5-2.2 points in int8/bf16), ``"fp32-kernel"``.
 
 Arithmetic (``kernel.cpp``, ``int8_conv_image``): per image the input is quantized to uint8
 with ``sx = (max(x, 0) - min(x, 0)) / 255`` and a zero point ``zx`` (so 0, the padding, is

@@ -56,8 +56,9 @@ class DeploySummary:
         fused_adds: packed convs that also add the graph's shortcut (``conv(x) + r``) there.
         packs_next: ``{packed conv path: consumer path}``: the epilogue writes the output
             binarized and bit-packed for the next packed layer, which then skips packing.
-        low_precision: ``{float conv path: "int8" or "bf16"}``: the float convs run in low
-            precision (:mod:`autobin.deploy.float_parts`).
+        low_precision: ``{float conv path: "int8", "bf16" or "fp32-kernel"}``: the float convs
+            run in low precision or in float32 by autobin's kernel
+            (:mod:`autobin.deploy.float_parts`).
         float_parts: the ``float_parts`` choice deploy was given.
         compiled_chains: module paths of each run of layers executed by one C++ call.
         float32_layers: float layers kept in float32 whatever ``float_parts`` says (the model
@@ -93,7 +94,8 @@ class DeploySummary:
             f"shortcut adds in conv epilogues, {len(self.packs_next)} outputs packed for the next "
             f"layer there; float parts ({self.float_parts}): "
             f"{list(self.low_precision.values()).count('int8')} convs in int8, "
-            f"{list(self.low_precision.values()).count('bf16')} in bf16"
+            f"{list(self.low_precision.values()).count('bf16')} in bf16, "
+            f"{list(self.low_precision.values()).count('fp32-kernel')} in the fp32 kernel"
             f"{f', {len(self.float32_layers)} kept float32' if self.float32_layers else ''}; "
             f"{sum(map(len, self.compiled_chains))} layers run by "
             f"{len(self.compiled_chains)} C++ call(s); kernel path: {active_kernel()}",
@@ -417,11 +419,13 @@ def deploy(
             the conv's epilogue, and let a packed conv write its output already bit-packed for
             a packed conv that consumes it (same values: each step keeps its rounding).
         float_parts: ``"auto"`` (int8 stem, bf16 other eligible float convs, where the CPU
-            has the instructions and the model family allows it), ``"fp32"`` (float32: the
-            fake-quantized model's values within the documented bound), ``"int8"`` or
-            ``"bf16"``; see :mod:`autobin.deploy.float_parts`. Layers the model family keeps
-            float32 (a detector's prediction convs) stay float32 whatever the choice.
-        compile_graph: run each run of consecutive packed/int8 convs and max pools in fx
+            has the instructions and the model family allows it; else ``"fp32-kernel"``),
+            ``"fp32"`` (float32 in torch: the fake-quantized model's values within the
+            documented bound), ``"fp32-kernel"`` (float32 in autobin's kernel, run inside
+            compiled chains), ``"int8"`` or ``"bf16"``; see :mod:`autobin.deploy.float_parts`.
+            Layers the model family keeps float32 (a detector's prediction convs) stay float32
+            (torch's) whatever the choice.
+        compile_graph: run each run of consecutive packed/float-part convs and max pools in fx
             graphs by one C++ call (:mod:`autobin.deploy.plan`; same values).
         weight_signs: binary weights by layer path, used instead of the layers' own (the zoo
             passes its stored packed signs, so they are packed without a float detour).
@@ -457,7 +461,7 @@ def deploy(
         )
     family = family_of(model)
     if float_parts == "auto" and not family.auto_low_precision:
-        float_parts = "fp32"
+        float_parts = "fp32-kernel"
     float32_layers = family.float32_layers(model) if float_parts != "fp32" else ()
     work = _deepcopy(model, {})  # the info record's float model is shared, not copied
     summary = DeploySummary(

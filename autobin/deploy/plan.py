@@ -2,17 +2,18 @@
 
 :func:`compile_chains` finds, in the fx graphs of a deployed model, runs of consecutive calls of
 packed convs (:class:`~.layers.PackedConv2d`), int8, bf16 and float32-kernel convs
-(:mod:`~.float_parts`) and max pools that take one value from outside, and at most one more used only as a fused
-shortcut operand, and give one value back (in a ResNet: from the stem to the last block; a run
-whose inner values are also used elsewhere, such as a detector backbone's feature maps, is cut
-after each of them), and replaces each run by a :class:`CompiledChain`. A layer the chains
-cannot run whose value is only a shortcut operand of chained layers (a float32 downsample conv)
-is moved up to just after its inputs, so it runs in torch before the chain and hands its value
-over as the chain's second input: a ResNet stage with such a downsample is one chain. Its
-forward builds,
-once per input shape, a plan: one ``PlanOp`` record per layer (geometry, the layer's buffer
-addresses, activation slots in an arena) and runs it with ``autobin_run_plan``. A packed
-layer's input packed by its producer's epilogue is handed over inside the arena.
+(:mod:`~.float_parts`) and max pools that take one value from outside, and at most one more
+used only as a fused shortcut operand, and give one value back (in a ResNet: from the stem to
+the last block; a run whose inner values are also used elsewhere, such as a detector backbone's
+feature maps, is cut after each of them), and replaces each run by a :class:`CompiledChain`. A
+layer the chains cannot run whose value is only a shortcut operand of chained layers (a torch
+float32 downsample conv) is moved up to just after its inputs, so it runs in torch before the
+chain and hands its value over as the chain's second input: a ResNet stage with such a
+downsample is one chain. Its forward builds, once per input shape, a plan: one ``PlanOp``
+record per layer (geometry, the layer's buffer addresses, activation slots in an arena, each
+slot reused once no later layer reads it) and runs it with ``autobin_run_plan``. A packed
+layer's input packed by its producer's epilogue (a packed conv's, or a float32-kernel conv's)
+is handed over inside the arena.
 
 Values are those of the layers called one by one (the same kernel functions); input the
 kernels cannot run (another dtype or device, the ``reference`` path) runs the layers one by one.

@@ -19,10 +19,12 @@ from autobin.deploy import PackedConv2d, use_kernel
 from autobin.deploy.build import cpu_has_bf16, cpu_has_vnni
 from autobin.deploy.float_parts import (
     Bf16Conv2d,
+    Fp32Conv2d,
     Int8Conv2d,
     bf16_conv_reference,
     int8_conv_reference,
 )
+from autobin.deploy.layers import InferenceMaxout
 from autobin.deploy.packing import row_words
 from autobin.deploy.plan import CompiledChain
 from autobin.nn import BinaryLayer, Maxout
@@ -254,6 +256,71 @@ def test_bf16_strided_1x1_converts_only_the_pixels_it_reads_with_the_same_result
         assert torch.equal(y, Bf16Conv2d(flat)(x[:, :, ::s, ::s].contiguous()))
 
 
+@pytest.mark.parametrize(
+    ("cin", "cout", "k", "s", "p", "h", "w"), [*GEOMETRIES, (3, 16, 3, 2, 1, 33, 34)]
+)
+def test_fp32_kernel_equals_the_conv_within_float32_summation_on_every_path(
+    cin, cout, k, s, p, h, w
+):
+    """Blocks of 8 output pixels in raster order: some cross an output row (widths 5, 7, 14,
+    17) or reach past the image's edges; output channels not a multiple of 16 (70)."""
+    torch.manual_seed(cin + cout + k)
+    conv = nn.Conv2d(cin, cout, k, s, p).eval()
+    mo = Maxout(cout)
+    with torch.no_grad():
+        mo.gamma_pos.uniform_(-1.0, 2.0)
+        mo.gamma_neg.uniform_(-1.0, 2.0)
+    maxout = InferenceMaxout(mo)
+    layer, fused = Fp32Conv2d(conv), Fp32Conv2d(conv, maxout)
+    x = torch.randn(2, cin, h, w)
+    with torch.no_grad():
+        exact = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), s, p)
+        magnitude = F.conv2d(x.double().abs(), conv.weight.double().abs(), None, s, p)
+        bound = (cin * k * k + 2) * 2.0**-24 * (magnitude + conv.bias.double().abs().reshape(
+            1, -1, 1, 1))  # fmt: skip
+        for path in PATHS:
+            with use_kernel(path):
+                y = layer(x)
+                assert y.shape == exact.shape and y.dtype == torch.float32
+                assert ((y.double() - exact).abs() <= bound).all(), path
+                if path != "reference":  # (torch's conv) an image's result ignores the batch
+                    assert torch.equal(layer(x[1:]), y[1:]), path
+                # the fused Maxout is the Maxout module on the same floats
+                assert torch.equal(fused(x), maxout(y)), path
+
+
+def test_fp32_kernel_float_convs_run_inside_one_chain_bit_for_bit():
+    """``float_parts="fp32-kernel"``: the stem and downsample convs run in float32 in the
+    kernel, inside the compiled chains (one C++ call for the whole resnet18; a deep stem's
+    float conv hands the next binary conv its output packed, 16 or 24 channels), equal to the
+    layers called one by one bit for bit on every path, and to torch's float32 convs within
+    float32 rounding."""
+    for kwargs in (
+        {},
+        {"channels": (32, 64, 96, 128), "stem_width": 16, "stem_type": "deep"},
+        {"channels": (32, 64, 96, 128), "stem_width": 24, "stem_type": "deep"},
+    ):
+        bnn = _resnet(**kwargs)
+        plain = autobin.deploy(bnn, float_parts="fp32-kernel", fuse_glue=False, compile_graph=False)
+        compiled = autobin.deploy(bnn, float_parts="fp32-kernel")
+        torch_fp32 = autobin.deploy(bnn, float_parts="fp32")
+        stem = "conv1.0" if kwargs else "conv1"
+        float_convs = [n for n, m in bnn.named_modules() if type(m) is nn.Conv2d]
+        assert stem in float_convs and len(float_convs) >= 4  # the stem, the downsample convs
+        assert compiled.summary.low_precision == dict.fromkeys(float_convs, "fp32-kernel")
+        (chain,) = compiled.summary.compiled_chains
+        assert chain[0] == stem and chain[-1] == "layer4.1.conv2"
+        assert compiled.summary.float_parts == "fp32-kernel"
+        for path in PATHS:
+            for x in (_x(1, 40, 40), _x(3, 37, 45, seed=2)):
+                with use_kernel(path):
+                    ref = plain(x)
+                    assert torch.equal(compiled(x), ref), (path, kwargs)
+                    exact = torch_fp32(x)
+                    err = float((ref - exact).abs().max())
+                    assert err <= 1e-4 * float(exact.abs().max()), (path, kwargs)
+
+
 def test_float_parts_choice_per_layer():
     bnn = _resnet(awkward=False)
     auto = autobin.deploy(bnn)
@@ -264,6 +331,10 @@ def test_float_parts_choice_per_layer():
         expected.update({f"layer{i}.0.downsample.0": "bf16" for i in (2, 3, 4)})
     assert auto.summary.low_precision == expected
     assert autobin.deploy(bnn, float_parts="fp32").summary.low_precision == {}
+    kernel32 = autobin.deploy(bnn, float_parts="fp32-kernel").summary
+    float_convs = ["conv1", *(f"layer{i}.0.downsample.0" for i in (2, 3, 4))]
+    assert kernel32.low_precision == dict.fromkeys(float_convs, "fp32-kernel")
+    assert "4 in the fp32 kernel" in str(kernel32)
     with pytest.raises(autobin.AutobinError, match="unknown float_parts 'fp16'"):
         autobin.deploy(bnn, float_parts="fp16")
 

@@ -59,24 +59,36 @@ def test_deployed_detector_is_the_mmdet_detector_with_packed_parts(fake, images)
     assert not any(isinstance(m, BinaryLayer) for m in fast.modules())
     assert any(isinstance(m, BinaryLayer) for m in fake.modules())  # the source is untouched
     assert all(p.startswith(("backbone.", "neck.")) for p in summary.packed)
-    # auto keeps a detector's float convs float32; the prediction convs stay float32 always
-    assert summary.float_parts == "fp32" and not summary.low_precision
+    # auto keeps a detector's float convs float32, in autobin's kernel; the prediction convs
+    # stay float32 in torch always
+    downsample = {f"backbone.layer{i}.0.downsample.0" for i in (2, 3, 4)}  # float in ssd-adabin
+    float_convs = {"backbone.stem.0", *downsample}
+    assert summary.float_parts == "fp32-kernel"
+    assert summary.low_precision == dict.fromkeys(float_convs, "fp32-kernel")
+    assert fast.backbone.stem[0].maxout is not None  # the stem's Maxout is in its epilogue
     int8 = autobin.info(autobin.deploy(fake, float_parts="int8")).deployment
     preds = prediction_convs(fake, x[:1])
     assert len(preds) == 8 and set(int8.float32_layers) == set(preds)
-    downsample = {f"backbone.layer{i}.0.downsample.0" for i in (2, 3, 4)}  # float in ssd-adabin
-    assert set(int8.low_precision) == {"backbone.stem.0", *downsample}
-    # compiled chains end where a value is used outside the run (a returned feature map) and
-    # at the float32 downsample convs (torch's, run before the chain: their output is the
-    # chain's second input), so: stem + layer1, one chain per later stage, the neck's extra
-    # level
+    assert set(int8.low_precision) == float_convs
+    # compiled chains end where a value is used outside the run (a returned feature map:
+    # layer2, layer3 and layer4's outputs); the float convs run inside them, so: the stem to
+    # layer2, layer3, layer4 (each with its downsample conv), the neck's extra level
     chains = summary.compiled_chains
     assert [(c[0], c[-1]) for c in chains] == [
+        ("backbone.stem.0", "backbone.layer2.1.conv2"),
+        *((f"backbone.layer{i}.0.conv1", f"backbone.layer{i}.1.conv2") for i in (3, 4)),
+        ("neck.extra_layers.0.0.conv", "neck.extra_layers.0.1.conv"),
+    ]
+    assert [len(c) for c in chains] == [13, 5, 5, 2]
+    assert all(f"backbone.layer{i}.0.downsample.0" in chains[i - 2] for i in (2, 3, 4))
+    # torch's float32 convs (float_parts="fp32") cut the runs at the downsample convs, which
+    # run before the chain and hand their value over as its second input
+    torch_chains = autobin.info(autobin.deploy(fake, float_parts="fp32")).deployment
+    assert [(c[0], c[-1]) for c in torch_chains.compiled_chains] == [
         ("backbone.stem.3", "backbone.layer1.1.conv2"),
         *((f"backbone.layer{i}.0.conv1", f"backbone.layer{i}.1.conv2") for i in (2, 3, 4)),
         ("neck.extra_layers.0.0.conv", "neck.extra_layers.0.1.conv"),
     ]
-    assert [len(c) for c in chains[1:4]] == [4, 4, 4]
     assert autobin.deploy(fast) is fast
     # mmdet's own predict path runs on it
     with torch.no_grad():
@@ -111,21 +123,24 @@ def test_deployed_detector_layers_and_raw_outputs_match_the_fake_quantized_one(f
 
 
 def test_deployed_detectors_chains_equal_its_layers_called_one_by_one(fake, images):
-    """The compiled chains (layer2-4 each one C++ call, taking the float32 downsample conv's
-    output as a second input) give the backbone's and neck's features of the layers called
-    one by one, bit for bit, on every kernel path."""
+    """The compiled chains give the backbone's and neck's features of the layers called one by
+    one, bit for bit, on every kernel path: with the float convs in autobin's kernel (inside
+    the chains, the stem's output packed by its epilogue) and in torch (the downsample conv's
+    output handed to the chain as a second input)."""
     from autobin.deploy import available_kernels, use_kernel
 
     _, x = images
-    fast, plain = autobin.deploy(fake), autobin.deploy(fake, compile_graph=False)
-    assert len(autobin.info(fast).deployment.compiled_chains) == 5
-    for path in [p for p in available_kernels() if p != "reference"]:
-        with use_kernel(path), torch.no_grad():
-            for batch in (x[:1], x):
-                feats = fast.neck(fast.backbone(batch))
-                ref = plain.neck(plain.backbone(batch))
-                assert len(feats) == len(ref) == 4
-                assert all(torch.equal(f, r) for f, r in zip(feats, ref)), path
+    for float_parts, n_chains in (("fp32-kernel", 4), ("fp32", 5)):
+        fast = autobin.deploy(fake, float_parts=float_parts)
+        plain = autobin.deploy(fake, float_parts=float_parts, compile_graph=False)
+        assert len(autobin.info(fast).deployment.compiled_chains) == n_chains
+        for path in [p for p in available_kernels() if p != "reference"]:
+            with use_kernel(path), torch.no_grad():
+                for batch in (x[:1], x):
+                    feats = fast.neck(fast.backbone(batch))
+                    ref = plain.neck(plain.backbone(batch))
+                    assert len(feats) == len(ref) == 4
+                    assert all(torch.equal(f, r) for f, r in zip(feats, ref)), path
 
 
 def _float64_features(detector: torch.nn.Module) -> torch.nn.Module:
@@ -179,9 +194,12 @@ def test_bench_times_a_detector_configs_backbone_and_neck(capsys):
     assert all(v > 0 for v in data["total"].values())
     packed = [n for n, k in data["kinds"].items() if k == "packed"]
     assert len(packed) == 20 and {p.split(".")[0] for p in packed} == {"backbone", "neck"}
-    assert data["kinds"]["backbone.stem.0"] == "float"  # a detector's stem stays float32
+    assert data["kinds"]["backbone.stem.0"] == "fp32k"  # float32, in autobin's kernel
     chains = list(data["chain_layers"].values())
-    assert len(chains) == 5 and chains[0][-1] == "backbone.layer1.1.conv2"
-    assert [c[0] for c in chains[1:4]] == [f"backbone.layer{i}.0.conv1" for i in (2, 3, 4)]
+    assert len(chains) == 4 and chains[0][-1] == "backbone.layer2.1.conv2"
+    assert [c[0] for c in chains[:3]] == [
+        "backbone.stem.0",
+        *(f"backbone.layer{i}.0.conv1" for i in (3, 4)),
+    ]
     assert data["breakdown"]["compiled chains (one C++ call each)"] > 0
     assert data["state_bytes"]["float"] > 8 * data["state_bytes"]["deployed"]

@@ -152,7 +152,8 @@ class ModelFamily:
 
     auto_low_precision: ClassVar[bool] = True
     """Whether deployment's ``float_parts="auto"`` may run this family's float convs in
-    int8/bf16 (where it may not, ``auto`` means float32; explicit choices still apply)."""
+    int8/bf16 (where it may not, ``auto`` means float32 in autobin's kernel, ``"fp32-kernel"``;
+    explicit choices still apply)."""
 
     def graph_views(self, model: nn.Module) -> list[tuple[str, nn.Module, fx.GraphModule]]:
         """The traced parts of a rewritten ``model`` whose graph is not a ``GraphModule`` in
