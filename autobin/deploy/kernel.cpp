@@ -287,6 +287,9 @@ __attribute__((target("avx512f,avx512vpopcntdq"), always_inline)) inline void ac
   }
 }
 
+// Fused: the Maxout and packing steps of the epilogue (b.gp, b.bits) are compiled in (a
+// separate instantiation, so the plain epilogue keeps its registers).
+template <bool Fused>
 __attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block& b) {
   const int64_t nob = (b.og + kOBlock - 1) / kOBlock;
   for (int64_t ob = 0; ob < nob; ++ob) {
@@ -308,7 +311,7 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block
       const __m512 m = _mm512_maskz_loadu_ps(live, b.m + oh);
       const __m512 csa = _mm512_maskz_loadu_ps(live, b.csa + oh);
       __m512 pos = _mm512_setzero_ps(), neg = pos;
-      if (b.gp) {
+      if (Fused && b.gp) {
         pos = _mm512_maskz_loadu_ps(live, b.gp + oh);
         neg = _mm512_maskz_loadu_ps(live, b.gn + oh);
       }
@@ -321,12 +324,12 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void block_avx512(const Block
         y = _mm512_fmadd_ps(csa, _mm512_set1_ps(b.sa[p]), y);
         if (b.res[p]) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(live, b.res[p] + oh));
         if (b.res2[p]) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(live, b.res2[p] + oh));
-        if (b.gp) {  // the Maxout as maxout_rows: y * (y >= 0 ? gp : gn), one rounding
+        if (Fused && b.gp) {  // the Maxout as maxout_rows: y * (y >= 0 ? gp : gn), one rounding
           const __mmask16 ge = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GE_OQ);
           y = _mm512_mul_ps(y, _mm512_mask_blend_ps(ge, neg, pos));
         }
         _mm512_mask_storeu_ps(b.out[p] + oh, live, y);
-        if (b.bits[0]) {  // as pack_pixel_avx512: bit = y >= next_thr
+        if (Fused && b.bits[0]) {  // as pack_pixel_avx512: bit = y >= next_thr
           const __mmask16 set =
               _mm512_mask_cmp_ps_mask(live, y, _mm512_set1_ps(b.next_thr), _CMP_GE_OQ);
           b.bits[p][oh / 16] = static_cast<uint16_t>(set);
@@ -894,12 +897,13 @@ void packed_conv(const ConvArgs& a, const float* x, float thr, const uint64_t* a
                 a.next_act + pix * a.next_groups * next_k, a.next_sa + pix * a.next_groups);
   };
 
-  void (*block_fn)(const Block&) =
-      a.path == kAvx512 ? block_avx512 : (a.path == kAvx2 ? block_avx2 : block_portable);
   // AVX-512 with one group: the Maxout and the packing (one group of 16k channels) are done on
   // the output vectors in registers instead of by finish_pixel (the same values and bits)
   const bool fast_finish = finishing && a.path == kAvx512 && groups == 1 &&
                            (!a.next_act || (a.next_groups == 1 && O % 16 == 0));
+  void (*block_fn)(const Block&) =
+      a.path == kAvx512 ? (fast_finish ? block_avx512<true> : block_avx512<false>)
+                        : (a.path == kAvx2 ? block_avx2 : block_portable);
   const int64_t items = a.n * a.oh * nbw;
 #pragma omp parallel for num_threads(a.nthreads) schedule(static)
   for (int64_t item = 0; item < items; ++item) {
@@ -926,16 +930,18 @@ void packed_conv(const ConvArgs& a, const float* x, float thr, const uint64_t* a
       blk.m = a.m + g * og;
       blk.csa = a.csa + g * og;
       blk.npix = npix;
-      blk.gp = fast_finish ? a.gp : nullptr;
-      blk.gn = a.gn;
-      blk.next_thr = a.next_thr;
-      blk.ones = ones;
-      for (int p = 0; p < kPixBlock; ++p) {
-        blk.bits[p] = nullptr;
-        if (fast_finish && a.next_act && p < npix) {
-          uint64_t* words = a.next_act + (out_row + ox0 + p) * next_k;
-          std::fill_n(words, next_k, 0);  // bits past the channels stay 0
-          blk.bits[p] = reinterpret_cast<uint16_t*>(words);
+      if (fast_finish) {
+        blk.gp = a.gp;
+        blk.gn = a.gn;
+        blk.next_thr = a.next_thr;
+        blk.ones = ones;
+        for (int p = 0; p < kPixBlock; ++p) {
+          blk.bits[p] = nullptr;
+          if (a.next_act && p < npix) {
+            uint64_t* words = a.next_act + (out_row + ox0 + p) * next_k;
+            std::fill_n(words, next_k, 0);  // bits past the channels stay 0
+            blk.bits[p] = reinterpret_cast<uint16_t*>(words);
+          }
         }
       }
       for (int p = 0; p < kPixBlock; ++p) {
