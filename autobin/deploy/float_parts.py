@@ -124,6 +124,41 @@ class _LowPrecisionConv(nn.Module):
     def __prepare_scriptable__(self) -> Any:
         refuse_scripting(type(self).__name__)
 
+    def _take_conv(self, conv: nn.Conv2d, maxout: InferenceMaxout | None, what: str) -> None:
+        """Refuse a conv the kernels cannot run; keep its geometry and the fused Maxout."""
+        reason = int8_ineligible(conv)
+        if reason is not None:
+            raise DeployError(f"{type(conv).__name__} cannot run {what}: {reason}")
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size = tuple(int(k) for k in conv.kernel_size)
+        self.stride = tuple(int(s) for s in conv.stride)
+        self.padding = _static_pads(conv)
+        self.maxout = maxout
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise DeployInputError(
+                f"{type(self).__name__} expects input (N, {self.in_channels}, H, W), got "
+                f"{tuple(x.shape)}"
+            )
+
+    def _kernel_call(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple, tuple]:
+        """For the kernel's call on ``x`` (N, C, H, W): the channels-last input, the
+        (N, oh, ow, O) output to fill, the geometry ``(n, h, w, c, kh, kw, sh, sw, pt, pl, oh,
+        ow)`` and the fused Maxout's slope addresses (0 without one)."""
+        n, c, h, w = x.shape
+        oh, ow = self._output_size(h, w)
+        xl = x.permute(0, 2, 3, 1)
+        if not xl.is_contiguous():
+            xl = xl.contiguous()
+        out = torch.empty((n, oh, ow, self.out_channels), dtype=torch.float32)
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        pt, _, pl, _ = self.padding
+        slopes = (0, 0)
+        if self.maxout is not None:
+            slopes = (self.maxout.gamma_pos.data_ptr(), self.maxout.gamma_neg.data_ptr())
+        return xl, out, (n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow), slopes
+
     def _output_size(self, h: int, w: int) -> tuple[int, int]:
         pt, pb, pl, pr = self.padding
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
@@ -143,14 +178,7 @@ class Int8Conv2d(_LowPrecisionConv):
 
     def __init__(self, conv: nn.Conv2d, maxout: InferenceMaxout | None = None) -> None:
         super().__init__()
-        reason = int8_ineligible(conv)
-        if reason is not None:
-            raise DeployError(f"{type(conv).__name__} cannot run in int8: {reason}")
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.kernel_size = tuple(int(k) for k in conv.kernel_size)
-        self.stride = tuple(int(s) for s in conv.stride)
-        self.padding = _static_pads(conv)
-        self.maxout = maxout
+        self._take_conv(conv, maxout, "in int8")
         self.weight_error = weight_error(conv)
         q, scale = _quantize_weight(conv.weight)
         o, c, kh, kw = q.shape
@@ -169,30 +197,16 @@ class Int8Conv2d(_LowPrecisionConv):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         refuse_tracing("Int8Conv2d")
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise DeployInputError(
-                f"Int8Conv2d expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
+        self._check_input(x)
         kernel = x.dtype == torch.float32 and x.device.type == "cpu"
         if not kernel or active_kernel() == "reference" or not cpu_has_vnni():
             y = int8_conv_reference(self, x)
             return self.maxout(y) if self.maxout is not None else y
-        n, c, h, w = x.shape
-        oh, ow = self._output_size(h, w)
-        xl = x.permute(0, 2, 3, 1)
-        if not xl.is_contiguous():
-            xl = xl.contiguous()
-        out = torch.empty((n, oh, ow, self.out_channels), dtype=torch.float32)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        pt, _, pl, _ = self.padding
-        gp = gn = 0
-        if self.maxout is not None:
-            gp, gn = self.maxout.gamma_pos.data_ptr(), self.maxout.gamma_neg.data_ptr()
+        xl, out, geometry, (gp, gn) = self._kernel_call(x)
         status = load_library().autobin_int8_conv(
-            xl.data_ptr(), n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, self.wq.data_ptr(),
-            self.r4, self.out_channels, self.padded_out, self.sumw.data_ptr(),
-            self.wscale.data_ptr(), self.bias.data_ptr(), gp, gn, torch.get_num_threads(),
-            out.data_ptr(),
+            xl.data_ptr(), *geometry, self.wq.data_ptr(), self.r4, self.out_channels,
+            self.padded_out, self.sumw.data_ptr(), self.wscale.data_ptr(), self.bias.data_ptr(),
+            gp, gn, torch.get_num_threads(), out.data_ptr(),
         )  # fmt: skip
         if status != 0:
             raise DeployError("Int8Conv2d: this CPU lacks AVX-512 VNNI")
@@ -221,14 +235,7 @@ class Bf16Conv2d(_LowPrecisionConv):
 
     def __init__(self, conv: nn.Conv2d, maxout: InferenceMaxout | None = None) -> None:
         super().__init__()
-        reason = int8_ineligible(conv)
-        if reason is not None:
-            raise DeployError(f"{type(conv).__name__} cannot run in bf16: {reason}")
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.kernel_size = tuple(int(k) for k in conv.kernel_size)
-        self.stride = tuple(int(s) for s in conv.stride)
-        self.padding = _static_pads(conv)
-        self.maxout = maxout
+        self._take_conv(conv, maxout, "in bf16")
         w = conv.weight.detach().float()
         self.weight_error = _bf16_weight_error(conv)
         o, c, kh, kw = w.shape
@@ -245,29 +252,16 @@ class Bf16Conv2d(_LowPrecisionConv):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         refuse_tracing("Bf16Conv2d")
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise DeployInputError(
-                f"Bf16Conv2d expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
+        self._check_input(x)
         kernel = x.dtype == torch.float32 and x.device.type == "cpu"
         if not kernel or active_kernel() == "reference" or not cpu_has_bf16():
             y = bf16_conv_reference(self, x)
             return self.maxout(y) if self.maxout is not None else y
-        n, c, h, w = x.shape
-        oh, ow = self._output_size(h, w)
-        xl = x.permute(0, 2, 3, 1)
-        if not xl.is_contiguous():
-            xl = xl.contiguous()
-        out = torch.empty((n, oh, ow, self.out_channels), dtype=torch.float32)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        pt, _, pl, _ = self.padding
-        gp = gn = 0
-        if self.maxout is not None:
-            gp, gn = self.maxout.gamma_pos.data_ptr(), self.maxout.gamma_neg.data_ptr()
+        xl, out, geometry, (gp, gn) = self._kernel_call(x)
         status = load_library().autobin_bf16_conv(
-            xl.data_ptr(), n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, self.wb.data_ptr(),
-            self.r2, self.out_channels, self.padded_out, self.bias.data_ptr(), gp, gn,
-            torch.get_num_threads(), out.data_ptr(),
+            xl.data_ptr(), *geometry, self.wb.data_ptr(), self.r2, self.out_channels,
+            self.padded_out, self.bias.data_ptr(), gp, gn, torch.get_num_threads(),
+            out.data_ptr(),
         )  # fmt: skip
         if status != 0:
             raise DeployError("Bf16Conv2d: this CPU lacks AVX-512 BF16")
@@ -297,14 +291,7 @@ class Fp32Conv2d(_LowPrecisionConv):
 
     def __init__(self, conv: nn.Conv2d, maxout: InferenceMaxout | None = None) -> None:
         super().__init__()
-        reason = int8_ineligible(conv)
-        if reason is not None:
-            raise DeployError(f"{type(conv).__name__} cannot run in the fp32 kernel: {reason}")
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.kernel_size = tuple(int(k) for k in conv.kernel_size)
-        self.stride = tuple(int(s) for s in conv.stride)
-        self.padding = _static_pads(conv)
-        self.maxout = maxout
+        self._take_conv(conv, maxout, "in the fp32 kernel")
         self.weight_error = 0.0
         w = conv.weight.detach().float()
         o, c, kh, kw = w.shape
@@ -322,29 +309,16 @@ class Fp32Conv2d(_LowPrecisionConv):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         refuse_tracing("Fp32Conv2d")
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise DeployInputError(
-                f"Fp32Conv2d expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
+        self._check_input(x)
         path = active_kernel()
         if x.dtype != torch.float32 or x.device.type != "cpu" or path == "reference":
             y = fp32_conv_reference(self, x)
             return self.maxout(y) if self.maxout is not None else y
-        n, c, h, w = x.shape
-        oh, ow = self._output_size(h, w)
-        xl = x.permute(0, 2, 3, 1)
-        if not xl.is_contiguous():
-            xl = xl.contiguous()
-        out = torch.empty((n, oh, ow, self.out_channels), dtype=torch.float32)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        pt, _, pl, _ = self.padding
-        gp = gn = 0
-        if self.maxout is not None:
-            gp, gn = self.maxout.gamma_pos.data_ptr(), self.maxout.gamma_neg.data_ptr()
+        xl, out, geometry, (gp, gn) = self._kernel_call(x)
         load_library().autobin_fp32_conv(
-            xl.data_ptr(), n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, self.wf.data_ptr(),
-            self.out_channels, self.padded_out, self.bias.data_ptr(), gp, gn, path_code(path),
-            torch.get_num_threads(), out.data_ptr(), 0, 0.0, None, None,
+            xl.data_ptr(), *geometry, self.wf.data_ptr(), self.out_channels, self.padded_out,
+            self.bias.data_ptr(), gp, gn, path_code(path), torch.get_num_threads(),
+            out.data_ptr(), 0, 0.0, None, None,
         )  # fmt: skip
         return out.permute(0, 3, 1, 2)
 
