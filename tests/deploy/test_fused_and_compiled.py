@@ -164,6 +164,20 @@ def test_stages_with_float32_downsample_convs_run_as_chains_with_a_second_input(
         assert torch.equal(chain(x, x2), conv4(conv3(y), y))
 
 
+def test_plan_arena_places_activations_first_fit_and_reuses_given_back_blocks():
+    from autobin.deploy.plan import _Arena
+
+    arena = _Arena()
+    a, b, c = arena.take(100), arena.take(64), arena.take(200)  # 64-byte aligned blocks
+    assert (a, b, c, arena.size) == (0, 128, 192, 448)
+    arena.give(a)
+    assert arena.take(64) == 0  # first fit, inside the freed 128 bytes
+    arena.give(b)  # 64..192 free now (merged with the rest of a's block)
+    assert arena.take(128) == 64 and arena.size == 448
+    arena.give(c)  # the free block at the end grows in place
+    assert arena.take(300) == 192 and arena.size == 512
+
+
 def test_packed_bits_handed_over_are_not_used_after_an_in_place_change():
     producer = PackedConv2d(random_conv(64, 64, 3, 1, 1, 1, 1, seed=1), residual=True)
     consumer_layer = random_conv(64, 32, 3, 1, 1, 1, 1, seed=2)
