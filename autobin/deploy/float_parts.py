@@ -366,7 +366,8 @@ def check_float_parts(float_parts: str) -> str:
 
     return check_choice(
         float_parts,
-        {"auto": "int8 stem and bf16 elsewhere where the CPU has the instructions",
+        {"auto": "int8 stem and bf16 elsewhere where the CPU has the instructions; a "
+                 "detector's float convs in the fp32 kernel",
          "fp32": "float32 as before (exact)",
          "fp32-kernel": "float32 in autobin's kernel for every eligible float conv (fused into "
                         "compiled chains)",
