@@ -281,11 +281,11 @@ class Fp32Conv2d(_LowPrecisionConv):
     (``float_parts="fp32-kernel"``).
 
     Full precision, but in the kernel library, so that it runs inside compiled chains
-    (:mod:`.plan`) with a following channel Maxout in its epilogue and, where a packed layer reads
-    its output, that layer's binarization and bit-packing too (the float activation is not
-    read back). The kernel sums the products in another order than torch: outputs agree with
-    the torch conv within float32 rounding of the sum, not bit for bit. Input the kernel cannot
-    run (another dtype, device, the ``reference`` kernel path) runs the torch conv
+    (:mod:`.plan`) with a following channel Maxout in its epilogue and, where a packed layer
+    reads its output, that layer's binarization and bit-packing too (it skips its packing
+    pass). The kernel sums the products in another order than torch: outputs agree with the
+    torch conv within float32 rounding of the sum, not bit for bit. Input the kernel cannot run
+    (another dtype, device, the ``reference`` kernel path) runs the torch conv
     (:func:`fp32_conv_reference`).
     """
 

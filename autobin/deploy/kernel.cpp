@@ -988,7 +988,7 @@ struct Fp32Args {
   const float* x;
   int64_t h, w, c, kh, kw, sh, sw, pt, pl, oh, ow, o, op;
   const float *wf, *bias, *gp, *gn;
-  float* out;  // (oh, ow, o) float32, or null: not stored (only the packed bits are wanted)
+  float* out;  // (oh, ow, o) float32
   int64_t next_groups;
   float next_thr;
   uint64_t* next_act;
@@ -1130,7 +1130,7 @@ __attribute__((target("avx512f"), always_inline)) inline void fp32_tile_avx512(
         const __mmask16 ge = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GE_OQ);
         y = _mm512_mul_ps(y, _mm512_mask_blend_ps(ge, neg, pos));
       }
-      if (dst[p]) _mm512_mask_storeu_ps(dst[p] + oc, live, y);
+      _mm512_mask_storeu_ps(dst[p] + oc, live, y);
       if (bits) {
         const __mmask16 set = _mm512_cmp_ps_mask(y, thr, _CMP_GE_OQ);
         bits[p][oc / 16] = static_cast<uint16_t>(set);
@@ -1160,9 +1160,8 @@ void fp32_conv_image(const Fp32Args& a) {
       a.path == kAvx512 && a.next_act && a.next_groups == 1 && a.o % 16 == 0;
 #pragma omp parallel num_threads(a.nthreads)
   {
-    thread_local std::vector<float> buf, tmp;
+    thread_local std::vector<float> buf;
     float* bufp = grow(buf, a.kh * per_row);
-    float* tmpp = a.out ? nullptr : grow(tmp, kFPix * a.op);
     std::vector<const float*> base(static_cast<size_t>(a.kh));
     std::vector<int64_t> stride(static_cast<size_t>(a.kh));
 #pragma omp for schedule(static)
@@ -1172,8 +1171,7 @@ void fp32_conv_image(const Fp32Args& a) {
       fp32_rows(a, pix0, npix, bufp, base.data(), stride.data());
       float* dst[kFPix];
       for (int p = 0; p < kFPix; ++p)
-        dst[p] = a.out ? a.out + (pix0 + std::min(p, npix - 1)) * a.o
-                       : (fast_bits ? nullptr : tmpp + p * a.op);
+        dst[p] = a.out + (pix0 + std::min(p, npix - 1)) * a.o;
       if (a.path == kAvx512) {
         uint16_t* bits[kFPix] = {};
         int32_t ones[kFPix] = {};
@@ -1351,7 +1349,7 @@ int autobin_bf16_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c
 
 // float32 convolution of a float layer (see fp32_conv_image): x (n, h, w, c) float32
 // channels-last, wf and bias as described there (op = O rounded up to 16), gp/gn the fused
-// Maxout or null; out (n, oh, ow, o) float32, or null when only the packed output is wanted;
+// Maxout or null; out (n, oh, ow, o) float32;
 // next_act/next_sa: the output binarized (y >= next_thr) and bit-packed for the next packed
 // layer (next_groups groups), as autobin_pack would from `out`, or null.
 void autobin_fp32_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh,
@@ -1364,7 +1362,7 @@ void autobin_fp32_conv(const float* x, int64_t n, int64_t h, int64_t w, int64_t 
   const int64_t next_words = next_groups > 0 ? next_groups * ((o / next_groups + 63) / 64) : 0;
   for (int64_t b = 0; b < n; ++b) {
     const Fp32Args a{x + b * h * w * c, h, w, c, kh, kw, sh, sw, pt, pl, oh_size, ow_size, o,
-                     op, wf, bias, gp, gn, out ? out + b * npix * o : nullptr, next_groups,
+                     op, wf, bias, gp, gn, out + b * npix * o, next_groups,
                      next_thr, next_act ? next_act + b * npix * next_words : nullptr,
                      next_sa ? next_sa + b * npix * next_groups : nullptr, path, nthreads};
     fp32_conv_image(a);
