@@ -62,7 +62,7 @@ def test_two_processes_train_and_test_a_binarized_ssd(tmp_path, four_image_set, 
     out = _torchrun("mmdet-test", str(config), str(work / "epoch_1.pth"), "--launcher",
                     "pytorch", "--work-dir", str(tmp_path / "test"),
                     "--cfg-options", "test_dataloader.num_workers=0")  # fmt: skip
-    metrics = [json.loads(block) for block in _json_blocks(out)]
+    metrics = _json_objects(out)
     assert len(metrics) == 2  # each process prints the metrics gathered over both
     assert metrics[0] == metrics[1]
     # the sharded evaluation (one image per process) gathers to exactly the single-process mAP
@@ -74,17 +74,15 @@ def test_two_processes_train_and_test_a_binarized_ssd(tmp_path, four_image_set, 
     assert single["pascal_voc/mAP"] == metrics[0]["pascal_voc/mAP"]
 
 
-def _json_blocks(text: str) -> list[str]:
-    blocks, current = [], None
-    for line in text.splitlines():
-        if line == "{":
-            current = [line]
-        elif current is not None:
-            current.append(line)
-            if line == "}":
-                blocks.append("\n".join(current))
-                current = None
-    return blocks
+def _json_objects(text: str) -> list[dict]:
+    """The JSON objects the processes printed (``json.dumps(..., indent=2)``) in their shared
+    output: two processes' prints may meet on one line (``}{``), so objects are read where they
+    start, not line by line."""
+    decoder, objects, at = json.JSONDecoder(), [], 0
+    while (at := text.find('{\n  "', at)) != -1:
+        obj, at = decoder.raw_decode(text, at)
+        objects.append(obj)
+    return objects
 
 
 def test_launcher_pytorch_outside_torchrun_says_how_to_launch(tmp_path, capsys) -> None:
