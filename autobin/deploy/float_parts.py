@@ -111,7 +111,8 @@ def _quantize_input(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 
 class _LowPrecisionConv(nn.Module):
-    """What the int8 and bf16 convs share: geometry, cast guard, output size."""
+    """What the int8, bf16 and fp32-kernel convs share: geometry, cast guard, input check,
+    call preparation, output size, repr."""
 
     in_channels: int
     kernel_size: tuple[int, ...]
@@ -158,6 +159,17 @@ class _LowPrecisionConv(nn.Module):
         if self.maxout is not None:
             slopes = (self.maxout.gamma_pos.data_ptr(), self.maxout.gamma_neg.data_ptr())
         return xl, out, (n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow), slopes
+
+    def _precision(self) -> str:
+        """How the conv computes, for its repr (``"int8 (weight error 0.41 %)"``)."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        mo = ", maxout" if self.maxout is not None else ""
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, {self._precision()}{mo}"
+        )
 
     def _output_size(self, h: int, w: int) -> tuple[int, int]:
         pt, pb, pl, pr = self.padding
@@ -212,13 +224,8 @@ class Int8Conv2d(_LowPrecisionConv):
             raise DeployError("Int8Conv2d: this CPU lacks AVX-512 VNNI")
         return out.permute(0, 3, 1, 2)
 
-    def extra_repr(self) -> str:
-        mo = ", maxout" if self.maxout is not None else ""
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, int8 (weight error "
-            f"{100 * self.weight_error:.2f} %){mo}"
-        )
+    def _precision(self) -> str:
+        return f"int8 (weight error {100 * self.weight_error:.2f} %)"
 
 
 def _bf16_bits(t: torch.Tensor) -> torch.Tensor:
@@ -267,13 +274,8 @@ class Bf16Conv2d(_LowPrecisionConv):
             raise DeployError("Bf16Conv2d: this CPU lacks AVX-512 BF16")
         return out.permute(0, 3, 1, 2)
 
-    def extra_repr(self) -> str:
-        mo = ", maxout" if self.maxout is not None else ""
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, bf16 (weight error "
-            f"{100 * self.weight_error:.2f} %){mo}"
-        )
+    def _precision(self) -> str:
+        return f"bf16 (weight error {100 * self.weight_error:.2f} %)"
 
 
 class Fp32Conv2d(_LowPrecisionConv):
@@ -322,12 +324,8 @@ class Fp32Conv2d(_LowPrecisionConv):
         )  # fmt: skip
         return out.permute(0, 3, 1, 2)
 
-    def extra_repr(self) -> str:
-        mo = ", maxout" if self.maxout is not None else ""
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, fp32 kernel{mo}"
-        )
+    def _precision(self) -> str:
+        return "fp32 kernel"
 
 
 def fp32_conv_reference(layer: Fp32Conv2d, x: torch.Tensor) -> torch.Tensor:

@@ -116,6 +116,13 @@ class CompiledChain(nn.Module):
             owned[-1].append(at)
             return at
 
+        def pack_for(op: PlanOp, oh: int, ow: int, co: int, thr: float, groups: int) -> tuple:
+            """Arena slots for the step's output binarized and packed for a packed reader
+            (``groups`` groups, threshold ``thr``): ``(act, sa, thr, groups)``."""
+            words = n * oh * ow * groups * ((co // groups + 63) // 64)
+            op.next_act, op.next_sa = alloc(8 * words), alloc(4 * n * oh * ow * groups)
+            return (op.next_act, op.next_sa, thr, groups)
+
         shapes: list[tuple[int, int, int]] = []
         slots: list[int] = []
         bits: list[tuple[int, int, float, int] | None] = []  # (act, sa, thr, groups) per step
@@ -149,10 +156,7 @@ class CompiledChain(nn.Module):
                         op.in_act, op.in_sa = act, sa
                 produced = None
                 if module.next_input is not None and i != last:
-                    nthr, ngroups = module.next_input
-                    words = n * oh * ow * ngroups * ((co // ngroups + 63) // 64)
-                    op.next_act, op.next_sa = alloc(8 * words), alloc(4 * n * oh * ow * ngroups)
-                    produced = (op.next_act, op.next_sa, nthr, ngroups)
+                    produced = pack_for(op, oh, ow, co, *module.next_input)
                 bits.append(produced)
             elif isinstance(module, _FLOAT_CONVS):
                 oh, ow = module._output_size(hi, wi)
@@ -171,14 +175,11 @@ class CompiledChain(nn.Module):
                     op.gp = module.maxout.gamma_pos.data_ptr()
                     op.gn = module.maxout.gamma_neg.data_ptr()
                 produced = None
-                reader = self._packed_reader(i)
-                if isinstance(module, Fp32Conv2d) and reader is not None:
+                reader = self._packed_reader(i) if isinstance(module, Fp32Conv2d) else None
+                if reader is not None:
                     # the epilogue binarizes and packs the output for the packed layer reading it
-                    nthr, ngroups = reader.threshold, reader.groups
-                    words = n * oh * ow * ngroups * ((co // ngroups + 63) // 64)
-                    op.next_act, op.next_sa = alloc(8 * words), alloc(4 * n * oh * ow * ngroups)
-                    op.next_thr, op.next_groups = nthr, ngroups
-                    produced = (op.next_act, op.next_sa, nthr, ngroups)
+                    op.next_thr, op.next_groups = reader.threshold, reader.groups
+                    produced = pack_for(op, oh, ow, co, reader.threshold, reader.groups)
                 bits.append(produced)
             else:
                 (op.kh, op.kw), (op.sh, op.sw) = _pair(module.kernel_size), _pair(module.stride)
